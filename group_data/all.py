@@ -1,0 +1,60 @@
+# The one source of truth: every logical model LiteLLM serves, and where it comes from.
+#
+# Each entry is keyed by the plain LiteLLM model name clients use. Fields (see README, "Data keys"):
+#   backend   "mlx" (an mlx_lm.server on `host`), "ovms" (OpenVINO Model Server on `host`),
+#             or "openai" (any external OpenAI-compatible base URL given in `api_base`)
+#   host      inventory host that runs the server (mlx, ovms)
+#   port      the server's port (mlx only; OVMS listens on ovms_rest_port)
+#   upstream  the model id the upstream server knows; LiteLLM routes to it as openai/<upstream>
+#   api_base  external backends only: the OpenAI-compatible base URL
+#   api_key_secret  optional: the name of the secret (environment or secrets file) holding the
+#             upstream's API key; local backends need none
+#   env_prefix  optional: prefix of the env.local names (default: the model name upper-cased, - -> _)
+#
+# Only jerry-chat's and lil-jerry's upstream ids come from the operator's notes; the other MLX
+# ids are examples to replace with what the studio really serves.
+llm_models = {
+    "jerry-chat": {
+        "backend": "mlx",
+        "host": "studio",
+        "port": 8100,
+        "upstream": "halley-ai/gpt-oss-120b-MLX-6bit-gs64",
+    },
+    "jerry-editor": {
+        "backend": "mlx",
+        "host": "studio",
+        "port": 8101,
+        "upstream": "mlx-community/Qwen3-Coder-30B-A3B-Instruct-4bit",
+    },
+    "jerry-architect": {
+        "backend": "mlx",
+        "host": "studio",
+        "port": 8102,
+        "upstream": "mlx-community/Qwen3-Next-80B-A3B-Instruct-4bit",
+    },
+    "jerry-weak": {
+        "backend": "mlx",
+        "host": "studio",
+        "port": 8103,
+        "upstream": "mlx-community/Llama-3.2-3B-Instruct-4bit",
+    },
+    "jerry-test": {
+        "backend": "mlx",
+        "host": "studio",
+        "port": 8109,
+        "upstream": "mlx-community/Qwen2.5-0.5B-Instruct-4bit",
+    },
+    "lil-jerry": {
+        "backend": "ovms",
+        "host": "mini",
+        "upstream": "llama-3-2-3b-instruct",
+    },
+}
+
+# Per-model field overrides layered over llm_models (a lab or staging data folder sets these,
+# so that it need not copy the whole registry).
+llm_model_overrides = {}
+
+# Where secrets come from when they are not in the operator's environment: an untracked
+# KEY=VALUE file, relative to the directory pyinfra runs in. Never commit it.
+llm_secrets_file = "secrets.env"

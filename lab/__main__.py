@@ -1,0 +1,58 @@
+"""python -m lab {up|deploy|status|ssh HOST [CMD]|reboot HOST|recreate HOST|down}"""
+
+import os
+import sys
+import time
+
+from lab import lab
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] in ("-h", "--help"):
+        print(__doc__)
+        return 0 if argv else 2
+    cmd, args = argv[0], argv[1:]
+    try:
+        if cmd == "up":
+            lab.up()
+        elif cmd == "deploy":
+            started = time.monotonic()
+            rc = lab.deploy(args).returncode
+            lab.log(f"deploy finished in {time.monotonic() - started:.1f} s (exit {rc})")
+            if rc == 0:
+                key = lab.proxy_key()
+                mini = lab.HOSTS["mini"]
+                print(
+                    f"\nThe proxy answers at http://{mini}:4000/v1 (key in {lab.SECRETS}):\n"
+                    f"  curl -s http://{mini}:4000/v1/chat/completions \\\n"
+                    f"    -H \"Authorization: Bearer $(sed -n 's/^LITELLM_PROXY_KEY=//p' {lab.SECRETS})\" \\\n"
+                    f"    -H 'Content-Type: application/json' \\\n"
+                    f"    -d '{{\"model\": \"jerry-chat\", \"max_tokens\": 8, \"messages\": [{{\"role\": \"user\", \"content\": \"hello\"}}]}}'\n"
+                )
+                del key
+            return rc
+        elif cmd == "status":
+            return lab.status()
+        elif cmd == "ssh":
+            if not args or args[0] not in lab.HOSTS:
+                print(f"usage: ssh {{{'|'.join(lab.HOSTS)}}} [command]", file=sys.stderr)
+                return 2
+            os.execvp("ssh", lab.ssh_args(args[0]) + args[1:])
+        elif cmd in ("reboot", "recreate"):
+            if len(args) != 1 or args[0] not in lab.HOSTS:
+                print(f"usage: {cmd} {{{'|'.join(lab.HOSTS)}}}", file=sys.stderr)
+                return 2
+            seconds = getattr(lab, cmd)(args[0])
+            lab.log(f"{cmd} {args[0]}: ready in {seconds:.1f} s")
+        elif cmd == "down":
+            lab.down()
+        else:
+            print(__doc__, file=sys.stderr)
+            return 2
+    except lab.LabError as exc:
+        print(f"lab: error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,115 @@
+"""LiteLLM proxy on the mini: user, uv environment, router.yaml + env.local validated by LiteLLM
+before they go live, a hardened systemd unit, and a wait until the proxy answers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pyinfra.api import deploy
+from pyinfra.operations import files, server
+
+from tasks import common
+from tasks.registry import PROXY_KEY_SECRET, Registry
+from tasks.service import managed_service
+
+CHECK_SCRIPT = Path(common.TEMPLATES, "litellm", "check_config.py")
+
+
+def render_router_yaml(r: Registry) -> str:
+    return common.render(
+        "litellm/router.yaml.j2",
+        models=list(r.models.values()),
+        router_settings_yaml=common.to_yaml(r.router_settings()),
+        litellm_settings_yaml=common.to_yaml(r.settings["litellm_settings"]),
+        proxy_key_env=PROXY_KEY_SECRET,
+    )
+
+
+def render_env_local(r: Registry, secrets: dict[str, str]) -> str:
+    return common.render("litellm/env.local.j2", env=r.env_local(secrets))
+
+
+def render_unit(r: Registry) -> str:
+    s = r.settings
+    return common.render(
+        "litellm/litellm.service.j2",
+        user=s["litellm_user"],
+        home=s["litellm_home"],
+        config_dir=s["litellm_config_dir"],
+        bind=s["litellm_bind_address"],
+        port=s["litellm_port"],
+    )
+
+
+@deploy("LiteLLM proxy")
+def deploy_litellm():
+    r = common.registry()
+    s = r.settings
+    user, home, conf = s["litellm_user"], s["litellm_home"], s["litellm_config_dir"]
+    venv = f"{home}/venv"
+
+    server.group(name=f"Create group {user}", group=user, system=True)
+    server.user(
+        name=f"Create service user {user}",
+        user=user,
+        group=user,
+        system=True,
+        home="/var/lib/litellm",
+        create_home=False,
+        shell="/usr/sbin/nologin",
+    )
+    files.directory(name=f"Create {home}", path=home, user="root", group="root", mode="755")
+    # prisma: LiteLLM's auth error handler imports it, and without it a request that lacks the
+    # key gets 500 instead of 401 (litellm/proxy/db/exception_handler.py).
+    env = common.uv_environment(
+        venv, [f"litellm[proxy]=={s['litellm_version']}", f"prisma=={s['litellm_prisma_version']}"], "LiteLLM"
+    )
+    check = files.put(
+        name=f"Install the LiteLLM config checker in {home}",
+        src=str(CHECK_SCRIPT),
+        dest=f"{home}/check_config.py",
+        mode="644",
+    )
+
+    files.directory(name=f"Create {conf}", path=conf, user="root", group=user, mode="750")
+    candidate = f"{conf}/candidate"
+    files.directory(name=f"Create {candidate}", path=candidate, user="root", group="root", mode="700")
+    router_text = render_router_yaml(r)
+    env_text = render_env_local(r, common.secrets())
+    cand_router = common.put_text(
+        f"{candidate}/router.yaml", router_text, name="Stage the new router.yaml", mode="600"
+    )
+    cand_env = common.secret_file(
+        name="Stage the new env.local (contents not shown)",
+        dest=f"{candidate}/env.local",
+        content=env_text,
+        user="root",
+        group="root",
+    )
+    # LiteLLM itself judges the staged pair; a rejection stops this host's deploy here, before
+    # the live files or the running proxy are touched.
+    server.shell(
+        name="Validate the staged router.yaml with LiteLLM",
+        commands=[
+            f"LITELLM_LOCAL_MODEL_COST_MAP=True {venv}/bin/python {home}/check_config.py "
+            f"{candidate}/router.yaml {candidate}/env.local"
+        ],
+        _if=lambda: any(m.did_change() for m in (cand_router, cand_env, env, check)),
+    )
+    live_router = common.put_text(
+        f"{conf}/router.yaml", router_text, name=f"Render {conf}/router.yaml", group=user, mode="640"
+    )
+    live_env = common.secret_file(
+        name=f"Render {conf}/env.local (contents not shown)",
+        dest=f"{conf}/env.local",
+        content=env_text,
+        user=user,
+        group=user,
+    )
+    started = managed_service("litellm", render_unit(r), restart_on=[env, live_router, live_env])
+    common.wait_http(
+        f"http://127.0.0.1:{s['litellm_port']}/health/liveliness",
+        s["litellm_start_timeout"],
+        "the LiteLLM proxy",
+        _if=started.did_change,
+    )

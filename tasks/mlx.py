@@ -1,0 +1,123 @@
+"""MLX model servers on the studio: a uv environment with pinned mlx-lm, and one service per
+registry model (launchd on macOS, systemd on Linux) running the real mlx_lm.server."""
+
+from __future__ import annotations
+
+from pyinfra.api import deploy
+from pyinfra.operations import files, server
+
+from tasks import common
+from tasks.registry import Model, Registry
+from tasks.service import managed_service
+
+
+def server_argv(r: Registry, m: Model) -> list[str]:
+    s = r.settings
+    return [
+        f"{s['mlx_home']}/venv/bin/mlx_lm.server",
+        "--model",
+        m.upstream,
+        "--host",
+        s["mlx_bind_address"],
+        "--port",
+        str(m.port),
+        "--max-tokens",
+        str(s["mlx_max_tokens"]),
+    ]
+
+
+def unit_name(m: Model) -> str:
+    return f"mlx-{m.name}"
+
+
+def launchd_label(r: Registry, m: Model) -> str:
+    return f"{r.settings['mlx_launchd_prefix']}.{m.name}"
+
+
+def server_environment(r: Registry, m: Model, macos: bool) -> dict[str, str]:
+    state = f"{r.settings['mlx_home']}/state/{m.name}" if macos else f"/var/lib/{unit_name(m)}"
+    # The hub cache of models that are not in mlx_models_dir lives with the server's state.
+    return {"HF_HOME": f"{state}/hf", "PYTHONUNBUFFERED": "1"}
+
+
+def render_unit(r: Registry, m: Model) -> str:
+    s = r.settings
+    return common.render(
+        "mlx/mlx.service.j2",
+        model=m,
+        unit=unit_name(m),
+        user=s["mlx_user"],
+        bind=s["mlx_bind_address"],
+        models_dir=s["mlx_models_dir"],
+        argv=server_argv(r, m),
+        environment=server_environment(r, m, macos=False),
+    )
+
+
+def render_plist(r: Registry, m: Model) -> str:
+    s = r.settings
+    return common.render(
+        "mlx/mlx.plist.j2",
+        model=m,
+        label=launchd_label(r, m),
+        models_dir=s["mlx_models_dir"],
+        argv=server_argv(r, m),
+        environment=server_environment(r, m, macos=True),
+        log_dir=f"{s['mlx_home']}/logs",
+    )
+
+
+@deploy("MLX model servers")
+def deploy_mlx(host_name: str):
+    r = common.registry()
+    s = r.settings
+    models = sorted(r.served_by(host_name, "mlx"), key=lambda m: m.port)
+    if not models:
+        return
+    macos = common.is_macos()
+    home = s["mlx_home"]
+
+    if not macos:
+        server.group(name=f"Create group {s['mlx_user']}", group=s["mlx_user"], system=True)
+        server.user(
+            name=f"Create service user {s['mlx_user']}",
+            user=s["mlx_user"],
+            group=s["mlx_user"],
+            system=True,
+            home=home,
+            create_home=False,
+            shell="/usr/sbin/nologin",
+        )
+    files.directory(name=f"Create {home}", path=home, mode="755")
+    mlx = f"mlx[cpu]=={s['mlx_version']}" if not macos else f"mlx=={s['mlx_version']}"
+    env = common.uv_environment(f"{home}/venv", [mlx, f"mlx-lm=={s['mlx_lm_version']}"], "MLX")
+    files.directory(name=f"Create {s['mlx_models_dir']}", path=s["mlx_models_dir"], mode="755")
+    if macos:
+        files.directory(name=f"Create {home}/logs", path=f"{home}/logs", mode="755")
+
+    uploads = {}
+    for upstream, local in sorted(s["mlx_model_sources"].items()):
+        uploads[upstream] = files.sync(
+            name=f"Upload model {upstream} from {local}",
+            src=local,
+            dest=f"{s['mlx_models_dir']}/{upstream}",
+            delete=True,
+            mode="644",
+            dir_mode="755",
+        )
+
+    for m in models:
+        if macos:
+            definition = render_plist(r, m)
+        else:
+            definition = render_unit(r, m)
+        restart_on = [env] + ([uploads[m.upstream]] if m.upstream in uploads else [])
+        started = managed_service(
+            unit_name(m), definition, restart_on=restart_on, label=launchd_label(r, m)
+        )
+        common.wait_http(
+            f"http://127.0.0.1:{m.port}/v1/models",
+            s["mlx_start_timeout"],
+            f"the {m.name} MLX server",
+            _if=started.did_change,
+        )

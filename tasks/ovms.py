@@ -1,0 +1,123 @@
+"""OpenVINO Model Server on the mini: the pinned release archive (downloaded or uploaded from
+the control machine, verified by sha256), unpacked into a versioned directory, config.json from
+the registry, and a systemd unit bound to loopback."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+from urllib.parse import urlsplit
+
+from pyinfra.api import deploy
+from pyinfra.facts.files import File
+from pyinfra import host
+from pyinfra.operations import apt, files, server
+
+from tasks import common
+from tasks.registry import Registry
+from tasks.service import managed_service
+
+
+def render_config(r: Registry) -> str:
+    s = r.settings
+    servables = [
+        {"name": m.upstream, "base_path": f"{s['ovms_models_dir']}/{m.upstream}"}
+        for m in r.served_by(host=r.proxy_host, backend="ovms")
+    ]
+    config = {"model_config_list": [], "mediapipe_config_list": servables}
+    return common.render("ovms/config.json.j2", config_json=json.dumps(config, indent=2))
+
+
+def render_unit(r: Registry) -> str:
+    s = r.settings
+    return common.render(
+        "ovms/ovms.service.j2",
+        version=s["ovms_version"],
+        user=s["ovms_user"],
+        home=s["ovms_home"],
+        models_dir=s["ovms_models_dir"],
+        config_dir=s["ovms_config_dir"],
+        bind=s["ovms_bind_address"],
+        port=s["ovms_rest_port"],
+    )
+
+
+def local_archive(url: str) -> str | None:
+    """The archive's path on the control machine when ovms_archive_url is not http(s)."""
+    if url.startswith("file://"):
+        return urlsplit(url).path
+    if os.path.isabs(url):
+        return url
+    return None
+
+
+@deploy("OpenVINO Model Server")
+def deploy_ovms():
+    r = common.registry()
+    s = r.settings
+    user, home, version = s["ovms_user"], s["ovms_home"], s["ovms_version"]
+    release = f"{home}/{version}"
+    archive = f"{home}/archives/ovms-{version}.tar.gz"
+
+    apt.packages(
+        name="Install the libraries the OVMS release needs",
+        packages=s["ovms_packages"],
+        update=True,
+        cache_time=3600,
+    )
+    server.group(name=f"Create group {user}", group=user, system=True)
+    server.user(
+        name=f"Create service user {user}",
+        user=user,
+        group=user,
+        system=True,
+        home=home,
+        create_home=False,
+        shell="/usr/sbin/nologin",
+    )
+    files.directory(name=f"Create {home}/archives", path=f"{home}/archives", mode="755")
+    local = local_archive(s["ovms_archive_url"])
+    if local:
+        fetched = files.put(name=f"Upload the OVMS {version} archive", src=local, dest=archive)
+    else:
+        fetched = files.download(
+            name=f"Download the OVMS {version} release",
+            src=s["ovms_archive_url"],
+            dest=archive,
+            sha256sum=s["ovms_archive_sha256"],
+        )
+    unpacked = host.get_fact(File, path=f"{release}/ovms/bin/ovms")
+    # Verified again here whatever the source, so an upload is held to the same digest.
+    server.shell(
+        name=f"Verify and unpack OVMS {version} into {release}",
+        commands=[
+            f"echo {shlex.quote(s['ovms_archive_sha256'] + '  ' + archive)} | sha256sum -c --quiet -",
+            f"rm -rf {release}.tmp && mkdir -p {release}.tmp",
+            f"tar -xzf {archive} -C {release}.tmp",
+            f"test -x {release}.tmp/ovms/bin/ovms",
+            f"rm -rf {release} && mv {release}.tmp {release}",
+        ],
+        _if=lambda: fetched.did_change() or not unpacked,
+    )
+    current = files.link(
+        name=f"Point {home}/current at {version}", path=f"{home}/current", target=release
+    )
+    files.directory(name=f"Create {s['ovms_models_dir']}", path=s["ovms_models_dir"], mode="755")
+    for m in r.served_by(r.proxy_host, "ovms"):
+        files.directory(
+            name=f"Create the model folder of {m.name}",
+            path=f"{s['ovms_models_dir']}/{m.upstream}",
+            mode="755",
+        )
+    files.directory(name=f"Create {s['ovms_config_dir']}", path=s["ovms_config_dir"], mode="755")
+    config = common.put_text(
+        f"{s['ovms_config_dir']}/config.json", render_config(r), name="Render OVMS config.json"
+    )
+    started = managed_service("ovms", render_unit(r), restart_on=[current, config])
+    common.wait_http(
+        f"http://{s['ovms_bind_address']}:{s['ovms_rest_port']}/v2/health/ready",
+        s["ovms_start_timeout"],
+        "OVMS",
+        _if=started.did_change,
+    )

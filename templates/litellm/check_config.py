@@ -1,0 +1,86 @@
+"""Ask LiteLLM itself whether a router.yaml + env.local pair would start.
+
+Usage: check_config.py ROUTER_YAML ENV_FILE. Exit 0 when LiteLLM accepts the config; otherwise
+print what it rejected (never a secret value) and exit 1. The deploy runs this with the proxy's
+own environment before it puts a new config live, so a bad config never reaches the service.
+"""
+
+import os
+import sys
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+import yaml  # noqa: E402  (after the environment LiteLLM reads on import)
+
+KNOWN_SECTIONS = {"model_list", "router_settings", "litellm_settings", "general_settings"}
+
+
+def fail(message):
+    print(f"router.yaml rejected: {message}", file=sys.stderr)
+    sys.exit(1)
+
+
+def read_env(path):
+    env = {}
+    with open(path) as handle:
+        for line in handle:
+            line = line.strip()
+            if line and not line.startswith("#"):
+                name, _, value = line.partition("=")
+                env[name] = value
+    return env
+
+
+def resolve(value, env, where):
+    if isinstance(value, str) and value.startswith("os.environ/"):
+        name = value.split("/", 1)[1]
+        if name not in env:
+            fail(f"{where} refers to {name}, which env.local does not define")
+        return env[name]
+    if isinstance(value, dict):
+        return {k: resolve(v, env, f"{where}.{k}") for k, v in value.items()}
+    if isinstance(value, list):
+        return [resolve(v, env, f"{where}[{i}]") for i, v in enumerate(value)]
+    return value
+
+
+def main(router_path, env_path):
+    try:
+        with open(router_path) as handle:
+            config = yaml.safe_load(handle)
+    except yaml.YAMLError as exc:
+        fail(f"not valid YAML: {exc}")
+    if not isinstance(config, dict):
+        fail("the top level is not a mapping")
+    unknown = set(config) - KNOWN_SECTIONS
+    if unknown:
+        fail(f"unknown top-level sections: {', '.join(sorted(unknown))}")
+    env = read_env(env_path)
+    config = resolve(config, env, "router.yaml")
+
+    import litellm
+    from litellm.types.router import RetryPolicy
+
+    settings = dict(config.get("router_settings") or {})
+    policy = settings.get("retry_policy") or {}
+    unknown_retry = set(policy) - set(RetryPolicy.model_fields)
+    if unknown_retry:
+        # RetryPolicy drops unknown names silently; the proxy would run without them.
+        fail(f"router_settings.retry_policy has names LiteLLM ignores: {sorted(unknown_retry)}")
+    for key in config.get("litellm_settings") or {}:
+        if not hasattr(litellm, key):
+            fail(f"litellm_settings.{key} is not a LiteLLM setting")
+    master_key = (config.get("general_settings") or {}).get("master_key")
+    if not master_key:
+        fail("general_settings.master_key is empty: the proxy would accept any caller")
+    try:
+        litellm.Router(model_list=config.get("model_list") or [], **settings)
+    except Exception as exc:  # LiteLLM raises ValueError, TypeError or pydantic errors
+        fail(f"{type(exc).__name__}: {exc}")
+    print(f"router.yaml accepted by LiteLLM {litellm.version if hasattr(litellm, 'version') else ''}".strip())
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 3:
+        sys.exit("usage: check_config.py ROUTER_YAML ENV_FILE")
+    main(sys.argv[1], sys.argv[2])

@@ -1,0 +1,143 @@
+"""Acceptance: services, sockets, files and endpoints of the deployed stack."""
+
+import json
+import urllib.error
+import urllib.request
+
+import pytest
+import yaml
+
+from tasks import litellm as litellm_task
+
+
+def http(method, url, body=None, key=None, timeout=60):
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method)
+    request.add_header("Content-Type", "application/json")
+    if key:
+        request.add_header("Authorization", f"Bearer {key}")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as err:
+        return err.code, err.read().decode(errors="replace")
+
+
+def test_service_enabled_and_running(hosts, service_on_host):
+    host_name, service = service_on_host
+    host = hosts[host_name]
+    unit = host.service(service)
+    log = host.run(f"journalctl -u {service} --no-pager -n 30").stdout
+    assert unit.is_running, f"{service} is not running on {host_name}; recent log:\n{log}"
+    assert unit.is_enabled, f"{service} is not enabled on {host_name}; recent log:\n{log}"
+
+
+def test_litellm_listens_on_the_lan(hosts, registry):
+    port = registry.settings["litellm_port"]
+    assert hosts[registry.proxy_host].socket(f"tcp://{registry.settings['litellm_bind_address']}:{port}").is_listening
+
+
+def test_ovms_listens_on_loopback_only(hosts, registry):
+    mini = hosts[registry.proxy_host]
+    port = registry.settings["ovms_rest_port"]
+    assert mini.socket(f"tcp://127.0.0.1:{port}").is_listening
+    listening = [s for s in mini.socket.get_listening_sockets() if s.endswith(f":{port}")]
+    assert listening == [f"tcp://127.0.0.1:{port}"], listening
+
+
+def test_mlx_server_listens(hosts, mlx_model, registry):
+    host = hosts[mlx_model.host]
+    assert host.socket(f"tcp://{registry.settings['mlx_bind_address']}:{mlx_model.port}").is_listening
+
+
+def test_nothing_else_of_ours_listens(hosts, registry):
+    """Every TCP port listening on a host is sshd's or one the registry declares."""
+    for name, host in hosts.items():
+        declared = {row["port"] for row in registry.ports() if row["host"] == name} | {22}
+        ports = {int(s.rsplit(":", 1)[1]) for s in host.socket.get_listening_sockets() if s.startswith("tcp")}
+        assert ports <= declared, f"{name}: undeclared listeners on {sorted(ports - declared)}"
+        assert declared <= ports, f"{name}: declared but not listening: {sorted(declared - ports)}"
+
+
+def test_env_local_is_private(hosts, registry):
+    env = hosts[registry.proxy_host].file(f"{registry.settings['litellm_config_dir']}/env.local")
+    assert env.exists
+    assert env.mode == 0o600
+    assert env.user == registry.settings["litellm_user"]
+
+
+def test_router_yaml_matches_the_registry(hosts, registry):
+    router = hosts[registry.proxy_host].file(f"{registry.settings['litellm_config_dir']}/router.yaml")
+    assert router.content_string == litellm_task.render_router_yaml(registry)
+    names = [m["model_name"] for m in yaml.safe_load(router.content_string)["model_list"]]
+    assert names == list(registry.models)
+
+
+def test_litellm_liveness_and_readiness(proxy_url):
+    status, _ = http("GET", f"{proxy_url}/health/liveliness")
+    assert status == 200
+    status, body = http("GET", f"{proxy_url}/health/readiness")
+    assert status == 200, body
+
+
+def test_models_lists_exactly_the_registry(proxy_url, proxy_key, registry):
+    status, body = http("GET", f"{proxy_url}/v1/models", key=proxy_key)
+    assert status == 200, body
+    assert sorted(m["id"] for m in body["data"]) == sorted(registry.models)
+
+
+def test_request_without_key_is_refused(proxy_url):
+    status, _ = http("GET", f"{proxy_url}/v1/models")
+    assert status == 401
+    status, _ = http("POST", f"{proxy_url}/v1/chat/completions", {"model": "jerry-chat", "messages": []})
+    assert status == 401
+
+
+def test_request_with_wrong_key_is_refused(proxy_url):
+    status, _ = http("GET", f"{proxy_url}/v1/models", key="sk-not-the-key")
+    assert status in (400, 401)
+
+
+def test_chat_completion_through_the_proxy(proxy_url, proxy_key, model_name, registry):
+    status, body = http(
+        "POST",
+        f"{proxy_url}/v1/chat/completions",
+        {"model": model_name, "max_tokens": 4, "messages": [{"role": "user", "content": "hello"}]},
+        key=proxy_key,
+    )
+    assert status == 200, body
+    choice = body["choices"][0]
+    assert body["model"] == model_name
+    assert choice["message"]["role"] == "assistant"
+    assert isinstance(choice["message"]["content"], str) and choice["message"]["content"]
+    assert body["usage"]["completion_tokens"] > 0
+    if registry.models[model_name].backend == "mlx":
+        # the real mlx_lm.server marks its answers with its own fingerprint
+        assert body.get("system_fingerprint", "").startswith(registry.settings["mlx_lm_version"])
+
+
+def test_mlx_server_answers_directly(addresses, mlx_model):
+    url = f"http://{addresses[mlx_model.host]}:{mlx_model.port}"
+    status, body = http("GET", f"{url}/v1/models")
+    assert status == 200, body
+    status, body = http(
+        "POST", f"{url}/v1/chat/completions",
+        {"model": mlx_model.upstream, "max_tokens": 4, "messages": [{"role": "user", "content": "hi"}]},
+    )
+    assert status == 200, body
+    assert body["usage"]["completion_tokens"] > 0
+
+
+def test_ovms_answers_its_own_endpoints(hosts, registry):
+    mini = hosts[registry.proxy_host]
+    port = registry.settings["ovms_rest_port"]
+    assert mini.run(f"curl -fsS -o /dev/null -w '%{{http_code}}' http://127.0.0.1:{port}/v2/health/ready").stdout == "200"
+    models = json.loads(mini.check_output(f"curl -fsS http://127.0.0.1:{port}/v3/models"))
+    served = {m.upstream for m in registry.models.values() if m.backend == "ovms"}
+    assert {m["id"] for m in models["data"]} == served
+
+
+def test_litellm_unit_is_hardened(hosts, registry):
+    out = hosts[registry.proxy_host].run("systemd-analyze security --no-pager litellm.service | tail -1")
+    score = float(out.stdout.split("Overall exposure level for litellm.service:")[1].split()[0])
+    assert score <= 4.0, out.stdout

@@ -1,0 +1,141 @@
+"""Every template rendered from the default registry, checked without any host."""
+
+import os
+import plistlib
+import re
+import stat
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from tasks import litellm as litellm_task
+from tasks import mlx as mlx_task
+from tasks import ovms as ovms_task
+
+from .conftest import ROOT
+
+
+def test_router_yaml_follows_the_seed(registry):
+    router = yaml.safe_load(litellm_task.render_router_yaml(registry))
+    names = [entry["model_name"] for entry in router["model_list"]]
+    assert names == list(registry.models)
+    chat = router["model_list"][0]
+    assert chat == {
+        "model_name": "jerry-chat",
+        "litellm_params": {
+            "model": "os.environ/JERRY_CHAT_MODEL",
+            "api_base": "os.environ/JERRY_CHAT_API_BASE",
+            "api_key": "os.environ/JERRY_CHAT_API_KEY",
+        },
+    }
+    assert router["router_settings"]["allowed_fails"] == 2
+    assert router["router_settings"]["cooldown_time"] == 15
+    assert router["litellm_settings"] == {"json_logs": True}
+    assert router["general_settings"] == {"master_key": "os.environ/LITELLM_PROXY_KEY"}
+
+
+def test_env_local_holds_exactly_the_names_router_yaml_uses(registry, secrets):
+    router_text = litellm_task.render_router_yaml(registry)
+    referenced = set(re.findall(r"os\.environ/([A-Z0-9_]+)", router_text))
+    env_text = litellm_task.render_env_local(registry, secrets)
+    defined = [line.split("=", 1)[0] for line in env_text.splitlines() if line and not line.startswith("#")]
+    assert len(defined) == len(set(defined))
+    assert set(defined) == referenced
+    assert "JERRY_CHAT_MODEL=openai/halley-ai/gpt-oss-120b-MLX-6bit-gs64" in env_text
+    assert "LIL_JERRY_API_BASE=http://127.0.0.1:9000/v3" in env_text
+
+
+def test_litellm_accepts_the_rendered_config(registry, secrets, tmp_path):
+    (tmp_path / "router.yaml").write_text(litellm_task.render_router_yaml(registry))
+    (tmp_path / "env.local").write_text(litellm_task.render_env_local(registry, secrets))
+    out = subprocess.run(
+        [sys.executable, str(litellm_task.CHECK_SCRIPT), str(tmp_path / "router.yaml"), str(tmp_path / "env.local")],
+        capture_output=True, text=True, timeout=120,
+        env={**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"},
+    )
+    assert out.returncode == 0, out.stderr
+    assert "accepted" in out.stdout
+
+
+@pytest.mark.parametrize(
+    "change, complaint",
+    [
+        (lambda r: r.settings["litellm_router_settings"].update(routing_strategy="fastest"), "Invalid routing_strategy"),
+        (lambda r: r.settings["litellm_router_settings"].update(no_such_setting=1), "unexpected keyword argument"),
+        (lambda r: r.settings["litellm_settings"].update(no_such_flag=True), "litellm_settings.no_such_flag"),
+    ],
+    ids=["routing-strategy", "unknown-router-setting", "unknown-litellm-setting"],
+)
+def test_litellm_rejects_a_bad_config(registry, secrets, tmp_path, change, complaint):
+    change(registry)
+    (tmp_path / "router.yaml").write_text(litellm_task.render_router_yaml(registry))
+    (tmp_path / "env.local").write_text(litellm_task.render_env_local(registry, secrets))
+    out = subprocess.run(
+        [sys.executable, str(litellm_task.CHECK_SCRIPT), str(tmp_path / "router.yaml"), str(tmp_path / "env.local")],
+        capture_output=True, text=True, timeout=120,
+        env={**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"},
+    )
+    assert out.returncode == 1
+    assert complaint in out.stderr
+    assert secrets["LITELLM_PROXY_KEY"] not in out.stderr + out.stdout
+
+
+def _units(registry):
+    units = {"litellm.service": litellm_task.render_unit(registry), "ovms.service": ovms_task.render_unit(registry)}
+    for m in registry.served_by("studio", "mlx"):
+        units[f"{mlx_task.unit_name(m)}.service"] = mlx_task.render_unit(registry, m)
+    return units
+
+
+def test_units_pass_systemd_analyze_verify(registry, tmp_path):
+    import shutil
+
+    root = tmp_path / "root"
+    # verify resolves the units' dependencies (sysinit.target, ...) inside --root.
+    shutil.copytree("/usr/lib/systemd/system", root / "usr/lib/systemd/system", symlinks=True)
+    unit_dir = root / "etc/systemd/system"
+    unit_dir.mkdir(parents=True)
+    for name, text in _units(registry).items():
+        (unit_dir / name).write_text(text)
+        # verify checks that ExecStart exists: give it an executable at that path.
+        exe = re.search(r"^ExecStart=(\S+)", text, re.M).group(1)
+        path = root / exe.lstrip("/")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("#!/bin/sh\n")
+        path.chmod(path.stat().st_mode | stat.S_IEXEC)
+    out = subprocess.run(
+        ["systemd-analyze", "verify", "--man=no", f"--root={root}", *(f"/etc/systemd/system/{n}" for n in _units(registry))],
+        capture_output=True, text=True,
+    )
+    problems = [l for l in out.stderr.splitlines() if "/etc/systemd/system/" in l or "Failed" in l]
+    assert out.returncode == 0 and not problems, out.stderr
+
+
+def test_plists_carry_the_launchd_keys(registry):
+    for m in registry.served_by("studio", "mlx"):
+        plist = plistlib.loads(mlx_task.render_plist(registry, m).encode())
+        assert plist["Label"] == f"lab.llm.mlx.{m.name}"
+        assert plist["ProgramArguments"] == mlx_task.server_argv(registry, m)
+        assert plist["ProgramArguments"][1:3] == ["--model", m.upstream]
+        assert plist["RunAtLoad"] is True and plist["KeepAlive"] is True
+        assert plist["StandardOutPath"].endswith(f"{m.name}.out.log")
+        assert plist["StandardErrorPath"].endswith(f"{m.name}.err.log")
+        assert "HF_HOME" in plist["EnvironmentVariables"]
+
+
+def test_ovms_config_lists_every_ovms_model(registry):
+    import json
+
+    config = json.loads(ovms_task.render_config(registry))
+    assert config["mediapipe_config_list"] == [
+        {"name": "llama-3-2-3b-instruct", "base_path": "/var/lib/ovms/models/llama-3-2-3b-instruct"}
+    ]
+
+
+def test_mlx_servers_use_the_real_flags(registry):
+    m = registry.models["jerry-test"]
+    argv = mlx_task.server_argv(registry, m)
+    assert argv[0].endswith("/venv/bin/mlx_lm.server")
+    assert argv[1:] == ["--model", m.upstream, "--host", "0.0.0.0", "--port", "8109", "--max-tokens", "512"]
