@@ -525,6 +525,21 @@ def build(
     return Registry(models=models, settings=settings, hosts=dict(hosts), sources=sources)
 
 
+def real_host_addresses() -> dict[str, str]:
+    """inventory.py's host addresses, read without its DNS lookup and preflight."""
+    import importlib
+
+    before = os.environ.get("LLMLAB_ADDRESSES_ONLY")
+    os.environ["LLMLAB_ADDRESSES_ONLY"] = "1"
+    try:
+        return dict(importlib.import_module("inventory").HOST_ADDRESSES)
+    finally:
+        if before is None:
+            del os.environ["LLMLAB_ADDRESSES_ONLY"]
+        else:
+            os.environ["LLMLAB_ADDRESSES_ONLY"] = before
+
+
 def ports_markdown(registry: Registry) -> str:
     lines = [
         "# Ports and endpoints",
@@ -550,11 +565,8 @@ if __name__ == "__main__":
 
     root = Path(__file__).resolve().parent.parent
     sys.path.insert(0, str(root))
-    os.environ["LLMLAB_ADDRESSES_ONLY"] = "1"
-    from inventory import HOST_ADDRESSES
-
     group_data, group_sources = load_group_data([root / "group_data"])
-    reg = build(group_data, HOST_ADDRESSES, group_sources, for_deploy=False)
+    reg = build(group_data, real_host_addresses(), group_sources, for_deploy=False)
     if sys.argv[1:] == ["ports"]:
         sys.stdout.write(ports_markdown(reg))
     else:

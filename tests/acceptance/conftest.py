@@ -22,11 +22,8 @@ LAB_SECRETS = ROOT / ".lab" / "state" / "secrets.env"
 @lru_cache(maxsize=2)
 def expected(real: bool) -> reg.Registry:
     """The registry the deploy used: lab data overrides apply unless --real-hosts."""
-    os.environ["LLMLAB_ADDRESSES_ONLY"] = "1"
     if real:
-        from inventory import HOST_ADDRESSES
-
-        folders, hosts = [ROOT / "group_data"], HOST_ADDRESSES
+        folders, hosts = [ROOT / "group_data"], reg.real_host_addresses()
     else:
         folders = preflight.group_data_folders(str(ROOT / "lab" / "inventory.py"))
         from lab.lab import HOSTS as hosts
@@ -70,9 +67,7 @@ def lab_state(real):
 @pytest.fixture(scope="session")
 def addresses(real, lab_state):
     if real:
-        from inventory import HOST_ADDRESSES
-
-        return dict(HOST_ADDRESSES)
+        return reg.real_host_addresses()
     return dict(lab_state["hosts"])
 
 
