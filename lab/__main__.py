@@ -20,7 +20,6 @@ def main(argv: list[str]) -> int:
             rc = lab.deploy(args).returncode
             lab.log(f"deploy finished in {time.monotonic() - started:.1f} s (exit {rc})")
             if rc == 0:
-                key = lab.proxy_key()
                 mini = lab.HOSTS["mini"]
                 print(
                     f"\nThe proxy answers at http://{mini}:4000/v1 (key in {lab.SECRETS}):\n"
@@ -29,7 +28,6 @@ def main(argv: list[str]) -> int:
                     f"    -H 'Content-Type: application/json' \\\n"
                     f"    -d '{{\"model\": \"jerry-chat\", \"max_tokens\": 8, \"messages\": [{{\"role\": \"user\", \"content\": \"hello\"}}]}}'\n"
                 )
-                del key
             return rc
         elif cmd == "status":
             return lab.status()

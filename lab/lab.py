@@ -343,8 +343,9 @@ def down(quiet: bool = False) -> None:
     network_down(state)
     for host in HOSTS:
         shutil.rmtree(MACHINES / host, ignore_errors=True)
-    if STATE_FILE.exists():
-        STATE_FILE.unlink()
+    # This lab's key, host keys and proxy key go with it; the next `up` makes new ones.
+    for path in (STATE_FILE, KEY, KEY.with_suffix(".pub"), KNOWN_HOSTS, SECRETS):
+        path.unlink(missing_ok=True)
     if not quiet:
         log("down: containers, namespaces, veths, bridge and nft table removed")
 
@@ -392,28 +393,31 @@ def up() -> Timings:
 
 
 def recreate(host: str) -> float:
-    """Destroy one host and boot it again empty, from the cached root."""
+    """Destroy one host and boot it again empty, from the cached root; returns the seconds
+    from destroying it until it is ready."""
+    started = time.monotonic()
     stop(host)
     prepare_machine(host, base_rootfs(), KEY.with_suffix(".pub").read_text())
-    # The new host has new host keys.
-    lines = [l for l in KNOWN_HOSTS.read_text().splitlines() if not l.startswith(HOSTS[host] + " ")]
-    KNOWN_HOSTS.write_text("".join(l + "\n" for l in lines))
+    # The new host has new host keys (ssh-keygen -R also finds hashed entries).
+    run("ssh-keygen", "-q", "-R", HOSTS[host], "-f", str(KNOWN_HOSTS), check=False)
+    Path(f"{KNOWN_HOSTS}.old").unlink(missing_ok=True)
     boot(host)
-    return wait_ready(host)
+    wait_ready(host)
+    return time.monotonic() - started
 
 
 def reboot(host: str) -> float:
-    """Reboot one host as its own systemd does it, keeping its disk."""
-    run(*ssh_args(host), "systemctl reboot", check=False)
-    deadline = time.monotonic() + 60
-    # nspawn keeps running across a container reboot; wait until sshd went away and came back.
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection((HOSTS[host], 22), timeout=0.5):
-                time.sleep(0.3)
-        except OSError:
-            break
-    return wait_ready(host)
+    """Restart one host keeping its disk: a clean power-off of its systemd (nspawn forwards
+    SIGTERM as the power button), then a fresh boot of the same root. A reboot requested from
+    inside the container (systemctl reboot) hangs the re-spawned systemd on machines whose own
+    PID 1 is not systemd, so the lab power-cycles instead; to the host it is the same thing."""
+    if not _nspawn_pids(host):
+        raise LabError(f"{host} is not running: run `./labctl up` first")
+    started = time.monotonic()
+    stop(host)
+    boot(host)
+    wait_ready(host)
+    return time.monotonic() - started
 
 
 def is_up() -> bool:

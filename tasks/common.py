@@ -89,11 +89,15 @@ def put_text(dest: str, text: str, name: str, user="root", group="root", mode="6
     )
 
 
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 @operation()
 def secret_file(dest: str, content: str, user: str, group: str, mode: str = "600"):
     """Upload a file whose content is secret: compared by sha256, never printed or diffed."""
     data = content.encode()
-    digest = hashlib.sha256(data).hexdigest()
+    digest = sha256_text(content)
     current = host.get_fact(File, path=dest)
     if host.get_fact(Sha256File, path=dest) != digest or not current:
         # Upload next to the destination (a directory the service user cannot list), fix
@@ -132,23 +136,34 @@ def ensure_uv(uv_version: str):
 
 def uv_environment(venv: str, requirements: list[str], what: str):
     """A virtual environment built with uv from pinned requirements; rebuilt when the pins
-    change or the environment is missing. Returns the operation that (re)built it."""
+    change or the environment is missing. Returns the operation that (re)built it.
+
+    The pins are recorded beside the environment only after a build succeeded, so a build that
+    failed half-way is built again by the next run."""
     uv = ensure_uv(registry().settings["uv_version"])
     spec_path = f"{venv}.requirements.txt"
-    spec = put_text(spec_path, "\n".join(requirements) + "\n", name=f"Pin {what} requirements")
-    # bin/python is a symlink, which the File fact does not report; pyvenv.cfg is a file.
+    # Bytecode is compiled at build time: the services run as users who cannot write
+    # __pycache__ into a root-owned environment, and would otherwise recompile at every start.
+    options = f"--compile-bytecode {'--system-certs' if not is_macos() else ''}".strip()
+    # The record holds the install options too, so changing them rebuilds the environment.
+    spec_text = f"# uv pip install {options}\n" + "\n".join(requirements) + "\n"
+    # Both facts are read before this run changes anything. bin/python is a symlink, which the
+    # File fact does not report; pyvenv.cfg is a file.
+    built_from = host.get_fact(Sha256File, path=spec_path)
     python = host.get_fact(File, path=f"{venv}/pyvenv.cfg")
     certs = "--system-certs" if not is_macos() else ""
-    return server.shell(
+    build = server.shell(
         name=f"Build the {what} environment with uv",
         commands=[
             f"rm -rf {shlex.quote(venv)}",
             f"{uv} venv --quiet {certs} --python python3 {shlex.quote(venv)}",
-            f"{uv} pip install --quiet {certs} --python {shlex.quote(venv)}/bin/python "
-            f"-r {shlex.quote(spec_path)}",
+            f"{uv} pip install --quiet {options} --python {shlex.quote(venv)}/bin/python "
+            + " ".join(shlex.quote(r) for r in requirements),
         ],
-        _if=lambda: spec.did_change() or not python,
+        _if=lambda: built_from != sha256_text(spec_text) or not python,
     )
+    put_text(spec_path, spec_text, name=f"Record the {what} requirements it was built from")
+    return build
 
 
 def wait_http(url: str, timeout: int, what: str, _if):

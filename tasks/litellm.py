@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pyinfra import host
 from pyinfra.api import deploy
+from pyinfra.facts.files import Sha256File
 from pyinfra.operations import files, server
 
 from tasks import common
@@ -87,14 +89,21 @@ def deploy_litellm():
         group="root",
     )
     # LiteLLM itself judges the staged pair; a rejection stops this host's deploy here, before
-    # the live files or the running proxy are touched.
+    # the live files or the running proxy are touched. It judges whenever the live pair is about
+    # to change (read before this run changed anything), so re-running a rejected deploy is
+    # rejected again even though its staged files are already in place, and whenever the
+    # LiteLLM environment or the checker changed.
+    live_will_change = (
+        host.get_fact(Sha256File, path=f"{conf}/router.yaml") != common.sha256_text(router_text)
+        or host.get_fact(Sha256File, path=f"{conf}/env.local") != common.sha256_text(env_text)
+    )
     server.shell(
         name="Validate the staged router.yaml with LiteLLM",
         commands=[
             f"LITELLM_LOCAL_MODEL_COST_MAP=True {venv}/bin/python {home}/check_config.py "
             f"{candidate}/router.yaml {candidate}/env.local"
         ],
-        _if=lambda: any(m.did_change() for m in (cand_router, cand_env, env, check)),
+        _if=lambda: live_will_change or any(m.did_change() for m in (cand_router, cand_env, env, check)),
     )
     live_router = common.put_text(
         f"{conf}/router.yaml", router_text, name=f"Render {conf}/router.yaml", group=user, mode="640"

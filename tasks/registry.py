@@ -232,6 +232,15 @@ class Registry:
         return self.settings.get("litellm_host", "mini")
 
 
+_KINDS = {int: "an integer", float: "a number", str: "a string", dict: "a mapping", list: "a list", bool: "true or false"}
+
+
+def _kind(expected: Any) -> str:
+    """How an error message names the expected type(s): "an integer", "a string or a list"."""
+    types = expected if isinstance(expected, tuple) else (expected,)
+    return " or ".join(_KINDS.get(t, getattr(t, "__name__", str(t))) for t in types)
+
+
 def _where(sources: Mapping[str, str], key: str) -> str:
     return sources.get(key, "group data")
 
@@ -242,9 +251,12 @@ def load_group_data(folders: list[Path]) -> tuple[dict[str, Any], dict[str, str]
     data: dict[str, Any] = {}
     sources: dict[str, str] = {}
     for folder in folders:
-        if not folder.is_dir():
+        if folder.is_file() and folder.suffix == ".py":
+            files = [folder]  # pyinfra's --group-data also takes one file: its stem is the group
+        elif folder.is_dir():
+            files = sorted(folder.glob("*.py"), key=lambda p: (p.stem != "all", p.name))
+        else:
             continue
-        files = sorted(folder.glob("*.py"), key=lambda p: (p.stem != "all", p.name))
         for path in files:
             try:
                 values = runpy.run_path(str(path))
@@ -299,8 +311,7 @@ def _check_settings(data: Mapping[str, Any], sources: Mapping[str, str], for_dep
         if isinstance(value, bool) and expected is int:
             raise RegistryError(f"{where}: {key} must be an integer, not {value!r}")
         if not isinstance(value, expected):
-            name = expected.__name__ if isinstance(expected, type) else expected
-            raise RegistryError(f"{where}: {key} must be a {name}, not {type(value).__name__}")
+            raise RegistryError(f"{where}: {key} must be {_kind(expected)}, not {type(value).__name__}")
     for key in ("litellm_port", "ovms_rest_port"):
         _check_port(data[key], f"{_where(sources, key)}: {key}")
     if data["litellm_port"] == data["ovms_rest_port"]:
@@ -402,7 +413,7 @@ def _model(name: Any, entry: Any, where: str, hosts: Mapping[str, str]) -> Model
         expected = MODEL_FIELDS[fname]
         if isinstance(value, bool) or not isinstance(value, expected):
             raise RegistryError(
-                f"{where}: {key}.{fname} must be a {expected.__name__}, not {type(value).__name__}"
+                f"{where}: {key}.{fname} must be {_kind(expected)}, not {type(value).__name__}"
             )
     backend = entry.get("backend")
     if backend not in BACKENDS:

@@ -1,8 +1,15 @@
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+# The suite runs in this order whatever the file names: checks that need no host first (fail
+# fast), then the acceptance checks of the deployed stack, then a second deploy (idempotence),
+# then the fault drills, which break and repair the lab on purpose.
+ORDER = ["unit/", "acceptance/test_stack.py", "acceptance/test_idempotence.py", "acceptance/test_drills.py"]
 
 
 def pytest_addoption(parser):
@@ -11,5 +18,44 @@ def pytest_addoption(parser):
         action="store_true",
         default=False,
         help="run the acceptance checks against inventory.py's real hosts instead of the lab "
-        "(never the default; the fault drills never run there)",
+        "(never the default; the deploys and fault drills never run there)",
     )
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "lab_only: deploys or breaks hosts on purpose; never runs with --real-hosts"
+    )
+
+
+def _rank(item) -> int:
+    path = Path(str(item.fspath)).relative_to(ROOT / "tests").as_posix()
+    for rank, prefix in enumerate(ORDER):
+        if path.startswith(prefix):
+            return rank
+    return len(ORDER)
+
+
+def pytest_collection_modifyitems(config, items):
+    items.sort(key=_rank)  # stable: the order within a file stays as written
+    if config.getoption("--real-hosts"):
+        skip = pytest.mark.skip(reason="lab only: it deploys or breaks hosts, never the real ones")
+        for item in items:
+            if item.get_closest_marker("lab_only"):
+                item.add_marker(skip)
+
+
+_TIMINGS: dict[str, float] = {}
+
+
+@pytest.fixture(scope="session")
+def timings():
+    """Phase name -> seconds, printed at the end of the run (measured, never asserted here)."""
+    return _TIMINGS
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _TIMINGS:
+        terminalreporter.section("timings")
+        for name, seconds in _TIMINGS.items():
+            terminalreporter.write_line(f"{name:55} {seconds:7.1f} s")

@@ -87,16 +87,23 @@ def hosts(real, addresses):
     return result
 
 
+class Secret(str):
+    """A secret string that pytest's reports (fixture values, assertion diffs) never show."""
+
+    def __repr__(self) -> str:
+        return "<secret>"
+
+
 @pytest.fixture(scope="session")
 def proxy_key(real):
     if real:
         key = os.environ.get("LITELLM_PROXY_KEY")
         if not key:
             pytest.fail("--real-hosts needs LITELLM_PROXY_KEY in the environment")
-        return key
+        return Secret(key)
     for line in LAB_SECRETS.read_text().splitlines():
         if line.startswith("LITELLM_PROXY_KEY="):
-            return line.split("=", 1)[1]
+            return Secret(line.split("=", 1)[1])
     pytest.fail(f"no LITELLM_PROXY_KEY in {LAB_SECRETS}")
 
 

@@ -1,26 +1,12 @@
 """Acceptance: services, sockets, files and endpoints of the deployed stack."""
 
 import json
-import urllib.error
-import urllib.request
 
-import pytest
 import yaml
 
 from tasks import litellm as litellm_task
 
-
-def http(method, url, body=None, key=None, timeout=60):
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method=method)
-    request.add_header("Content-Type", "application/json")
-    if key:
-        request.add_header("Authorization", f"Bearer {key}")
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, json.loads(response.read() or b"{}")
-    except urllib.error.HTTPError as err:
-        return err.code, err.read().decode(errors="replace")
+from .client import chat, http
 
 
 def test_service_enabled_and_running(hosts, service_on_host):
@@ -99,12 +85,7 @@ def test_request_with_wrong_key_is_refused(proxy_url):
 
 
 def test_chat_completion_through_the_proxy(proxy_url, proxy_key, model_name, registry):
-    status, body = http(
-        "POST",
-        f"{proxy_url}/v1/chat/completions",
-        {"model": model_name, "max_tokens": 4, "messages": [{"role": "user", "content": "hello"}]},
-        key=proxy_key,
-    )
+    status, body = chat(proxy_url, model_name, key=proxy_key)
     assert status == 200, body
     choice = body["choices"][0]
     assert body["model"] == model_name

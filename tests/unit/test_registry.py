@@ -2,6 +2,7 @@
 
 import pytest
 
+from tasks import preflight
 from tasks import registry as reg
 
 from .conftest import HOSTS, ROOT
@@ -48,8 +49,8 @@ BAD = {
     "port out of range": (change_model("jerry-chat", port=70000), "out of range"),
     "port zero": (change_model("jerry-chat", port=0), "out of range"),
     "privileged port": (change_model("jerry-chat", port=80), "privileged"),
-    "port as string": (change_model("jerry-chat", port="8100"), "llm_models['jerry-chat'].port must be a int"),
-    "port as bool": (change_model("jerry-chat", port=True), "llm_models['jerry-chat'].port must be a int"),
+    "port as string": (change_model("jerry-chat", port="8100"), "llm_models['jerry-chat'].port must be an integer"),
+    "port as bool": (change_model("jerry-chat", port=True), "llm_models['jerry-chat'].port must be an integer"),
     "unknown backend": (change_model("jerry-chat", backend="vllm"), "backend is 'vllm'"),
     "unknown host": (change_model("jerry-chat", host="laptop"), "host 'laptop' is not in the inventory"),
     "empty upstream": (change_model("jerry-chat", upstream=""), "upstream must be a non-empty model id"),
@@ -71,7 +72,7 @@ BAD = {
     "empty registry": (setting("llm_models", {}), "llm_models must be a non-empty mapping"),
     "registry not a dict": (setting("llm_models", ["jerry-chat"]), "llm_models must be a non-empty mapping"),
     "override of unknown model": (setting("llm_model_overrides", {"nope": {}}), "llm_model_overrides['nope'] names no model"),
-    "litellm port as string": (setting("litellm_port", "4000"), "litellm_port must be a int"),
+    "litellm port as string": (setting("litellm_port", "4000"), "litellm_port must be an integer"),
     "ovms port equals litellm": (setting("ovms_rest_port", 4000), "ovms_rest_port equals litellm_port"),
     "bad bind address": (setting("ovms_bind_address", "localhost"), "ovms_bind_address is not an IP address"),
     "relative path": (setting("litellm_home", "opt/litellm"), "litellm_home must be an absolute path"),
@@ -197,4 +198,66 @@ def test_preflight_refuses_before_connecting(tmp_path):
     )
     assert out.returncode == 2, out.stdout + out.stderr
     assert "group_data/all.py: llm_models['jerry-editor'].port 8100 on studio is already taken" in out.stderr
+    assert "Connecting" not in out.stdout + out.stderr
+
+
+def test_command_line_overrides_are_read_like_pyinfra(tmp_path):
+    extra = tmp_path / "extra"
+    extra.mkdir()
+    one = tmp_path / "mini.py"
+    one.write_text("litellm_port = 4001\n")
+    paths, data = preflight.cli_overrides(
+        ["pyinfra", "-y", "--group-data", str(extra), f"--group-data={one}", "--data", "litellm_port=4002",
+         "--data=litellm_settings={\"json_logs\": false}", "inventory.py", "deploy.py"]
+    )
+    assert paths == [extra, one]
+    assert data == {"litellm_port": 4002, "litellm_settings": {"json_logs": False}}
+    folders_data, sources = reg.load_group_data([ROOT / "group_data", one])
+    assert folders_data["litellm_port"] == 4001 and sources["litellm_port"] == str(one)
+
+
+@pytest.mark.parametrize(
+    "argv, complaint",
+    [
+        (["--group-data", "/nonexistent/extra", "inventory.py"], "command line: --group-data /nonexistent/extra: no such file or folder"),
+        (["--data", "litellm_port", "inventory.py"], "command line: --data litellm_port: expected key=value"),
+        (["inventory.py", "deploy.py", "--data"], "command line: --data needs a value"),
+    ],
+)
+def test_bad_command_line_overrides(argv, complaint):
+    with pytest.raises(reg.RegistryError) as err:
+        preflight.cli_overrides(["pyinfra", *argv])
+    assert str(err.value) == complaint
+
+
+def test_preflight_names_a_command_line_override(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("LITELLM_PROXY_KEY", "sk-x")
+    monkeypatch.chdir(ROOT)
+    with pytest.raises(SystemExit) as exit_:
+        preflight.check(str(ROOT / "inventory.py"), HOSTS, ["pyinfra", "--data", "litellm_port=abc", "inventory.py", "deploy.py"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "preflight: command line (--data litellm_port): litellm_port must be an integer, not str" in err
+
+
+def test_preflight_sees_pyinfra_group_data_option(tmp_path):
+    """pyinfra's --group-data reaches the preflight: a bad value in an extra folder stops the
+    run before any connection, naming the extra file."""
+    import os
+    import subprocess
+    import sys
+
+    extra = tmp_path / "extra"
+    extra.mkdir()
+    (extra / "mini.py").write_text("litellm_port = 70000\n")
+    pyinfra = os.path.join(os.path.dirname(sys.executable), "pyinfra")
+    out = subprocess.run(
+        [pyinfra, "-y", "--group-data", str(extra), "--data", f"ovms_archive_sha256={'ab' * 32}",
+         "inventory.py", "deploy.py"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "LLMLAB_MINI_HOST": "192.0.2.71", "LLMLAB_STUDIO_HOST": "192.0.2.72",
+             "LITELLM_PROXY_KEY": "sk-x"},
+    )
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert f"preflight: {extra / 'mini.py'}: litellm_port is out of range (1-65535): 70000" in out.stderr
     assert "Connecting" not in out.stdout + out.stderr

@@ -47,14 +47,19 @@ def test_env_local_holds_exactly_the_names_router_yaml_uses(registry, secrets):
     assert "LIL_JERRY_API_BASE=http://127.0.0.1:9000/v3" in env_text
 
 
-def test_litellm_accepts_the_rendered_config(registry, secrets, tmp_path):
-    (tmp_path / "router.yaml").write_text(litellm_task.render_router_yaml(registry))
-    (tmp_path / "env.local").write_text(litellm_task.render_env_local(registry, secrets))
-    out = subprocess.run(
-        [sys.executable, str(litellm_task.CHECK_SCRIPT), str(tmp_path / "router.yaml"), str(tmp_path / "env.local")],
+def check_with_litellm(registry, secrets, folder):
+    """Run the deploy's own checker (LiteLLM judging the rendered pair) on this machine."""
+    (folder / "router.yaml").write_text(litellm_task.render_router_yaml(registry))
+    (folder / "env.local").write_text(litellm_task.render_env_local(registry, secrets))
+    return subprocess.run(
+        [sys.executable, str(litellm_task.CHECK_SCRIPT), str(folder / "router.yaml"), str(folder / "env.local")],
         capture_output=True, text=True, timeout=120,
         env={**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"},
     )
+
+
+def test_litellm_accepts_the_rendered_config(registry, secrets, tmp_path):
+    out = check_with_litellm(registry, secrets, tmp_path)
     assert out.returncode == 0, out.stderr
     assert "accepted" in out.stdout
 
@@ -70,16 +75,10 @@ def test_litellm_accepts_the_rendered_config(registry, secrets, tmp_path):
 )
 def test_litellm_rejects_a_bad_config(registry, secrets, tmp_path, change, complaint):
     change(registry)
-    (tmp_path / "router.yaml").write_text(litellm_task.render_router_yaml(registry))
-    (tmp_path / "env.local").write_text(litellm_task.render_env_local(registry, secrets))
-    out = subprocess.run(
-        [sys.executable, str(litellm_task.CHECK_SCRIPT), str(tmp_path / "router.yaml"), str(tmp_path / "env.local")],
-        capture_output=True, text=True, timeout=120,
-        env={**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"},
-    )
+    out = check_with_litellm(registry, secrets, tmp_path)
     assert out.returncode == 1
-    assert complaint in out.stderr
-    assert secrets["LITELLM_PROXY_KEY"] not in out.stderr + out.stdout
+    assert "router.yaml rejected" in out.stderr and complaint in out.stderr, out.stderr
+    assert secrets["LITELLM_PROXY_KEY"] not in out.stdout + out.stderr
 
 
 def _units(registry):

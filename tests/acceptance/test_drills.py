@@ -1,0 +1,168 @@
+"""Fault drills, lab only: each breaks one thing on purpose, watches the stack cope, and leaves
+the lab whole again. Every wait is bounded; every drill stops by itself."""
+
+import re
+import subprocess
+import sys
+import time
+
+import pytest
+
+from lab import lab
+
+from .client import chat, http, wait_until
+from .labdeploy import ROOT, changed_rows, lab_deploy
+
+pytestmark = pytest.mark.lab_only
+
+COOLDOWN_ERROR = "all_deployments_in_cooldown"
+
+
+def service_state(host, unit):
+    out = host.check_output(f"systemctl show -p MainPID -p NRestarts -p ActiveState {unit}")
+    return dict(line.split("=", 1) for line in out.splitlines())
+
+
+def answers(proxy_url, proxy_key, model):
+    status, body = chat(proxy_url, model, key=proxy_key, timeout=30)
+    return status == 200 and body["choices"][0]["message"]["content"] != ""
+
+
+def live(proxy_url):
+    return http("GET", f"{proxy_url}/health/liveliness", timeout=2)[0] == 200
+
+
+def test_drill_upstream_down_cools_down_and_recovers(hosts, registry, proxy_url, proxy_key, addresses, timings):
+    """Stop one MLX server: its model fails with a clear error, the others keep answering, LiteLLM
+    cools the deployment down for the seed's cooldown_time after allowed_fails, and once the
+    server is back the model answers again; the proxy is never touched."""
+    victim = [m for m in registry.models.values() if m.backend == "mlx"][-1]
+    unit = f"mlx-{victim.name}"
+    server_host, mini = hosts[victim.host], hosts[registry.proxy_host]
+    settings = registry.settings["litellm_router_settings"]
+    allowed, cooldown = settings["allowed_fails"], settings["cooldown_time"]
+    healthy, _ = wait_until(lambda: answers(proxy_url, proxy_key, victim.name), 60, interval=1)
+    assert healthy, f"{victim.name} does not answer before the drill"
+    proxy_before = service_state(mini, "litellm")
+
+    server_host.check_output(f"systemctl stop {unit}")
+    try:
+        # Each failed request counts at least one failure; past allowed_fails the deployment
+        # goes into cooldown, so within allowed_fails + 2 requests LiteLLM stops trying it.
+        replies = []
+        for _ in range(allowed + 2):
+            replies.append(chat(proxy_url, victim.name, key=proxy_key, timeout=60))
+            if COOLDOWN_ERROR in str(replies[-1][1]):
+                break
+        cooled_at = time.monotonic()
+        status, body = replies[0]
+        assert status == 500 and "Connection error" in body and f"model group '{victim.name}'" in body, replies[0]
+        status, body = replies[-1]
+        assert status == 429 and COOLDOWN_ERROR in body, f"no cooldown after {len(replies)} requests: {replies}"
+        assert re.search(rf"Try again in {cooldown}(\.0)? seconds", body), body
+
+        for other in registry.models:
+            if other != victim.name:
+                assert answers(proxy_url, proxy_key, other), f"{other} stopped answering while {unit} was down"
+
+        # While cooling down LiteLLM answers from its cooldown list without calling the server;
+        # when cooldown_time has passed it calls the (still stopped) server again.
+        def tries_upstream_again():
+            status, body = chat(proxy_url, victim.name, key=proxy_key, timeout=60)
+            return COOLDOWN_ERROR not in str(body) and (status, body)
+
+        reply, _ = wait_until(tries_upstream_again, cooldown + 15, interval=1)
+        held = time.monotonic() - cooled_at
+        timings[f"drill: cooldown held (cooldown_time {cooldown} s)"] = held
+        assert reply, f"still cooling down {held:.0f} s later (cooldown_time is {cooldown} s)"
+        assert reply[0] == 500 and "Connection error" in reply[1], reply
+        # the first cooldown reply came one failed request (a few seconds) after it began
+        assert cooldown - 6 <= held <= cooldown + 6, f"cooldown lasted about {held:.1f} s, not {cooldown} s"
+    finally:
+        server_host.run(f"systemctl start {unit}")
+
+    direct = f"http://{addresses[victim.host]}:{victim.port}/v1/models"
+    up, _ = wait_until(lambda: http("GET", direct, timeout=2)[0] == 200, 60)
+    assert up, f"{unit} did not come back within 60 s"
+    back, waited = wait_until(lambda: answers(proxy_url, proxy_key, victim.name), cooldown + 30, interval=1)
+    timings["drill: model answers again after its server is back"] = waited
+    assert back, f"{victim.name} did not answer through the proxy within {cooldown + 30} s of {unit} coming back"
+    proxy_after = service_state(mini, "litellm")
+    assert (proxy_after["MainPID"], proxy_after["NRestarts"]) == (proxy_before["MainPID"], proxy_before["NRestarts"])
+
+
+def test_drill_proxy_killed_comes_back_within_15s(hosts, registry, proxy_url, proxy_key, timings):
+    mini = hosts[registry.proxy_host]
+    before = service_state(mini, "litellm")
+    mini.check_output(f"kill -9 {before['MainPID']}")
+    killed = time.monotonic()
+    back, _ = wait_until(lambda: live(proxy_url), 15, interval=0.25)
+    seconds = time.monotonic() - killed
+    timings["drill: proxy back after kill -9"] = seconds
+    log = mini.run("journalctl -u litellm --no-pager -n 20").stdout
+    assert back, f"the proxy did not answer within 15 s of kill -9; recent log:\n{log}"
+    after = service_state(mini, "litellm")
+    assert after["MainPID"] != before["MainPID"]
+    assert int(after["NRestarts"]) == int(before["NRestarts"]) + 1
+    assert answers(proxy_url, proxy_key, next(iter(registry.models)))
+
+
+def test_drill_mini_reboot_comes_back_without_a_deploy(hosts, registry, proxy_url, proxy_key, timings):
+    mini = hosts[registry.proxy_host]
+    boot_id = mini.check_output("cat /proc/sys/kernel/random/boot_id")
+    started = time.monotonic()
+    lab.reboot(registry.proxy_host)
+    back, _ = wait_until(lambda: live(proxy_url), 120, interval=0.5)
+    timings["drill: mini reboot until the proxy answers"] = time.monotonic() - started
+    assert back, "the proxy did not answer within 120 s of the reboot"
+    assert mini.check_output("cat /proc/sys/kernel/random/boot_id") != boot_id, "the host did not reboot"
+    for unit in ("litellm", "ovms"):
+        assert service_state(mini, unit)["ActiveState"] == "active", unit
+    for model in registry.models:
+        ok, _ = wait_until(lambda: answers(proxy_url, proxy_key, model), 30, interval=1)
+        assert ok, f"{model} does not answer through the proxy after the reboot"
+
+
+def test_drill_bad_config_is_refused_and_the_proxy_keeps_serving(hosts, registry, proxy_url, proxy_key, tmp_path, timings):
+    """Data that passes the preflight but renders a router.yaml LiteLLM rejects: the deploy fails
+    at LiteLLM's own validation, twice in a row, and the running proxy keeps its config."""
+    mini = hosts[registry.proxy_host]
+    conf = registry.settings["litellm_config_dir"]
+    bad = dict(registry.settings["litellm_router_settings"], routing_strategy="fastest")
+    (tmp_path / "mini.py").write_text(f"litellm_router_settings = {bad!r}\n")
+    live_router = mini.check_output(f"sha256sum {conf}/router.yaml")
+    before = service_state(mini, "litellm")
+
+    for attempt in (1, 2):  # the second run finds the bad config already staged
+        code, text, seconds = lab_deploy("--group-data", str(tmp_path))
+        timings[f"drill: refused bad-config deploy #{attempt}"] = seconds
+        assert code != 0, f"attempt {attempt}: the deploy accepted a bad config:\n{text[-3000:]}"
+        assert "router.yaml rejected" in text and "Invalid routing_strategy" in text, text[-3000:]
+        assert proxy_key not in text
+        assert mini.check_output(f"sha256sum {conf}/router.yaml") == live_router
+        assert service_state(mini, "litellm")["MainPID"] == before["MainPID"]
+        assert answers(proxy_url, proxy_key, next(iter(registry.models)))
+
+    # The good data again: only the staged copy changes back; the proxy is not restarted.
+    code, text, _ = lab_deploy()
+    assert code == 0, text[-3000:]
+    rows = changed_rows(text)
+    assert rows and all("Stage the new" in r or "Validate the staged" in r for r in rows), rows
+    assert service_state(mini, "litellm")["MainPID"] == before["MainPID"]
+
+
+def test_drill_rebuild_studio_from_nothing(hosts, registry, timings):
+    """Destroy the studio, boot it empty, deploy: the acceptance checks pass again."""
+    studio = next(m.host for m in registry.models.values() if m.backend == "mlx")
+    timings["drill: recreate the studio host (boot)"] = lab.recreate(studio)
+    empty = lab.run(*lab.ssh_args(studio), "ls /etc/systemd/system | grep -c '^mlx-' ; ls /opt", check=False)
+    assert empty.stdout.split()[0] == "0" and "uv" not in empty.stdout, empty.stdout
+
+    code, text, seconds = lab_deploy()
+    timings["drill: deploy after the rebuild"] = seconds
+    assert code == 0, text[-3000:]
+    out = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/acceptance/test_stack.py"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )
+    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
