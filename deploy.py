@@ -6,14 +6,25 @@
 
 from pyinfra import host
 
-from tasks.litellm import deploy_litellm
-from tasks.mlx import deploy_mlx
-from tasks.ovms import deploy_ovms
+from tasks import common, litellm, mlx, ovms
 
-if "studio" in host.groups:
-    deploy_mlx(host.name)
+serves_mlx = "studio" in host.groups
+runs_proxy = "mini" in host.groups
 
-if "mini" in host.groups:
+# First, on every host at once: the pinned uv and each service's Python environment, the slow
+# part of a rebuild. Called from this one line, they are the same pyinfra operations on every
+# host, so pyinfra runs them side by side instead of one host after the other.
+envs = common.python_environments(
+    [env for env in (serves_mlx and mlx.python_env(host.name), runs_proxy and litellm.python_env()) if env]
+)
+
+if serves_mlx:
+    mlx.deploy_mlx(host.name, envs.get("MLX"))
+
+if runs_proxy:
     # OVMS first: LiteLLM's env.local points at it, and the proxy is the last thing to restart.
-    deploy_ovms()
-    deploy_litellm()
+    ovms.deploy_ovms()
+    litellm.deploy_litellm(envs["LiteLLM"])
+
+# Last, on every host at once: wait until each service this run (re)started answers.
+common.wait_for_services()

@@ -5,19 +5,16 @@ from __future__ import annotations
 
 import hashlib
 import shlex
+from dataclasses import dataclass
 from functools import lru_cache
-from io import BytesIO, StringIO
 from pathlib import Path
 from typing import Any
 
 import yaml
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from pyinfra import host, inventory
-from pyinfra.api import FileUploadCommand, operation
-from pyinfra.api.command import StringCommand
-from pyinfra.facts.files import File, Sha256File
 from pyinfra.facts.server import Kernel
-from pyinfra.operations import apt, files, pip, server
+from pyinfra.operations import apt, server
 
 from tasks import registry as reg
 
@@ -79,44 +76,41 @@ def secrets() -> dict[str, str]:
     return reg.load_secrets(r.secret_names(), path, "group_data/all.py: llm_secrets_file")
 
 
+_KERNELS: dict[str, str] = {}
+
+
 def is_macos() -> bool:
-    return host.get_fact(Kernel) == "Darwin"
-
-
-def put_text(dest: str, text: str, name: str, user="root", group="root", mode="644", **kwargs):
-    return files.put(
-        name=name, src=StringIO(text), dest=dest, user=user, group=group, mode=mode, **kwargs
-    )
+    """Asked once per host (pyinfra caches no facts, and the kernel does not change)."""
+    if host.name not in _KERNELS:
+        _KERNELS[host.name] = host.get_fact(Kernel)
+    return _KERNELS[host.name] == "Darwin"
 
 
 def sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-@operation()
-def secret_file(dest: str, content: str, user: str, group: str, mode: str = "600"):
-    """Upload a file whose content is secret: compared by sha256, never printed or diffed."""
-    data = content.encode()
-    digest = sha256_text(content)
-    current = host.get_fact(File, path=dest)
-    if host.get_fact(Sha256File, path=dest) != digest or not current:
-        # Upload next to the destination (a directory the service user cannot list), fix
-        # owner and mode, then move it into place so the secret is never readable by others.
-        tmp = f"{dest}.upload"
-        yield StringCommand("install", "-m", "600", "/dev/null", tmp)
-        yield FileUploadCommand(BytesIO(data), tmp, remote_temp_filename=tmp)
-        yield StringCommand("chown", f"{user}:{group}", tmp)
-        yield StringCommand("chmod", mode, tmp)
-        yield StringCommand("mv", "-f", tmp, dest)
-        return
-    if current.get("user") != user or current.get("group") != group:
-        yield StringCommand("chown", f"{user}:{group}", dest)
-    if str(current.get("mode")) != str(mode).lstrip("0"):
-        yield StringCommand("chmod", mode, dest)
+def root_group() -> str:
+    """The group root's files belong to: wheel on macOS (which has no group named root)."""
+    return "wheel" if is_macos() else "root"
 
 
-def ensure_uv(uv_version: str):
-    """A pinned uv in its own virtual environment at /opt/uv (Linux: from Debian's python3)."""
+def put_text(dest: str, text: str, name: str, user="root", group=None, mode="644", secret=False):
+    """A file on the host with exactly this text (secret: compared by digest, never shown).
+    Owned by root and root's group unless told otherwise."""
+    from tasks import ops  # noqa: PLC0415 (ops imports this module)
+
+    return ops.text_file(
+        name=name, dest=dest, content=text, user=user, group=group or root_group(), mode=mode, secret=secret
+    )
+
+
+UV = "/opt/uv/bin/uv"
+
+
+def ensure_uv(uv_version: str, installed: str):
+    """A pinned uv in its own virtual environment at /opt/uv (Linux: from Debian's python3).
+    `installed` is the version found before this run changed anything ("" if none)."""
     if not is_macos():
         apt.packages(
             name="Install python3-venv and ca-certificates for uv",
@@ -124,58 +118,80 @@ def ensure_uv(uv_version: str):
             update=True,
             cache_time=3600,
         )
-    pip.venv(name="Create /opt/uv for uv", path="/opt/uv", python="python3")
-    pip.packages(
+    cert = f"--cert {SYSTEM_CA}" if not is_macos() else ""
+    server.shell(
         name=f"Install uv {uv_version} into /opt/uv",
-        packages=[f"uv=={uv_version}"],
-        pip="/opt/uv/bin/pip",
-        extra_install_args=f"--cert {SYSTEM_CA}" if not is_macos() else None,
+        commands=[
+            "python3 -m venv /opt/uv",
+            f"/opt/uv/bin/pip install --quiet --disable-pip-version-check {cert} uv=={shlex.quote(uv_version)}",
+        ],
+        _if=lambda: installed != uv_version,
     )
-    return "/opt/uv/bin/uv"
+    return UV
 
 
-def uv_environment(venv: str, requirements: list[str], what: str):
-    """A virtual environment built with uv from pinned requirements; rebuilt when the pins
-    change or the environment is missing. Returns the operation that (re)built it.
+@dataclass(frozen=True)
+class PythonEnv:
+    """A service's virtual environment: what it is for, where it lives, its pinned requirements."""
 
-    The pins are recorded beside the environment only after a build succeeded, so a build that
-    failed half-way is built again by the next run."""
-    uv = ensure_uv(registry().settings["uv_version"])
-    spec_path = f"{venv}.requirements.txt"
+    what: str
+    venv: str
+    requirements: tuple[str, ...]
+
+
+def python_environments(envs: list[PythonEnv]) -> dict[str, Any]:
+    """The pinned uv and every environment in envs, built with uv; returns what -> the operation
+    that (re)built it. deploy.py calls this first on every host, from one place, so the slow
+    builds are the same pyinfra operations on all hosts and run side by side."""
+    if not envs:
+        return {}
+    from tasks.ops import UvEnvironment  # noqa: PLC0415 (ops imports this module)
+
+    # One question per environment before this run changes anything: uv's version, what the
+    # environment was built from, and whether it exists.
+    found = [host.get_fact(UvEnvironment, uv=UV, venv=env.venv) for env in envs]
+    uv = ensure_uv(registry().settings["uv_version"], found[0]["uv"])
+    return {env.what: _uv_environment(uv, env, state) for env, state in zip(envs, found)}
+
+
+def _uv_environment(uv: str, env: PythonEnv, found: dict[str, Any]):
+    """Rebuilt when the pins change or the environment is missing. The pins are recorded
+    beside it only after a build succeeded, so a build that failed half-way is built again."""
+    venv = shlex.quote(env.venv)
     # Bytecode is compiled at build time: the services run as users who cannot write
     # __pycache__ into a root-owned environment, and would otherwise recompile at every start.
     options = f"--compile-bytecode {'--system-certs' if not is_macos() else ''}".strip()
     # The record holds the install options too, so changing them rebuilds the environment.
-    spec_text = f"# uv pip install {options}\n" + "\n".join(requirements) + "\n"
-    # Both facts are read before this run changes anything. bin/python is a symlink, which the
-    # File fact does not report; pyvenv.cfg is a file.
-    built_from = host.get_fact(Sha256File, path=spec_path)
-    python = host.get_fact(File, path=f"{venv}/pyvenv.cfg")
+    spec_text = f"# uv pip install {options}\n" + "\n".join(env.requirements) + "\n"
     certs = "--system-certs" if not is_macos() else ""
     build = server.shell(
-        name=f"Build the {what} environment with uv",
+        name=f"Build the {env.what} environment with uv",
         commands=[
-            f"rm -rf {shlex.quote(venv)}",
-            f"{uv} venv --quiet {certs} --python python3 {shlex.quote(venv)}",
-            f"{uv} pip install --quiet {options} --python {shlex.quote(venv)}/bin/python "
-            + " ".join(shlex.quote(r) for r in requirements),
+            f"rm -rf {venv}",
+            f"{uv} venv --quiet {certs} --python python3 {venv}",
+            f"{uv} pip install --quiet {options} --python {venv}/bin/python "
+            + " ".join(shlex.quote(r) for r in env.requirements),
         ],
-        _if=lambda: built_from != sha256_text(spec_text) or not python,
+        _if=lambda: found["built_from"] != sha256_text(spec_text) or not found["venv"],
     )
-    put_text(spec_path, spec_text, name=f"Record the {what} requirements it was built from")
+    put_text(f"{env.venv}.requirements.txt", spec_text, name=f"Record the {env.what} requirements it was built from")
     return build
 
 
-def wait_http(url: str, timeout: int, what: str, _if):
-    """Wait until url answers 200, bounded by timeout seconds; only after a (re)start."""
-    return server.shell(
-        name=f"Wait for {what} to answer {url}",
-        commands=[
-            f"deadline=$(( $(date +%s) + {int(timeout)} )); "
-            f"until curl -fsS -o /dev/null --max-time 5 {shlex.quote(url)}; do "
-            f"if [ $(date +%s) -ge $deadline ]; then "
-            f"echo '{what} did not answer {url} within {int(timeout)} s' >&2; exit 1; fi; "
-            f"sleep 1; done"
-        ],
-        _if=_if,
-    )
+_WAITS: dict[str, list[tuple[str, int, str, Any]]] = {}
+
+
+def expect_answer(url: str, timeout: int, what: str, started) -> None:
+    """Once this host's deploy is done, url must answer 200 within timeout seconds if the
+    service was (re)started (`started` changed). Checked by wait_for_services()."""
+    _WAITS.setdefault(host.name, []).append((url, timeout, what, started))
+
+
+def wait_for_services():
+    """deploy.py's last step on every host: one operation that waits until each service this run
+    (re)started answers. The services start side by side, so the wait is the slowest one's,
+    and it is the same operation on every host, so the hosts wait side by side too."""
+    from tasks import ops  # noqa: PLC0415 (ops imports this module)
+
+    checks = _WAITS.pop(host.name, [])
+    return ops.services_answer(name="Wait for the (re)started services to answer", checks=checks)

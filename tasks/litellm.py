@@ -10,7 +10,7 @@ from pyinfra.api import deploy
 from pyinfra.facts.files import Sha256File
 from pyinfra.operations import files, server
 
-from tasks import common
+from tasks import common, ops
 from tasks.registry import PROXY_KEY_SECRET, Registry
 from tasks.service import managed_service
 
@@ -43,34 +43,31 @@ def render_unit(r: Registry) -> str:
     )
 
 
+def python_env() -> common.PythonEnv:
+    s = common.registry().settings
+    # prisma: LiteLLM's auth error handler imports it, and without it a request that lacks the
+    # key gets 500 instead of 401 (litellm/proxy/db/exception_handler.py).
+    return common.PythonEnv(
+        "LiteLLM",
+        f"{s['litellm_home']}/venv",
+        (f"litellm[proxy]=={s['litellm_version']}", f"prisma=={s['litellm_prisma_version']}"),
+    )
+
+
 @deploy("LiteLLM proxy")
-def deploy_litellm():
+def deploy_litellm(env):
+    """env: the operation that built LiteLLM's environment (python_environments)."""
     r = common.registry()
     s = r.settings
     user, home, conf = s["litellm_user"], s["litellm_home"], s["litellm_config_dir"]
     venv = f"{home}/venv"
 
-    server.group(name=f"Create group {user}", group=user, system=True)
-    server.user(
-        name=f"Create service user {user}",
-        user=user,
-        group=user,
-        system=True,
-        home="/var/lib/litellm",
-        create_home=False,
-        shell="/usr/sbin/nologin",
-    )
+    ops.system_account(name=f"Create service user {user}", user=user, home="/var/lib/litellm")
     files.directory(name=f"Create {home}", path=home, user="root", group="root", mode="755")
-    # prisma: LiteLLM's auth error handler imports it, and without it a request that lacks the
-    # key gets 500 instead of 401 (litellm/proxy/db/exception_handler.py).
-    env = common.uv_environment(
-        venv, [f"litellm[proxy]=={s['litellm_version']}", f"prisma=={s['litellm_prisma_version']}"], "LiteLLM"
-    )
-    check = files.put(
+    check = ops.local_file(
         name=f"Install the LiteLLM config checker in {home}",
         src=str(CHECK_SCRIPT),
         dest=f"{home}/check_config.py",
-        mode="644",
     )
 
     files.directory(name=f"Create {conf}", path=conf, user="root", group=user, mode="750")
@@ -81,12 +78,9 @@ def deploy_litellm():
     cand_router = common.put_text(
         f"{candidate}/router.yaml", router_text, name="Stage the new router.yaml", mode="600"
     )
-    cand_env = common.secret_file(
-        name="Stage the new env.local (contents not shown)",
-        dest=f"{candidate}/env.local",
-        content=env_text,
-        user="root",
-        group="root",
+    cand_env = common.put_text(
+        f"{candidate}/env.local", env_text, name="Stage the new env.local (contents not shown)",
+        mode="600", secret=True,
     )
     # LiteLLM itself judges the staged pair; a rejection stops this host's deploy here, before
     # the live files or the running proxy are touched. It judges whenever the live pair is about
@@ -108,17 +102,14 @@ def deploy_litellm():
     live_router = common.put_text(
         f"{conf}/router.yaml", router_text, name=f"Render {conf}/router.yaml", group=user, mode="640"
     )
-    live_env = common.secret_file(
-        name=f"Render {conf}/env.local (contents not shown)",
-        dest=f"{conf}/env.local",
-        content=env_text,
-        user=user,
-        group=user,
+    live_env = common.put_text(
+        f"{conf}/env.local", env_text, name=f"Render {conf}/env.local (contents not shown)",
+        user=user, group=user, mode="600", secret=True,
     )
     started = managed_service("litellm", render_unit(r), restart_on=[env, live_router, live_env])
-    common.wait_http(
+    common.expect_answer(
         f"http://127.0.0.1:{s['litellm_port']}/health/liveliness",
         s["litellm_start_timeout"],
         "the LiteLLM proxy",
-        _if=started.did_change,
+        started,
     )

@@ -4,9 +4,9 @@ registry model (launchd on macOS, systemd on Linux) running the real mlx_lm.serv
 from __future__ import annotations
 
 from pyinfra.api import deploy
-from pyinfra.operations import files, server
+from pyinfra.operations import files
 
-from tasks import common
+from tasks import common, ops
 from tasks.registry import Model, Registry
 from tasks.service import managed_service
 
@@ -67,8 +67,19 @@ def render_plist(r: Registry, m: Model) -> str:
     )
 
 
+def python_env(host_name: str) -> common.PythonEnv | None:
+    """The MLX environment, if this host serves any MLX model (mlx runs on the CPU on Linux)."""
+    r = common.registry()
+    s = r.settings
+    if not r.served_by(host_name, "mlx"):
+        return None
+    mlx = f"mlx=={s['mlx_version']}" if common.is_macos() else f"mlx[cpu]=={s['mlx_version']}"
+    return common.PythonEnv("MLX", f"{s['mlx_home']}/venv", (mlx, f"mlx-lm=={s['mlx_lm_version']}"))
+
+
 @deploy("MLX model servers")
-def deploy_mlx(host_name: str):
+def deploy_mlx(host_name: str, env):
+    """env: the operation that built the MLX environment (python_environments)."""
     r = common.registry()
     s = r.settings
     models = sorted(r.served_by(host_name, "mlx"), key=lambda m: m.port)
@@ -78,32 +89,18 @@ def deploy_mlx(host_name: str):
     home = s["mlx_home"]
 
     if not macos:
-        server.group(name=f"Create group {s['mlx_user']}", group=s["mlx_user"], system=True)
-        server.user(
-            name=f"Create service user {s['mlx_user']}",
-            user=s["mlx_user"],
-            group=s["mlx_user"],
-            system=True,
-            home=home,
-            create_home=False,
-            shell="/usr/sbin/nologin",
-        )
+        ops.system_account(name=f"Create service user {s['mlx_user']}", user=s["mlx_user"], home=home)
     files.directory(name=f"Create {home}", path=home, mode="755")
-    mlx = f"mlx[cpu]=={s['mlx_version']}" if not macos else f"mlx=={s['mlx_version']}"
-    env = common.uv_environment(f"{home}/venv", [mlx, f"mlx-lm=={s['mlx_lm_version']}"], "MLX")
     files.directory(name=f"Create {s['mlx_models_dir']}", path=s["mlx_models_dir"], mode="755")
     if macos:
         files.directory(name=f"Create {home}/logs", path=f"{home}/logs", mode="755")
 
     uploads = {}
     for upstream, local in sorted(s["mlx_model_sources"].items()):
-        uploads[upstream] = files.sync(
+        uploads[upstream] = ops.tree(
             name=f"Upload model {upstream} from {local}",
             src=local,
             dest=f"{s['mlx_models_dir']}/{upstream}",
-            delete=True,
-            mode="644",
-            dir_mode="755",
         )
 
     for m in models:
@@ -115,9 +112,6 @@ def deploy_mlx(host_name: str):
         started = managed_service(
             unit_name(m), definition, restart_on=restart_on, label=launchd_label(r, m)
         )
-        common.wait_http(
-            f"http://127.0.0.1:{m.port}/v1/models",
-            s["mlx_start_timeout"],
-            f"the {m.name} MLX server",
-            _if=started.did_change,
+        common.expect_answer(
+            f"http://127.0.0.1:{m.port}/v1/models", s["mlx_start_timeout"], f"the {m.name} MLX server", started
         )

@@ -14,7 +14,7 @@ from pyinfra.facts.files import File
 from pyinfra import host
 from pyinfra.operations import apt, files, server
 
-from tasks import common
+from tasks import common, ops
 from tasks.registry import Registry
 from tasks.service import managed_service
 
@@ -66,20 +66,11 @@ def deploy_ovms():
         update=True,
         cache_time=3600,
     )
-    server.group(name=f"Create group {user}", group=user, system=True)
-    server.user(
-        name=f"Create service user {user}",
-        user=user,
-        group=user,
-        system=True,
-        home=home,
-        create_home=False,
-        shell="/usr/sbin/nologin",
-    )
+    ops.system_account(name=f"Create service user {user}", user=user, home=home)
     files.directory(name=f"Create {home}/archives", path=f"{home}/archives", mode="755")
     local = local_archive(s["ovms_archive_url"])
     if local:
-        fetched = files.put(name=f"Upload the OVMS {version} archive", src=local, dest=archive)
+        fetched = ops.local_file(name=f"Upload the OVMS {version} archive", src=local, dest=archive)
     else:
         fetched = files.download(
             name=f"Download the OVMS {version} release",
@@ -115,9 +106,9 @@ def deploy_ovms():
         f"{s['ovms_config_dir']}/config.json", render_config(r), name="Render OVMS config.json"
     )
     started = managed_service("ovms", render_unit(r), restart_on=[current, config])
-    common.wait_http(
+    common.expect_answer(
         f"http://{s['ovms_bind_address']}:{s['ovms_rest_port']}/v2/health/ready",
         s["ovms_start_timeout"],
         "OVMS",
-        _if=started.did_change,
+        started,
     )

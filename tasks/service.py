@@ -8,9 +8,10 @@ import shlex
 from typing import Iterable
 
 from pyinfra.api.operation import OperationMeta
-from pyinfra.operations import server, systemd
+from pyinfra.operations import server
 
 from tasks.common import is_macos, put_text
+from tasks.ops import unit_enabled_running
 
 LAUNCHD_DIR = "/Library/LaunchDaemons"
 
@@ -65,12 +66,7 @@ def managed_service(
         commands=[f"systemctl try-restart {shlex.quote(name)}.service"],
         _if=_changes([unit, *restart_on]),
     )
-    run = systemd.service(
-        name=f"Enable and run {name}.service",
-        service=f"{name}.service",
-        running=True,
-        enabled=True,
-    )
+    run = unit_enabled_running(name=f"Enable and run {name}.service", unit=f"{name}.service")
     return _either(reload, restart, run)
 
 

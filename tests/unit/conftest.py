@@ -1,5 +1,4 @@
 import copy
-import os
 from pathlib import Path
 
 import pytest

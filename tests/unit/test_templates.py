@@ -14,7 +14,6 @@ from tasks import litellm as litellm_task
 from tasks import mlx as mlx_task
 from tasks import ovms as ovms_task
 
-from .conftest import ROOT
 
 
 def test_router_yaml_follows_the_seed(registry):

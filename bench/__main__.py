@@ -1,0 +1,237 @@
+"""python -m bench [--runs N] [--requests N] [--skip-rebuild]: measure the stack on the lab.
+
+Prints one markdown table: from-scratch deploys (uv time apart, pip once for comparison), the
+converged re-run (wall, changes, remote commands per host, biggest costs), the acceptance suite,
+and the proxy's added latency (p50/p95, direct to an MLX server vs through LiteLLM, concurrency 1
+and 10). Each figure is the median of --runs runs with min and max. Nothing here is asserted.
+
+It targets only the lab (`./labctl up` first); every request loop is bounded by --requests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.optimes import timed_deploy  # noqa: E402
+from lab import lab  # noqa: E402
+
+PYINFRA = [str(Path(sys.executable).parent / "pyinfra"), "-y", "lab/inventory.py", "deploy.py"]
+ENV_OPS = re.compile(r"Install uv|environment with uv|Record the .* requirements")
+
+
+def env() -> dict[str, str]:
+    return {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+
+
+def deploy(*extra: str):
+    run = timed_deploy(PYINFRA + list(extra), cwd=str(ROOT), env=env())
+    if run.code != 0:
+        sys.exit(f"bench: the deploy failed (exit {run.code}):\n{run.output[-3000:]}")
+    return run
+
+
+def stats(values: list[float]) -> str:
+    if not values:
+        return "-"
+    return f"{statistics.median(values):.2f} ({min(values):.2f}-{max(values):.2f})"
+
+
+def ms(values: list[float]) -> str:
+    return f"{statistics.median(values) * 1000:.1f} ({min(values) * 1000:.1f}-{max(values) * 1000:.1f})"
+
+
+def machine() -> str:
+    cpu = next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines()
+                if l.startswith("model name")), platform.processor())
+    mem = int(next(l.split()[1] for l in Path("/proc/meminfo").read_text().splitlines() if l.startswith("MemTotal")))
+    import pyinfra
+
+    return (f"{platform.node()}: {cpu}, {os.cpu_count()} cores, {mem / 1024 / 1024:.0f} GiB, "
+            f"Linux {platform.release()}, Python {platform.python_version()}, pyinfra {pyinfra.__version__}")
+
+
+# --- deploys ---------------------------------------------------------------------------------
+
+def from_scratch(host: str | None, runs: int) -> dict[str, list[float]]:
+    """Recreate host (or both), then deploy it; the time from pyinfra's start to its end."""
+    out = {"wall": [], "python envs": []}
+    for _ in range(runs):
+        for h in ([host] if host else list(lab.HOSTS)):
+            lab.recreate(h)
+        run = deploy(*(["--limit", host] if host else []))
+        out["wall"].append(run.wall)
+        out["python envs"].append(run.seconds(lambda name: bool(ENV_OPS.search(name))))
+    return out
+
+
+def pip_vs_uv() -> tuple[float, float]:
+    """The LiteLLM environment installed once with pip and once with uv, both without a cache,
+    on the (deployed) mini, in throwaway folders."""
+    from tasks import common
+    from tasks import registry as reg
+    from tasks import preflight
+
+    data, sources = reg.load_group_data(preflight.group_data_folders(str(ROOT / "lab" / "inventory.py")))
+    s = reg.build(data, lab.HOSTS, sources, for_deploy=False).settings
+    pins = f"'litellm[proxy]=={s['litellm_version']}' 'prisma=={s['litellm_prisma_version']}'"
+    script = (
+        "set -e; rm -rf /tmp/bench-pip /tmp/bench-uv; "
+        "s=$(date +%s.%N); python3 -m venv /tmp/bench-pip; "
+        f"/tmp/bench-pip/bin/pip install -q --no-cache-dir --cert {common.SYSTEM_CA} {pins}; "
+        "e=$(date +%s.%N); echo pip $(echo \"$e - $s\" | bc 2>/dev/null || python3 -c \"print($e-$s)\"); "
+        "s=$(date +%s.%N); /opt/uv/bin/uv venv -q --system-certs --python python3 /tmp/bench-uv; "
+        f"/opt/uv/bin/uv pip install -q --no-cache --system-certs --python /tmp/bench-uv/bin/python {pins}; "
+        "e=$(date +%s.%N); echo uv $(python3 -c \"print($e-$s)\"); rm -rf /tmp/bench-pip /tmp/bench-uv"
+    )
+    out = lab.run(*lab.ssh_args("mini"), script, timeout=1800)
+    times = dict(line.split() for line in out.stdout.splitlines() if line.split()[0] in ("pip", "uv"))
+    return float(times["pip"]), float(times["uv"])
+
+
+def remote_commands() -> dict[str, int]:
+    """Remote commands a converged run sends each host (pyinfra --debug logs each one)."""
+    out = subprocess.run(PYINFRA + ["--debug"], cwd=ROOT, env=env(), capture_output=True, text=True)
+    text = out.stdout + out.stderr
+    return {h: len(re.findall(rf"Running command on {h}:", text)) for h in lab.HOSTS}
+
+
+def fact_floor(runs: int) -> list[float]:
+    """pyinfra's own floor: start, connect to both hosts and gather one fact each."""
+    cmd = [str(Path(sys.executable).parent / "pyinfra"), "-y", "lab/inventory.py", "fact", "server.Kernel"]
+    times = []
+    for _ in range(runs):
+        started = time.monotonic()
+        subprocess.run(cmd, cwd=ROOT, env=env(), capture_output=True, check=True)
+        times.append(time.monotonic() - started)
+    return times
+
+
+# --- latency ---------------------------------------------------------------------------------
+
+def one_request(url: str, body: bytes, key: str | None) -> float:
+    request = urllib.request.Request(url, data=body, method="POST")
+    request.add_header("Content-Type", "application/json")
+    if key:
+        request.add_header("Authorization", f"Bearer {key}")
+    started = time.perf_counter()
+    with urllib.request.urlopen(request, timeout=60) as response:
+        response.read()
+        if response.status != 200:
+            raise RuntimeError(f"{url}: HTTP {response.status}")
+    return time.perf_counter() - started
+
+
+def latencies(url: str, model: str, key: str | None, concurrency: int, requests: int) -> list[float]:
+    body = json.dumps({"model": model, "max_tokens": 4, "temperature": 0,
+                       "messages": [{"role": "user", "content": "hello"}]}).encode()
+    for _ in range(3):  # warm up connections and caches
+        one_request(url, body, key)
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        return list(pool.map(lambda _: one_request(url, body, key), range(requests)))
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=3, help="runs per figure (default 3)")
+    parser.add_argument("--requests", type=int, default=60, help="requests per latency run (default 60)")
+    parser.add_argument("--skip-rebuild", action="store_true", help="skip the from-scratch deploys")
+    args = parser.parse_args(argv)
+    if not lab.is_up():
+        sys.exit("bench: the lab is not up: run `./labctl up` first")
+    from tasks import preflight
+    from tasks import registry as reg
+
+    data, sources = reg.load_group_data(preflight.group_data_folders(str(ROOT / "lab" / "inventory.py")))
+    registry = reg.build(data, lab.HOSTS, sources, for_deploy=False)
+    rows: list[tuple[str, str]] = []
+    print(f"bench: {machine()}", flush=True)
+
+    if not args.skip_rebuild:
+        for host in ("mini", "studio", None):
+            label = host or "both hosts"
+            print(f"bench: from-scratch deploy of {label} x{args.runs}", flush=True)
+            result = from_scratch(host, args.runs)
+            rows.append((f"from-scratch deploy, {label} (s, after boot)", stats(result["wall"])))
+            rows.append((f"  of which uv + Python environments (s)", stats(result["python envs"])))
+        print("bench: LiteLLM's environment with pip and with uv, no cache", flush=True)
+        pip, uv = pip_vs_uv()
+        rows.append(("LiteLLM environment, pip vs uv, no cache (s, once)", f"pip {pip:.1f} / uv {uv:.1f}"))
+
+    deploy()  # converge first
+    print(f"bench: converged re-runs x{args.runs}", flush=True)
+    runs = [deploy() for _ in range(args.runs)]
+    rows.append(("converged re-run, both hosts (s)", stats([r.wall for r in runs])))
+    rows.append(("  changes", ", ".join(str(r.changed) for r in runs)))
+    per_op: dict[str, list[float]] = {}
+    for r in runs:
+        for name, seconds in r.ops:
+            per_op.setdefault(name, []).append(seconds)
+    costly = sorted(per_op.items(), key=lambda kv: -statistics.median(kv[1]))[:3]
+    rows.append(("  costliest operations (s)", "; ".join(f"{n} {statistics.median(v):.2f}" for n, v in costly)))
+    floor = fact_floor(args.runs)
+    rows.append(("  floor: pyinfra start + connect + 1 fact per host (s)", stats(floor)))
+    commands = remote_commands()
+    rows.append(("  remote commands per host, converged", ", ".join(f"{h} {n}" for h, n in commands.items())))
+
+    print(f"bench: acceptance suite x{args.runs}", flush=True)
+    accept = []
+    for _ in range(args.runs):
+        started = time.monotonic()
+        out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                              "tests/acceptance/test_stack.py"], cwd=ROOT, env=env(), capture_output=True, text=True)
+        accept.append(time.monotonic() - started)
+        if out.returncode != 0:
+            sys.exit(f"bench: the acceptance suite failed:\n{out.stdout[-3000:]}")
+    rows.append(("acceptance suite, tests/acceptance/test_stack.py (s)", stats(accept)))
+
+    model = next(m for m in registry.models.values() if m.backend == "mlx")
+    direct = f"http://{lab.HOSTS[model.host]}:{model.port}/v1/chat/completions"
+    proxy = f"http://{lab.HOSTS[registry.proxy_host]}:{registry.settings['litellm_port']}/v1/chat/completions"
+    key = lab.proxy_key()
+    for concurrency in (1, 10):
+        print(f"bench: latency at concurrency {concurrency}, {args.requests} requests x{args.runs}", flush=True)
+        figures = {"direct": {"p50": [], "p95": []}, "proxy": {"p50": [], "p95": []}, "overhead": {"p50": [], "p95": []}}
+        for _ in range(args.runs):
+            d = latencies(direct, model.upstream, None, concurrency, args.requests)
+            p = latencies(proxy, model.name, key, concurrency, args.requests)
+            for q in (50, 95):
+                figures["direct"][f"p{q}"].append(percentile(d, q))
+                figures["proxy"][f"p{q}"].append(percentile(p, q))
+                figures["overhead"][f"p{q}"].append(percentile(p, q) - percentile(d, q))
+        for kind in ("direct", "proxy", "overhead"):
+            what = {"direct": f"direct to mlx_lm.server ({model.name})", "proxy": "through LiteLLM",
+                    "overhead": "LiteLLM overhead (proxy - direct)"}[kind]
+            rows.append((f"c={concurrency} {what}, p50 / p95 (ms)",
+                         f"{ms(figures[kind]['p50'])} / {ms(figures[kind]['p95'])}"))
+
+    print()
+    print(f"Machine: {machine()}  ")
+    print(f"Each figure: median (min-max) of {args.runs} runs.\n")
+    print("| measure | value |")
+    print("| --- | --- |")
+    for name, value in rows:
+        print(f"| {name.replace('|', '/')} | {value} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

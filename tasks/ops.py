@@ -1,0 +1,221 @@
+"""Operations the service deploys share, each built to read the host in one remote command.
+
+pyinfra caches no facts between operations, so its generic operations spend two or three SSH
+round trips per file, user or unit on a converged host. These ask one question each (one fact,
+one command), decide at execution time, and change only what differs. They run on Linux and
+macOS alike (GNU and BSD stat and sha256 tools)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shlex
+from io import BytesIO
+from pathlib import Path
+
+from pyinfra import host, logger, state
+from pyinfra.api import FactBase, FileUploadCommand, operation
+from pyinfra.api.command import QuoteString as Q
+from pyinfra.api.command import StringCommand
+from pyinfra.api.util import get_file_sha256
+from pyinfra.facts.files import FileContents
+from pyinfra.operations.util.files import generate_color_diff
+
+from tasks.common import root_group
+
+SHA256 = "(sha256sum {p} 2>/dev/null || shasum -a 256 {p}) | cut -d' ' -f1"
+STAT = "(stat -c '%U %G %a' {p} 2>/dev/null || stat -f '%Su %Sg %Lp' {p})"
+
+
+class FileState(FactBase):
+    """Owner, group, mode and sha256 of one regular file; None when it does not exist."""
+
+    def command(self, path):
+        p = shlex.quote(path)
+        return f"if [ -f {p} ]; then {STAT.format(p=p)} && {SHA256.format(p=p)}; fi"
+
+    def process(self, output):
+        if len(output) < 2:
+            return None
+        user, group, mode = output[0].split()
+        return {"user": user, "group": group, "mode": mode.lstrip("0") or "0", "sha256": output[1].strip()}
+
+
+class TreeDigests(FactBase):
+    """Relative path -> sha256 of every regular file under a directory ({} when missing)."""
+
+    @staticmethod
+    def default():
+        return {}
+
+    def command(self, path):
+        p = shlex.quote(path)
+        return (
+            f"if [ -d {p} ]; then cd {p} && find . -type f -exec sh -c "
+            "'sha256sum \"$@\" 2>/dev/null || shasum -a 256 \"$@\"' _ {} +; fi"
+        )
+
+    def process(self, output):
+        digests = {}
+        for line in output:
+            digest, _, name = line.strip().partition("  ")
+            if name:
+                digests[name[2:] if name.startswith("./") else name] = digest
+        return digests
+
+
+class Account(FactBase):
+    """The passwd entry of a user as a dict (home, shell, group), None when absent."""
+
+    def command(self, user):
+        u = shlex.quote(user)
+        return f"getent passwd {u} && id -gn {u} || true"
+
+    def process(self, output):
+        if len(output) < 2:
+            return None
+        fields = output[0].split(":")
+        return {"home": fields[5], "shell": fields[6], "group": output[1].strip()}
+
+
+class UnitState(FactBase):
+    """(is-enabled, is-active) of one systemd unit, as systemctl words."""
+
+    def command(self, unit):
+        u = shlex.quote(unit)
+        return (
+            f'echo "enabled=$(systemctl is-enabled {u} 2>/dev/null)"; '
+            f'echo "active=$(systemctl is-active {u} 2>/dev/null)"'
+        )
+
+    def process(self, output):
+        values = dict(line.strip().partition("=")[::2] for line in output)
+        return values.get("enabled") or "not-found", values.get("active") or "unknown"
+
+
+class UvEnvironment(FactBase):
+    """What a uv-built environment at venv looks like, in one command: the version of the
+    shared uv, the sha256 of the requirements record it was built from, and whether it exists."""
+
+    def command(self, uv, venv):
+        v, spec = shlex.quote(venv), shlex.quote(f"{venv}.requirements.txt")
+        return (
+            f'echo "uv=$({shlex.quote(uv)} --version 2>/dev/null | cut -d" " -f2)"; '
+            f'echo "built_from=$([ -f {spec} ] && {SHA256.format(p=spec)})"; '
+            f'echo "venv=$([ -f {v}/pyvenv.cfg ] && echo yes)"'
+        )
+
+    def process(self, output):
+        values = dict(line.strip().partition("=")[::2] for line in output)
+        return {"uv": values.get("uv", ""), "built_from": values.get("built_from", ""),
+                "venv": values.get("venv") == "yes"}
+
+
+def _upload(data: bytes, dest: str, user: str, group: str, mode: str):
+    """Upload next to dest as a 0600 file, set owner and mode, then move it into place: the
+    content is never readable by others, even for a moment, and dest changes atomically."""
+    tmp = f"{dest}.upload"
+    yield StringCommand("rm", "-f", Q(tmp))
+    yield StringCommand("touch", Q(tmp))
+    yield StringCommand("chmod", "600", Q(tmp))
+    yield FileUploadCommand(BytesIO(data), tmp, remote_temp_filename=tmp)
+    yield StringCommand("chown", Q(f"{user}:{group}"), Q(tmp))
+    yield StringCommand("chmod", Q(mode), Q(tmp))
+    yield StringCommand("mv", "-f", Q(tmp), Q(dest))
+
+
+@operation()
+def text_file(dest: str, content: str, user: str = "root", group: str = "root", mode: str = "644",
+              secret: bool = False):
+    """A file with exactly this content, owner and mode. A secret file is compared by sha256
+    only: its content is never printed, diffed (--dry) or logged."""
+    data = content.encode()
+    current = host.get_fact(FileState, path=dest)
+    if current is None or current["sha256"] != hashlib.sha256(data).hexdigest():
+        if current is not None and not secret and state.config.DIFF:
+            old = [line + "\n" for line in host.get_fact(FileContents, path=dest) or []]
+            host.log(f"Will modify {dest}", logger.info)
+            for line in generate_color_diff(old, content.splitlines(keepends=True)):
+                logger.info("  %s", line)
+        yield from _upload(data, dest, user, group, mode)
+        return
+    if (current["user"], current["group"]) != (user, group):
+        yield StringCommand("chown", Q(f"{user}:{group}"), Q(dest))
+    if current["mode"] != mode.lstrip("0"):
+        yield StringCommand("chmod", Q(mode), Q(dest))
+
+
+@operation()
+def local_file(src: str, dest: str, user: str = "root", group: str | None = None, mode: str = "644"):
+    """A file on the host that is a copy of src on the control machine (compared by sha256)."""
+    group = group or root_group()
+    current = host.get_fact(FileState, path=dest)
+    if current is None or current["sha256"] != get_file_sha256(src):
+        yield from _upload(Path(src).read_bytes(), dest, user, group, mode)
+        return
+    if (current["user"], current["group"]) != (user, group):
+        yield StringCommand("chown", Q(f"{user}:{group}"), Q(dest))
+    if current["mode"] != mode.lstrip("0"):
+        yield StringCommand("chmod", Q(mode), Q(dest))
+
+
+@operation()
+def tree(src: str, dest: str):
+    """dest on the host holds exactly the files of src on the control machine (root-owned,
+    files 0644, folders 0755): changed files are uploaded, files src lacks are removed."""
+    local = {}
+    for folder, _, names in os.walk(src):
+        for name in names:
+            path = os.path.join(folder, name)
+            local[os.path.relpath(path, src)] = path
+    remote = host.get_fact(TreeDigests, path=dest)
+    folders = sorted({os.path.dirname(rel) for rel in local if remote.get(rel) != get_file_sha256(local[rel])})
+    for folder in folders:
+        yield StringCommand("install", "-d", "-m", "755", Q(f"{dest}/{folder}" if folder else dest))
+    for rel in sorted(local):
+        if remote.get(rel) != get_file_sha256(local[rel]):
+            yield from _upload(Path(local[rel]).read_bytes(), f"{dest}/{rel}", "root", root_group(), "644")
+    for rel in sorted(set(remote) - set(local)):
+        yield StringCommand("rm", "-f", Q(f"{dest}/{rel}"))
+
+
+@operation()
+def system_account(user: str, home: str, shell: str = "/usr/sbin/nologin"):
+    """A system user with a group of its own name, the given home (not created) and shell."""
+    current = host.get_fact(Account, user=user)
+    if current is None:
+        yield StringCommand("getent", "group", Q(user), ">/dev/null", "||", "groupadd", "--system", Q(user))
+        yield StringCommand(
+            "useradd", "--system", "--gid", Q(user), "--home-dir", Q(home), "--no-create-home",
+            "--shell", Q(shell), Q(user),
+        )
+        return
+    if current["home"] != home or current["shell"] != shell or current["group"] != user:
+        yield StringCommand("getent", "group", Q(user), ">/dev/null", "||", "groupadd", "--system", Q(user))
+        yield StringCommand("usermod", "--gid", Q(user), "--home", Q(home), "--shell", Q(shell), Q(user))
+
+
+@operation()
+def unit_enabled_running(unit: str):
+    """A systemd unit enabled at boot and active now (started if it is not)."""
+    enabled, active = host.get_fact(UnitState, unit=unit)
+    if enabled != "enabled":
+        yield StringCommand("systemctl", "enable", Q(unit))
+    if active != "active":
+        yield StringCommand("systemctl", "start", Q(unit))
+
+
+@operation()
+def services_answer(checks: list):
+    """For each (url, timeout, what, started) whose `started` operation changed something, wait
+    until url answers 200, failing with a clear message after timeout seconds."""
+    for url, timeout, what, started in checks:
+        if not started.did_change():
+            continue
+        yield StringCommand(
+            f"deadline=$(( $(date +%s) + {int(timeout)} )); "
+            f"until curl -fsS -o /dev/null --max-time 5 {shlex.quote(url)}; do "
+            f"if [ $(date +%s) -ge $deadline ]; then "
+            f"echo {shlex.quote(f'{what} did not answer {url} within {int(timeout)} s')} >&2; exit 1; fi; "
+            f"sleep 0.5; done"
+        )
