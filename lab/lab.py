@@ -229,15 +229,52 @@ def boot(host: str) -> int:
     return proc.pid
 
 
+def _container_pids(host: str) -> list[int]:
+    """Processes whose root directory is host's machine folder: the container's own, which can
+    outlive a killed systemd-nspawn (an unclean stop) and keep files open under it."""
+    try:
+        root = os.stat(MACHINES / host)
+    except OSError:
+        return []
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit() and proc.name != str(os.getpid()):
+            try:
+                # readlink shows "/" for a process in another mount namespace; the directory
+                # itself (device and inode) is what identifies the container's root.
+                st = os.stat(proc / "root")
+            except OSError:
+                continue
+            if (st.st_dev, st.st_ino) == (root.st_dev, root.st_ino):
+                pids.append(int(proc.name))
+    return pids
+
+
+def _wait_gone(pids: list[int], timeout: float) -> list[int]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pids = [p for p in pids if Path(f"/proc/{p}").exists()]
+        if not pids:
+            break
+        time.sleep(0.2)
+    return pids
+
+
 def stop(host: str, timeout: float = 30) -> None:
     for pid in _nspawn_pids(host):
         os.kill(pid, signal.SIGTERM)  # nspawn asks the container's systemd to power off
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
-            time.sleep(0.2)
-        if Path(f"/proc/{pid}").exists():
+        if _wait_gone([pid], timeout):
             os.kill(pid, signal.SIGKILL)
-            time.sleep(0.5)
+            _wait_gone([pid], 5)
+    # Whatever still runs inside the container's root (left by an unclean stop) goes too.
+    left = _container_pids(host)
+    for pid in left:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    if _wait_gone(left, 10):
+        raise LabError(f"{host}: processes {left} inside {MACHINES / host} did not stop")
 
 
 def ssh_args(host: str) -> list[str]:

@@ -9,7 +9,13 @@ sys.path.insert(0, str(ROOT))
 # The suite runs in this order whatever the file names: checks that need no host first (fail
 # fast), then the acceptance checks of the deployed stack, then a second deploy (idempotence),
 # then the fault drills, which break and repair the lab on purpose.
-ORDER = ["unit/", "acceptance/test_stack.py", "acceptance/test_idempotence.py", "acceptance/test_drills.py"]
+ORDER = [
+    "unit/",
+    "acceptance/test_stack.py",
+    "acceptance/test_idempotence.py",
+    "acceptance/test_drills.py",
+    "acceptance/test_lab.py",  # last: it replaces the whole lab
+]
 
 
 def pytest_addoption(parser):

@@ -6,6 +6,13 @@ import urllib.error
 import urllib.request
 
 
+class Secret(str):
+    """A secret string that pytest's reports (fixture values, assertion diffs) never show."""
+
+    def __repr__(self) -> str:
+        return "<secret>"
+
+
 def http(method, url, body=None, key=None, timeout=60):
     """(status, parsed JSON body or error text); connection failures give status 0."""
     data = json.dumps(body).encode() if body is not None else None

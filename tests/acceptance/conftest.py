@@ -10,6 +10,8 @@ import pytest
 import testinfra
 
 from tasks import preflight
+
+from .client import Secret
 from tasks import registry as reg
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -85,13 +87,6 @@ def hosts(real, addresses):
                 ssh_extra_args=f"-o StrictHostKeyChecking=accept-new -o UserKnownHostsFile={LAB_KNOWN_HOSTS} -o BatchMode=yes",
             )
     return result
-
-
-class Secret(str):
-    """A secret string that pytest's reports (fixture values, assertion diffs) never show."""
-
-    def __repr__(self) -> str:
-        return "<secret>"
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,63 @@
+"""The lab itself, last: after an unclean stop (containers killed, namespaces, bridge and nft table
+left behind), a second `up` replaces everything and the deploy brings the stack back."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from lab import lab
+
+from .client import Secret, chat, wait_until
+from .labdeploy import lab_deploy
+
+pytestmark = pytest.mark.lab_only
+
+
+def leftovers() -> dict[str, bool]:
+    netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True).stdout
+    table = subprocess.run(["nft", "list", "table", "ip", lab.NFT_TABLE], capture_output=True, text=True)
+    return {
+        "containers": any(lab._nspawn_pids(h) for h in lab.HOSTS),
+        "namespaces": any(f"{lab.PREFIX}-{h}" in netns for h in lab.HOSTS),
+        "bridge": f" {lab.BRIDGE}:" in links,
+        "nft table": table.returncode == 0,
+    }
+
+
+def test_second_up_after_an_unclean_stop(registry, timings):
+    # An unclean stop: the containers die at once (SIGKILL to the lab's own nspawn processes);
+    # namespaces, veths, bridge, nft table and state stay behind.
+    for host in lab.HOSTS:
+        for pid in lab._nspawn_pids(host):
+            os.kill(pid, signal.SIGKILL)
+    gone, _ = wait_until(lambda: not any(lab._nspawn_pids(h) for h in lab.HOSTS), 10)
+    assert gone
+    left = leftovers()
+    assert left == {"containers": False, "namespaces": True, "bridge": True, "nft table": True}, left
+
+    started = time.monotonic()
+    out = subprocess.run(
+        [sys.executable, "-m", "lab", "up"],
+        cwd=lab.ROOT, capture_output=True, text=True, timeout=600,
+    )
+    timings["lab: second up after an unclean stop"] = time.monotonic() - started
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert leftovers() == {"containers": True, "namespaces": True, "bridge": True, "nft table": True}
+    rules = subprocess.run(["nft", "-j", "list", "table", "ip", lab.NFT_TABLE], capture_output=True, text=True)
+    chains = [item["chain"]["name"] for item in json.loads(rules.stdout)["nftables"] if "chain" in item]
+    assert sorted(chains) == ["forward", "postrouting"], chains  # one table, not two stacked
+
+    code, text, seconds = lab_deploy()
+    timings["lab: deploy after the second up"] = seconds
+    assert code == 0, text[-3000:]
+    key = Secret(lab.proxy_key())  # the second up made a new one
+    proxy = f"http://{lab.HOSTS[registry.proxy_host]}:{registry.settings['litellm_port']}"
+    for model in registry.models:
+        ok, _ = wait_until(lambda: chat(proxy, model, key=key, timeout=30)[0] == 200, 30, interval=1)
+        assert ok, f"{model} does not answer through the proxy after the second up"
