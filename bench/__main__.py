@@ -171,7 +171,7 @@ def main(argv: list[str]) -> int:
             print(f"bench: from-scratch deploy of {label} x{args.runs}", flush=True)
             result = from_scratch(host, args.runs)
             rows.append((f"from-scratch deploy, {label} (s, after boot)", stats(result["wall"])))
-            rows.append((f"  of which uv + Python environments (s)", stats(result["python envs"])))
+            rows.append(("  of which uv + Python environments (s)", stats(result["python envs"])))
         print("bench: LiteLLM's environment with pip and with uv, no cache", flush=True)
         pip, uv = pip_vs_uv()
         rows.append(("LiteLLM environment, pip vs uv, no cache (s, once)", f"pip {pip:.1f} / uv {uv:.1f}"))
