@@ -124,6 +124,14 @@ def _upload(data: bytes, dest: str, user: str, group: str, mode: str):
     yield StringCommand("mv", "-f", Q(tmp), Q(dest))
 
 
+def _owner_and_mode(current: dict, dest: str, user: str, group: str, mode: str):
+    """Commands that fix an existing file's owner and mode, if they differ."""
+    if (current["user"], current["group"]) != (user, group):
+        yield StringCommand("chown", Q(f"{user}:{group}"), Q(dest))
+    if current["mode"] != mode.lstrip("0"):
+        yield StringCommand("chmod", Q(mode), Q(dest))
+
+
 @operation()
 def text_file(dest: str, content: str, user: str = "root", group: str = "root", mode: str = "644",
               secret: bool = False):
@@ -139,10 +147,7 @@ def text_file(dest: str, content: str, user: str = "root", group: str = "root", 
                 logger.info("  %s", line)
         yield from _upload(data, dest, user, group, mode)
         return
-    if (current["user"], current["group"]) != (user, group):
-        yield StringCommand("chown", Q(f"{user}:{group}"), Q(dest))
-    if current["mode"] != mode.lstrip("0"):
-        yield StringCommand("chmod", Q(mode), Q(dest))
+    yield from _owner_and_mode(current, dest, user, group, mode)
 
 
 @operation()
@@ -153,10 +158,7 @@ def local_file(src: str, dest: str, user: str = "root", group: str | None = None
     if current is None or current["sha256"] != get_file_sha256(src):
         yield from _upload(Path(src).read_bytes(), dest, user, group, mode)
         return
-    if (current["user"], current["group"]) != (user, group):
-        yield StringCommand("chown", Q(f"{user}:{group}"), Q(dest))
-    if current["mode"] != mode.lstrip("0"):
-        yield StringCommand("chmod", Q(mode), Q(dest))
+    yield from _owner_and_mode(current, dest, user, group, mode)
 
 
 @operation()
