@@ -78,21 +78,17 @@ def from_scratch(host: str | None, runs: int) -> dict[str, list[float]]:
     return out
 
 
-def pip_vs_uv() -> tuple[float, float]:
+def pip_vs_uv(settings: dict) -> tuple[float, float]:
     """The LiteLLM environment installed once with pip and once with uv, both without a cache,
     on the (deployed) mini, in throwaway folders."""
     from tasks import common
-    from tasks import registry as reg
-    from tasks import preflight
 
-    data, sources = reg.load_group_data(preflight.group_data_folders(str(ROOT / "lab" / "inventory.py")))
-    s = reg.build(data, lab.HOSTS, sources, for_deploy=False).settings
-    pins = f"'litellm[proxy]=={s['litellm_version']}' 'prisma=={s['litellm_prisma_version']}'"
+    pins = f"'litellm[proxy]=={settings['litellm_version']}' 'prisma=={settings['litellm_prisma_version']}'"
     script = (
         "set -e; rm -rf /tmp/bench-pip /tmp/bench-uv; "
         "s=$(date +%s.%N); python3 -m venv /tmp/bench-pip; "
         f"/tmp/bench-pip/bin/pip install -q --no-cache-dir --cert {common.SYSTEM_CA} {pins}; "
-        "e=$(date +%s.%N); echo pip $(echo \"$e - $s\" | bc 2>/dev/null || python3 -c \"print($e-$s)\"); "
+        "e=$(date +%s.%N); echo pip $(python3 -c \"print($e-$s)\"); "
         "s=$(date +%s.%N); /opt/uv/bin/uv venv -q --system-certs --python python3 /tmp/bench-uv; "
         f"/opt/uv/bin/uv pip install -q --no-cache --system-certs --python /tmp/bench-uv/bin/python {pins}; "
         "e=$(date +%s.%N); echo uv $(python3 -c \"print($e-$s)\"); rm -rf /tmp/bench-pip /tmp/bench-uv"
@@ -173,7 +169,7 @@ def main(argv: list[str]) -> int:
             rows.append((f"from-scratch deploy, {label} (s, after boot)", stats(result["wall"])))
             rows.append(("  of which uv + Python environments (s)", stats(result["python envs"])))
         print("bench: LiteLLM's environment with pip and with uv, no cache", flush=True)
-        pip, uv = pip_vs_uv()
+        pip, uv = pip_vs_uv(registry.settings)
         rows.append(("LiteLLM environment, pip vs uv, no cache (s, once)", f"pip {pip:.1f} / uv {uv:.1f}"))
 
     deploy()  # converge first

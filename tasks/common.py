@@ -100,9 +100,7 @@ def put_text(dest: str, text: str, name: str, user="root", group=None, mode="644
     Owned by root and root's group unless told otherwise."""
     from tasks import ops  # noqa: PLC0415 (ops imports this module)
 
-    return ops.text_file(
-        name=name, dest=dest, content=text, user=user, group=group or root_group(), mode=mode, secret=secret
-    )
+    return ops.text_file(name=name, dest=dest, content=text, user=user, group=group, mode=mode, secret=secret)
 
 
 UV = "/opt/uv/bin/uv"
@@ -158,12 +156,12 @@ def _uv_environment(uv: str, env: PythonEnv, found: dict[str, Any]):
     """Rebuilt when the pins change or the environment is missing. The pins are recorded
     beside it only after a build succeeded, so a build that failed half-way is built again."""
     venv = shlex.quote(env.venv)
+    certs = "--system-certs" if not is_macos() else ""
     # Bytecode is compiled at build time: the services run as users who cannot write
     # __pycache__ into a root-owned environment, and would otherwise recompile at every start.
-    options = f"--compile-bytecode {'--system-certs' if not is_macos() else ''}".strip()
+    options = f"--compile-bytecode {certs}".strip()
     # The record holds the install options too, so changing them rebuilds the environment.
     spec_text = f"# uv pip install {options}\n" + "\n".join(env.requirements) + "\n"
-    certs = "--system-certs" if not is_macos() else ""
     build = server.shell(
         name=f"Build the {env.what} environment with uv",
         commands=[

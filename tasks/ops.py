@@ -7,7 +7,6 @@ macOS alike (GNU and BSD stat and sha256 tools)."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shlex
 from io import BytesIO
@@ -21,7 +20,7 @@ from pyinfra.api.util import get_file_sha256
 from pyinfra.facts.files import FileContents
 from pyinfra.operations.util.files import generate_color_diff
 
-from tasks.common import root_group
+from tasks.common import root_group, sha256_text
 
 SHA256 = "(sha256sum {p} 2>/dev/null || shasum -a 256 {p}) | cut -d' ' -f1"
 STAT = "(stat -c '%U %G %a' {p} 2>/dev/null || stat -f '%Su %Sg %Lp' {p})"
@@ -133,19 +132,19 @@ def _owner_and_mode(current: dict, dest: str, user: str, group: str, mode: str):
 
 
 @operation()
-def text_file(dest: str, content: str, user: str = "root", group: str = "root", mode: str = "644",
+def text_file(dest: str, content: str, user: str = "root", group: str | None = None, mode: str = "644",
               secret: bool = False):
-    """A file with exactly this content, owner and mode. A secret file is compared by sha256
-    only: its content is never printed, diffed (--dry) or logged."""
-    data = content.encode()
+    """A file with exactly this content, owner and mode (group: root's unless given). A secret
+    file is compared by sha256 only: its content is never printed, diffed (--dry) or logged."""
+    group = group or root_group()
     current = host.get_fact(FileState, path=dest)
-    if current is None or current["sha256"] != hashlib.sha256(data).hexdigest():
+    if current is None or current["sha256"] != sha256_text(content):
         if current is not None and not secret and state.config.DIFF:
             old = [line + "\n" for line in host.get_fact(FileContents, path=dest) or []]
             host.log(f"Will modify {dest}", logger.info)
             for line in generate_color_diff(old, content.splitlines(keepends=True)):
                 logger.info("  %s", line)
-        yield from _upload(data, dest, user, group, mode)
+        yield from _upload(content.encode(), dest, user, group, mode)
         return
     yield from _owner_and_mode(current, dest, user, group, mode)
 
@@ -171,12 +170,11 @@ def tree(src: str, dest: str):
             path = os.path.join(folder, name)
             local[os.path.relpath(path, src)] = path
     remote = host.get_fact(TreeDigests, path=dest)
-    folders = sorted({os.path.dirname(rel) for rel in local if remote.get(rel) != get_file_sha256(local[rel])})
-    for folder in folders:
+    changed = [rel for rel in sorted(local) if remote.get(rel) != get_file_sha256(local[rel])]
+    for folder in sorted({os.path.dirname(rel) for rel in changed}):
         yield StringCommand("install", "-d", "-m", "755", Q(f"{dest}/{folder}" if folder else dest))
-    for rel in sorted(local):
-        if remote.get(rel) != get_file_sha256(local[rel]):
-            yield from _upload(Path(local[rel]).read_bytes(), f"{dest}/{rel}", "root", root_group(), "644")
+    for rel in changed:
+        yield from _upload(Path(local[rel]).read_bytes(), f"{dest}/{rel}", "root", root_group(), "644")
     for rel in sorted(set(remote) - set(local)):
         yield StringCommand("rm", "-f", Q(f"{dest}/{rel}"))
 

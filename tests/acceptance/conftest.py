@@ -10,9 +10,9 @@ import pytest
 import testinfra
 
 from tasks import preflight
+from tasks import registry as reg
 
 from .client import Secret
-from tasks import registry as reg
 
 ROOT = Path(__file__).resolve().parents[2]
 LAB_STATE = ROOT / ".lab" / "state" / "state.json"
