@@ -3,7 +3,9 @@
 import json
 from pathlib import Path
 
-from tasks import preflight
+from tasks import preflight, transport
+
+transport.disable_nagle()  # 49 ms -> 4 ms per remote command (tasks/transport.py)
 
 _LAB = Path(__file__).resolve().parent.parent / ".lab"
 _STATE = _LAB / "state" / "state.json"

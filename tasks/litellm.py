@@ -8,11 +8,11 @@ from pathlib import Path
 from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.facts.files import Sha256File
-from pyinfra.operations import files, server
+from pyinfra.operations import server
 
 from tasks import common, ops
 from tasks.registry import PROXY_KEY_SECRET, Registry
-from tasks.service import managed_service
+from tasks.service import Service, managed_services
 
 CHECK_SCRIPT = Path(common.TEMPLATES, "litellm", "check_config.py")
 
@@ -63,16 +63,17 @@ def deploy_litellm(env):
     venv = f"{home}/venv"
 
     ops.system_account(name=f"Create service user {user}", user=user, home="/var/lib/litellm")
-    files.directory(name=f"Create {home}", path=home, user="root", group="root", mode="755")
+    candidate = f"{conf}/candidate"
+    ops.directories(
+        name=f"Create {home}, {conf}, {candidate}",
+        paths=[(home, None, "755"), (conf, user, "750"), (candidate, None, "700")],
+    )
     check = ops.local_file(
         name=f"Install the LiteLLM config checker in {home}",
         src=str(CHECK_SCRIPT),
         dest=f"{home}/check_config.py",
     )
 
-    files.directory(name=f"Create {conf}", path=conf, user="root", group=user, mode="750")
-    candidate = f"{conf}/candidate"
-    files.directory(name=f"Create {candidate}", path=candidate, user="root", group="root", mode="700")
     router_text = render_router_yaml(r)
     env_text = render_env_local(r, common.secrets())
     cand_router = common.put_text(
@@ -106,7 +107,9 @@ def deploy_litellm(env):
         f"{conf}/env.local", env_text, name=f"Render {conf}/env.local (contents not shown)",
         user=user, group=user, mode="600", secret=True,
     )
-    started = managed_service("litellm", render_unit(r), restart_on=[env, live_router, live_env])
+    started = managed_services(
+        [Service("litellm", render_unit(r), restart_on=[env, live_router, live_env])], "the LiteLLM proxy"
+    )["litellm"]
     common.expect_answer(
         f"http://127.0.0.1:{s['litellm_port']}/health/liveliness",
         s["litellm_start_timeout"],

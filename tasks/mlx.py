@@ -4,11 +4,10 @@ registry model (launchd on macOS, systemd on Linux) running the real mlx_lm.serv
 from __future__ import annotations
 
 from pyinfra.api import deploy
-from pyinfra.operations import files
 
 from tasks import common, ops
 from tasks.registry import Model, Registry
-from tasks.service import managed_service
+from tasks.service import Service, managed_services
 
 
 def server_argv(r: Registry, m: Model) -> list[str]:
@@ -90,10 +89,8 @@ def deploy_mlx(host_name: str, env):
 
     if not macos:
         ops.system_account(name=f"Create service user {s['mlx_user']}", user=s["mlx_user"], home=home)
-    files.directory(name=f"Create {home}", path=home, mode="755")
-    files.directory(name=f"Create {s['mlx_models_dir']}", path=s["mlx_models_dir"], mode="755")
-    if macos:
-        files.directory(name=f"Create {home}/logs", path=f"{home}/logs", mode="755")
+    folders = [home, s["mlx_models_dir"]] + ([f"{home}/logs"] if macos else [])
+    ops.directories(name=f"Create {', '.join(folders)}", paths=folders, mode="755")
 
     uploads = {}
     for upstream, local in sorted(s["mlx_model_sources"].items()):
@@ -103,15 +100,18 @@ def deploy_mlx(host_name: str, env):
             dest=f"{s['mlx_models_dir']}/{upstream}",
         )
 
-    for m in models:
-        if macos:
-            definition = render_plist(r, m)
-        else:
-            definition = render_unit(r, m)
-        restart_on = [env] + ([uploads[m.upstream]] if m.upstream in uploads else [])
-        started = managed_service(
-            unit_name(m), definition, restart_on=restart_on, label=launchd_label(r, m)
+    services = [
+        Service(
+            unit_name(m),
+            render_plist(r, m) if macos else render_unit(r, m),
+            restart_on=[env] + ([uploads[m.upstream]] if m.upstream in uploads else []),
+            label=launchd_label(r, m),
         )
+        for m in models
+    ]
+    started = managed_services(services, "the MLX servers")
+    for m in models:
         common.expect_answer(
-            f"http://127.0.0.1:{m.port}/v1/models", s["mlx_start_timeout"], f"the {m.name} MLX server", started
+            f"http://127.0.0.1:{m.port}/v1/models", s["mlx_start_timeout"], f"the {m.name} MLX server",
+            started[unit_name(m)],
         )

@@ -77,19 +77,25 @@ class Account(FactBase):
         return {"home": fields[5], "shell": fields[6], "group": output[1].strip()}
 
 
-class UnitState(FactBase):
-    """(is-enabled, is-active) of one systemd unit, as systemctl words."""
+class UnitStates(FactBase):
+    """{unit: (unit file state, active state)} of several systemd units, from one `systemctl
+    show` ("enabled"/"disabled"/"" and "active"/"inactive"/"failed"/...)."""
 
-    def command(self, unit):
-        u = shlex.quote(unit)
-        return (
-            f'echo "enabled=$(systemctl is-enabled {u} 2>/dev/null)"; '
-            f'echo "active=$(systemctl is-active {u} 2>/dev/null)"'
+    def command(self, units):
+        return "systemctl show --property=Id,UnitFileState,ActiveState -- " + " ".join(
+            shlex.quote(u) for u in units
         )
 
     def process(self, output):
-        values = dict(line.strip().partition("=")[::2] for line in output)
-        return values.get("enabled") or "not-found", values.get("active") or "unknown"
+        blocks: list[dict] = []
+        for line in output:  # one block per unit; blank lines between them may be dropped
+            key, sep, value = line.strip().partition("=")
+            if not sep:
+                continue
+            if not blocks or key in blocks[-1]:
+                blocks.append({})
+            blocks[-1][key] = value
+        return {b.get("Id", ""): (b.get("UnitFileState", ""), b.get("ActiveState", "")) for b in blocks}
 
 
 class UvEnvironment(FactBase):
@@ -108,6 +114,79 @@ class UvEnvironment(FactBase):
         values = dict(line.strip().partition("=")[::2] for line in output)
         return {"uv": values.get("uv", ""), "built_from": values.get("built_from", ""),
                 "venv": values.get("venv") == "yes"}
+
+
+class FileStates(FactBase):
+    """FileState of several files in one command: {path: state or None}."""
+
+    def command(self, paths):
+        parts = []
+        for i, path in enumerate(paths):
+            p = shlex.quote(path)
+            parts.append(f"echo '@{i}'; if [ -f {p} ]; then {STAT.format(p=p)} && {SHA256.format(p=p)}; fi")
+        return "; ".join(parts)
+
+    def process(self, output):
+        return _sections(output)
+
+
+class DirectoryStates(FactBase):
+    """Owner, group and mode of several directories in one command: {path: state or None}."""
+
+    def command(self, paths):
+        parts = []
+        for i, path in enumerate(paths):
+            p = shlex.quote(path)
+            parts.append(f"echo '@{i}'; if [ -d {p} ]; then {STAT.format(p=p)}; fi")
+        return "; ".join(parts)
+
+    def process(self, output):
+        return _sections(output)
+
+
+def _sections(output) -> list[dict | None]:
+    """Split '@i'-marked output into one entry per path: None (nothing printed after the mark)
+    or {user, group, mode[, sha256]}."""
+    sections: list[list[str]] = []
+    for line in output:
+        if line.startswith("@") and line[1:].strip().isdigit():
+            sections.append([])
+        elif sections:
+            sections[-1].append(line)
+    states = []
+    for lines in sections:
+        if not lines:
+            states.append(None)
+            continue
+        user, group, mode = lines[0].split()
+        entry = {"user": user, "group": group, "mode": mode.lstrip("0") or "0"}
+        if len(lines) > 1:
+            entry["sha256"] = lines[1].strip()
+        states.append(entry)
+    return states
+
+
+class Affected:
+    """What a batched operation changed, item by item, on each host. The operation fills it
+    when it runs (again from scratch each time pyinfra runs it: change detection, then the
+    real run); later operations read it when they run, so decisions follow what was done."""
+
+    def __init__(self):
+        self._by_host: dict[str, set] = {}
+
+    def reset(self):
+        self._by_host[host.name] = set()
+
+    def add(self, item):
+        self._by_host.setdefault(host.name, set()).add(item)
+
+    def __contains__(self, item) -> bool:
+        return item in self._by_host.get(host.name, set())
+
+
+def changed(meta) -> bool:
+    """Whether an earlier operation changed (while executing) or will change (change detection)."""
+    return meta.did_change() if state.is_executing else meta.will_change
 
 
 def _upload(data: bytes, dest: str, user: str, group: str, mode: str):
@@ -147,6 +226,44 @@ def text_file(dest: str, content: str, user: str = "root", group: str | None = N
         yield from _upload(content.encode(), dest, user, group, mode)
         return
     yield from _owner_and_mode(current, dest, user, group, mode)
+
+
+@operation()
+def text_files(files: dict, user: str = "root", group: str | None = None, mode: str = "644",
+               written: Affected | None = None):
+    """Several files with exactly these contents (dest -> text), owner and mode, read in one
+    command. `written` collects the paths whose content this run uploaded."""
+    group = group or root_group()
+    if written is not None:
+        written.reset()
+    paths = list(files)
+    for dest, current in zip(paths, host.get_fact(FileStates, paths=tuple(paths))):
+        content = files[dest]
+        if current is None or current["sha256"] != sha256_text(content):
+            if current is not None and state.config.DIFF:
+                old = [line + "\n" for line in host.get_fact(FileContents, path=dest) or []]
+                host.log(f"Will modify {dest}", logger.info)
+                for line in generate_color_diff(old, content.splitlines(keepends=True)):
+                    logger.info("  %s", line)
+            if written is not None:
+                written.add(dest)
+            yield from _upload(content.encode(), dest, user, group, mode)
+        else:
+            yield from _owner_and_mode(current, dest, user, group, mode)
+
+
+@operation()
+def directories(paths: list, user: str = "root", group: str | None = None, mode: str = "755"):
+    """Directories that exist with an owner and mode, all read in one command. Each entry is a
+    path (user, group (root's unless given) and mode as given here) or (path, group, mode)."""
+    entries = [(p, group, mode) if isinstance(p, str) else tuple(p) for p in paths]
+    found = host.get_fact(DirectoryStates, paths=tuple(p for p, _, _ in entries))
+    for (path, dir_group, dir_mode), current in zip(entries, found):
+        dir_group = dir_group or root_group()
+        if current is None:
+            yield StringCommand("install", "-d", "-o", Q(user), "-g", Q(dir_group), "-m", Q(dir_mode), Q(path))
+        else:
+            yield from _owner_and_mode(current, path, user, dir_group, dir_mode)
 
 
 @operation()
@@ -196,13 +313,52 @@ def system_account(user: str, home: str, shell: str = "/usr/sbin/nologin"):
 
 
 @operation()
-def unit_enabled_running(unit: str):
-    """A systemd unit enabled at boot and active now (started if it is not)."""
-    enabled, active = host.get_fact(UnitState, unit=unit)
-    if enabled != "enabled":
-        yield StringCommand("systemctl", "enable", Q(unit))
-    if active != "active":
-        yield StringCommand("systemctl", "start", Q(unit))
+def restart_units(units: dict, written: Affected, restarted: Affected):
+    """systemctl try-restart, in one command, of each unit (name -> (unit file, operations))
+    whose file this run wrote or one of whose operations changed something."""
+    restarted.reset()
+    due = [name for name, (path, metas) in units.items() if path in written or any(changed(m) for m in metas)]
+    for name in due:
+        restarted.add(name)
+    if due:
+        yield StringCommand("systemctl", "try-restart", *[Q(name) for name in due])
+
+
+@operation()
+def units_enabled_running(units: list, started: Affected):
+    """systemd units enabled at boot and active now (started if they are not), read in one
+    command. `started` collects the units this run enabled or started."""
+    started.reset()
+    states = host.get_fact(UnitStates, units=tuple(units))
+    to_enable = [u for u in units if states.get(u, ("", ""))[0] != "enabled"]
+    to_start = [u for u in units if states.get(u, ("", ""))[1] != "active"]
+    for unit in to_enable + to_start:
+        started.add(unit)
+    if to_enable:
+        yield StringCommand("systemctl", "enable", *[Q(u) for u in to_enable])
+    if to_start:
+        yield StringCommand("systemctl", "start", *[Q(u) for u in to_start])
+
+
+@operation()
+def launchd_load(jobs: dict, written: Affected):
+    """Reload each launchd job (label -> plist path) whose plist this run wrote: bootout, then
+    bootstrap (bootstrap fails while a job of that label is loaded)."""
+    for label, path in jobs.items():
+        if path in written:
+            yield f"launchctl bootout system/{shlex.quote(label)} 2>/dev/null || true"
+            yield f"launchctl bootstrap system {shlex.quote(path)}"
+
+
+@operation()
+def launchd_kickstart(jobs: dict, written: Affected, restarted: Affected):
+    """launchctl kickstart -k each job (label -> (plist path, operations)) whose plist is
+    unchanged but one of whose operations changed something (a new plist was loaded already)."""
+    restarted.reset()
+    for label, (path, metas) in jobs.items():
+        if path not in written and any(changed(m) for m in metas):
+            restarted.add(label)
+            yield f"launchctl kickstart -k system/{shlex.quote(label)}"
 
 
 @operation()

@@ -16,7 +16,7 @@ from pyinfra.operations import apt, files, server
 
 from tasks import common, ops
 from tasks.registry import Registry
-from tasks.service import managed_service
+from tasks.service import Service, managed_services
 
 
 def render_config(r: Registry) -> str:
@@ -67,7 +67,9 @@ def deploy_ovms():
         cache_time=3600,
     )
     ops.system_account(name=f"Create service user {user}", user=user, home=home)
-    files.directory(name=f"Create {home}/archives", path=f"{home}/archives", mode="755")
+    model_dirs = [f"{s['ovms_models_dir']}/{m.upstream}" for m in r.served_by(r.proxy_host, "ovms")]
+    folders = [f"{home}/archives", s["ovms_models_dir"], *model_dirs, s["ovms_config_dir"]]
+    ops.directories(name=f"Create {', '.join(folders)}", paths=folders, mode="755")
     local = local_archive(s["ovms_archive_url"])
     if local:
         fetched = ops.local_file(name=f"Upload the OVMS {version} archive", src=local, dest=archive)
@@ -94,18 +96,10 @@ def deploy_ovms():
     current = files.link(
         name=f"Point {home}/current at {version}", path=f"{home}/current", target=release
     )
-    files.directory(name=f"Create {s['ovms_models_dir']}", path=s["ovms_models_dir"], mode="755")
-    for m in r.served_by(r.proxy_host, "ovms"):
-        files.directory(
-            name=f"Create the model folder of {m.name}",
-            path=f"{s['ovms_models_dir']}/{m.upstream}",
-            mode="755",
-        )
-    files.directory(name=f"Create {s['ovms_config_dir']}", path=s["ovms_config_dir"], mode="755")
     config = common.put_text(
         f"{s['ovms_config_dir']}/config.json", render_config(r), name="Render OVMS config.json"
     )
-    started = managed_service("ovms", render_unit(r), restart_on=[current, config])
+    started = managed_services([Service("ovms", render_unit(r), restart_on=[current, config])], "OVMS")["ovms"]
     common.expect_answer(
         f"http://{s['ovms_bind_address']}:{s['ovms_rest_port']}/v2/health/ready",
         s["ovms_start_timeout"],

@@ -1,80 +1,100 @@
 """One service-manager helper for both kinds of host: systemd units on Linux, launchd jobs on
-macOS. Each service deploy hands it a rendered definition and the operations whose change must
-restart the service; restarts follow operation results, never facts read before the run."""
+macOS. Each service deploy hands it its services (a rendered definition and the operations whose
+change must restart each one); restarts follow operation results, never facts read before the run.
+
+All the services of one deploy are handled by the same few operations (definitions, reload,
+restart, enable and run), each reading the host in one command: five MLX servers cost four
+operations, not twenty."""
 
 from __future__ import annotations
 
-import shlex
-from typing import Iterable
+from dataclasses import dataclass, field
 
 from pyinfra.api.operation import OperationMeta
 from pyinfra.operations import server
 
-from tasks.common import is_macos, put_text
-from tasks.ops import unit_enabled_running
+from tasks import ops
+from tasks.common import is_macos
 
 LAUNCHD_DIR = "/Library/LaunchDaemons"
 
 
-def _changes(metas: Iterable[OperationMeta]):
-    metas = list(metas)
-    return lambda: any(m.did_change() for m in metas)
+@dataclass
+class Service:
+    name: str  # the systemd unit is <name>.service
+    definition: str  # the rendered unit (Linux) or plist (macOS)
+    restart_on: list[OperationMeta] = field(default_factory=list)
+    label: str | None = None  # the launchd label (macOS); name when not given
 
 
-def managed_service(
-    name: str,
-    definition: str,
-    restart_on: Iterable[OperationMeta] = (),
-    label: str | None = None,
-):
-    """Install `definition` (a systemd unit or a launchd plist) for service `name` and keep it
-    enabled and running; restart it when the definition or anything in restart_on changed.
-    Returns the operation whose change means the service was (re)started."""
-    restart_on = list(restart_on)
-    if is_macos():
-        label = label or name
-        path = f"{LAUNCHD_DIR}/{label}.plist"
-        plist = put_text(path, definition, name=f"Install launchd job {path}", group="wheel")
-        # bootstrap fails while a job of that label is loaded, so reload = bootout + bootstrap,
-        # and only when the plist changed.
-        load = server.shell(
-            name=f"Load launchd job {label}",
-            commands=[
-                f"launchctl bootout system/{shlex.quote(label)} 2>/dev/null || true",
-                f"launchctl bootstrap system {shlex.quote(path)}",
-            ],
-            _if=plist.did_change,
-        )
-        restart = server.shell(
-            name=f"Restart launchd job {label}",
-            commands=[f"launchctl kickstart -k system/{shlex.quote(label)}"],
-            _if=lambda: not plist.did_change() and _changes(restart_on)(),
-        )
-        return _either(load, restart)
+class Started:
+    """did_change(): this run installed, (re)loaded, restarted or started the service."""
 
-    unit_path = f"/etc/systemd/system/{name}.service"
-    unit = put_text(unit_path, definition, name=f"Install systemd unit {unit_path}")
-    reload = server.shell(
-        name="Reload systemd units",
-        commands=["systemctl daemon-reload"],
-        _if=unit.did_change,
-    )
-    # try-restart touches only a running service; a stopped one is started just below. Both
-    # decisions are taken at execution time, from what the operations before actually did.
-    restart = server.shell(
-        name=f"Restart {name}.service (its definition, environment or config changed)",
-        commands=[f"systemctl try-restart {shlex.quote(name)}.service"],
-        _if=_changes([unit, *restart_on]),
-    )
-    run = unit_enabled_running(name=f"Enable and run {name}.service", unit=f"{name}.service")
-    return _either(reload, restart, run)
-
-
-class _either:
-    """did_change of any of several operations: the service was (re)loaded or (re)started."""
-
-    def __init__(self, *metas: OperationMeta):
-        self.metas = metas
+    def __init__(self, checks):
+        self.checks = checks
 
     def did_change(self) -> bool:
-        return any(m.did_change() for m in self.metas)
+        return any(check() for check in self.checks)
+
+
+def managed_services(services: list[Service], what: str) -> dict[str, Started]:
+    """Install each service's definition and keep it enabled and running; restart a service when
+    its definition or anything in its restart_on changed. Returns name -> Started."""
+    if not services:
+        return {}
+    written = ops.Affected()
+    restarted = ops.Affected()
+    if is_macos():
+        jobs = {s.label or s.name: (f"{LAUNCHD_DIR}/{s.label or s.name}.plist", s) for s in services}
+        ops.text_files(
+            name=f"Install the launchd jobs of {what}",
+            files={path: s.definition for path, s in jobs.values()},
+            written=written,
+        )
+        # A changed plist is loaded afresh (which starts it); an unchanged one whose program,
+        # environment or model changed is restarted in place.
+        ops.launchd_load(
+            name=f"Load the changed launchd jobs of {what}",
+            jobs={label: path for label, (path, _) in jobs.items()},
+            written=written,
+        )
+        ops.launchd_kickstart(
+            name=f"Restart the launchd jobs of {what} whose environment or config changed",
+            jobs={label: (path, s.restart_on) for label, (path, s) in jobs.items()},
+            written=written,
+            restarted=restarted,
+        )
+        return {
+            s.name: Started([lambda path=path: path in written, lambda label=label: label in restarted])
+            for label, (path, s) in jobs.items()
+        }
+
+    units = {f"{s.name}.service": (f"/etc/systemd/system/{s.name}.service", s) for s in services}
+    definitions = ops.text_files(
+        name=f"Install the systemd units of {what}",
+        files={path: s.definition for path, s in units.values()},
+        written=written,
+    )
+    server.shell(
+        name="Reload systemd units",
+        commands=["systemctl daemon-reload"],
+        _if=definitions.did_change,
+    )
+    # try-restart touches only running services; stopped ones are started just below. Both
+    # decisions are taken at execution time, from what the operations before actually did.
+    ops.restart_units(
+        name=f"Restart the services of {what} whose definition, environment or config changed",
+        units={unit: (path, s.restart_on) for unit, (path, s) in units.items()},
+        written=written,
+        restarted=restarted,
+    )
+    ran = ops.Affected()
+    ops.units_enabled_running(name=f"Enable and run the services of {what}", units=list(units), started=ran)
+    return {
+        s.name: Started([
+            lambda path=path: path in written,
+            lambda unit=unit: unit in restarted,
+            lambda unit=unit: unit in ran,
+        ])
+        for unit, (path, s) in units.items()
+    }

@@ -13,3 +13,67 @@ def test_second_deploy_changes_nothing(lab_state, timings):
     total = grand_total(text)
     assert total["changed"] == 0 and total["errors"] == 0, "changed:\n" + "\n".join(changed_rows(text))
     assert total["unchanged"] == total["operations"]
+
+
+def _main_pids(host, units):
+    return {u: host.check_output(f"systemctl show -p MainPID --value {u}") for u in units}
+
+
+@pytest.mark.lab_only
+def test_one_drifted_unit_restarts_only_its_service(hosts, registry, timings):
+    """The MLX servers share one set of operations; a hand edit to one unit file must rewrite and
+    restart that service alone, and fix a drifted folder mode without restarting anything."""
+    studio, mini = hosts["studio"], hosts["mini"]
+    units = sorted(f"mlx-{m.name}.service" for m in registry.models.values() if m.backend == "mlx")
+    target = units[-1]
+    before, proxy_before = _main_pids(studio, units), _main_pids(mini, ["litellm.service"])
+    studio.check_output(f"echo '# edited by hand' >> /etc/systemd/system/{target}")
+    candidate = f"{registry.settings['litellm_config_dir']}/candidate"
+    mini.check_output(f"chmod 755 {candidate}")
+
+    code, text, seconds = lab_deploy()
+    timings["deploy after one drifted unit"] = seconds
+    assert code == 0, text[-3000:]
+    rows = changed_rows(text)
+    expected = [
+        "MLX model servers | Install the systemd units of the MLX servers",
+        "MLX model servers | Reload systemd units",
+        "MLX model servers | Restart the services of the MLX servers",
+        "Wait for the (re)started services to answer",
+        f"LiteLLM proxy | Create {registry.settings['litellm_home']}",
+    ]
+    assert all(any(e in r for r in rows) for e in expected), "\n".join(rows)
+    assert len(rows) == len(expected), "\n".join(rows)
+    assert "# edited by hand" not in studio.file(f"/etc/systemd/system/{target}").content_string
+    assert studio.file(f"/etc/systemd/system/{target}").mode == 0o644
+    assert mini.file(candidate).mode == 0o700
+    after = _main_pids(studio, units)
+    assert after[target] != before[target] and after[target] != "0", "the edited unit's service was not restarted"
+    assert {u: p for u, p in after.items() if u != target} == {u: p for u, p in before.items() if u != target}
+    assert _main_pids(mini, ["litellm.service"]) == proxy_before
+    assert studio.service(target).is_running
+
+
+@pytest.mark.lab_only
+def test_pyinfra_ssh_connections_disable_nagle(lab_state):
+    """tasks/transport.py: pyinfra's own SSH client connects with TCP_NODELAY (49 -> 4 ms per
+    remote command on the lab); without it every command waits on a delayed ACK."""
+    import socket
+
+    from pyinfra.connectors.sshuserclient.client import SSHClient
+
+    from tasks import transport
+
+    from .conftest import LAB_KEY, LAB_KNOWN_HOSTS
+
+    transport.disable_nagle()
+    client = SSHClient()
+    client.connect(lab_state["hosts"]["mini"], username="root", key_filename=str(LAB_KEY),
+                   _pyinfra_ssh_known_hosts_file=str(LAB_KNOWN_HOSTS))
+    try:
+        sock = client.get_transport().sock
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+        _, out, _ = client.exec_command("echo ok")
+        assert out.read().strip() == b"ok"
+    finally:
+        client.close()

@@ -51,20 +51,23 @@ def recorded_mac(registry, installed: bool, changed_plist: str | None = None, ne
         {"uv": s["uv_version"], "built_from": "stale" if new_pins else _sha(_spec_text(registry)), "venv": True}
         if installed else {"uv": "", "built_from": "", "venv": False}
     )
-    for path in (home, s["mlx_models_dir"], f"{home}/logs"):
-        facts[("Directory", (("path", path),))] = {"mode": 755, "user": "root", "group": "wheel"} if installed else None
+    folders = (home, s["mlx_models_dir"], f"{home}/logs")
+    facts[("DirectoryStates", (("paths", folders),))] = [
+        {"mode": "755", "user": "root", "group": "wheel"} if installed else None for _ in folders
+    ]
     spec = f"{venv}.requirements.txt"
     facts[("FileState", (("path", spec),))] = (
         {"user": "root", "group": "wheel", "mode": "644", "sha256": _sha(_spec_text(registry))} if installed else None
     )
+    plists, states = [], []
     for m in studio_models(registry):
         label = mlx_task.launchd_label(registry, m)
         text = mlx_task.render_plist(registry, m)
         if label == changed_plist:
             text = text.replace("<true/>", "<false/>", 1)
-        facts[("FileState", (("path", f"{LAUNCHD}/{label}.plist"),))] = (
-            {"user": "root", "group": "wheel", "mode": "644", "sha256": _sha(text)} if installed else None
-        )
+        plists.append(f"{LAUNCHD}/{label}.plist")
+        states.append({"user": "root", "group": "wheel", "mode": "644", "sha256": _sha(text)} if installed else None)
+    facts[("FileStates", (("paths", tuple(plists)),))] = states
     return facts
 
 
