@@ -104,7 +104,9 @@ def test_drill_proxy_killed_comes_back_within_15s(hosts, registry, proxy_url, pr
     after = service_state(mini, "litellm")
     assert after["MainPID"] != before["MainPID"]
     assert int(after["NRestarts"]) == int(before["NRestarts"]) + 1
+    started = time.monotonic()
     assert answers(proxy_url, proxy_key, next(iter(registry.models)))
+    timings["drill: first chat after kill -9"] = time.monotonic() - started
 
 
 def test_drill_mini_reboot_comes_back_without_a_deploy(hosts, registry, proxy_url, proxy_key, timings):

@@ -61,3 +61,13 @@ def test_second_up_after_an_unclean_stop(registry, timings):
     for model in registry.models:
         ok, _ = wait_until(lambda: chat(proxy, model, key=key, timeout=30)[0] == 200, 30, interval=1)
         assert ok, f"{model} does not answer through the proxy after the second up"
+
+
+def test_lab_logins_start_no_user_manager():
+    """lab.no_login_sessions: an SSH login to a lab host opens no logind session, so no
+    user@0.service whose stop can hang on this machine's cgroups (119 s stalls before)."""
+    for host in lab.HOSTS:
+        out = lab.run(*lab.ssh_args(host), "loginctl list-sessions --no-legend | wc -l; "
+                      "systemctl is-active user@0.service || true", check=False)
+        sessions, state = out.stdout.split()
+        assert (sessions, state) == ("0", "inactive"), f"{host}: {out.stdout}"
