@@ -140,6 +140,13 @@ def latencies(url: str, model: str, key: str | None, concurrency: int, requests:
         return list(pool.map(lambda _: one_request(url, body, key), range(requests)))
 
 
+def proxy_cpu_seconds() -> float:
+    """CPU time (user + system) the running LiteLLM process has used so far, read on the mini."""
+    out = lab.run(*lab.ssh_args("mini"), "pid=$(systemctl show -p MainPID --value litellm); "
+                  "cut -d' ' -f14,15 /proc/$pid/stat; getconf CLK_TCK").stdout.split()
+    return (int(out[0]) + int(out[1])) / int(out[2])
+
+
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
@@ -206,9 +213,12 @@ def main(argv: list[str]) -> int:
     for concurrency in (1, 10):
         print(f"bench: latency at concurrency {concurrency}, {args.requests} requests x{args.runs}", flush=True)
         figures = {"direct": {"p50": [], "p95": []}, "proxy": {"p50": [], "p95": []}, "overhead": {"p50": [], "p95": []}}
+        cpu = []
         for _ in range(args.runs):
             d = latencies(direct, model.upstream, None, concurrency, args.requests)
+            before = proxy_cpu_seconds()
             p = latencies(proxy, model.name, key, concurrency, args.requests)
+            cpu.append((proxy_cpu_seconds() - before) / (args.requests + 3))  # + the warm-up requests
             for q in (50, 95):
                 figures["direct"][f"p{q}"].append(percentile(d, q))
                 figures["proxy"][f"p{q}"].append(percentile(p, q))
@@ -218,6 +228,7 @@ def main(argv: list[str]) -> int:
                     "overhead": "LiteLLM overhead (proxy - direct)"}[kind]
             rows.append((f"c={concurrency} {what}, p50 / p95 (ms)",
                          f"{ms(figures[kind]['p50'])} / {ms(figures[kind]['p95'])}"))
+        rows.append((f"c={concurrency} LiteLLM CPU time per request (ms)", ms(cpu)))
 
     print()
     print(f"Machine: {machine()}  ")

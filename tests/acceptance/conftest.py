@@ -81,9 +81,14 @@ def hosts(real, addresses):
         if real:
             result[name] = testinfra.get_host(f"ssh://{address}")
         else:
+            # One multiplexed SSH connection per host (testinfra sets ControlMaster but no path,
+            # so without one every command paid a new handshake); the master ends itself
+            # 10 s after the last command.
             result[name] = testinfra.get_host(
                 f"ssh://root@{address}",
                 ssh_identity_file=str(LAB_KEY),
+                controlpath=str(LAB_KEY.parent / f"cm-{name}"),
+                controlpersist=10,
                 ssh_extra_args=f"-o StrictHostKeyChecking=accept-new -o UserKnownHostsFile={LAB_KNOWN_HOSTS} -o BatchMode=yes",
             )
     return result
