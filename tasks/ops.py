@@ -232,7 +232,8 @@ def text_file(dest: str, content: str, user: str = "root", group: str | None = N
 def text_files(files: dict, user: str = "root", group: str | None = None, mode: str = "644",
                written: Affected | None = None):
     """Several files with exactly these contents (dest -> text), owner and mode, read in one
-    command. `written` collects the paths whose content this run uploaded."""
+    command. `written` collects the paths whose content this run uploaded. Not for secrets: a
+    changed file is diffed under --dry (use text_file(secret=True))."""
     group = group or root_group()
     if written is not None:
         written.reset()

@@ -1,0 +1,57 @@
+"""The batched facts of tasks/ops.py read what the hosts print (GNU and BSD stat, systemctl show)."""
+
+import subprocess
+
+import pytest
+
+from tasks.ops import DirectoryStates, FileStates, UnitStates
+
+
+def run_fact(fact, **kwargs):
+    """Run the fact's command in a local shell, as a host would, and process its output."""
+    out = subprocess.run(["sh", "-c", fact.command(**kwargs)], capture_output=True, text=True, check=True)
+    return fact.process(out.stdout.splitlines())
+
+
+def test_file_states_reads_each_file_or_none(tmp_path):
+    present = tmp_path / "a b.txt"  # a space: quoting is the fact's job
+    present.write_text("hello\n")
+    present.chmod(0o640)
+    states = run_fact(FileStates(), paths=(str(present), str(tmp_path / "missing")))
+    assert states[1] is None
+    assert states[0]["mode"] == "640"
+    assert states[0]["sha256"] == "5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03"
+    assert set(states[0]) == {"user", "group", "mode", "sha256"}
+
+
+def test_directory_states_ignore_files_and_keep_order(tmp_path):
+    (tmp_path / "d").mkdir(mode=0o750)
+    (tmp_path / "d").chmod(0o750)
+    (tmp_path / "f").write_text("")
+    paths = (str(tmp_path / "f"), str(tmp_path / "d"), str(tmp_path / "none"))
+    states = run_fact(DirectoryStates(), paths=paths)
+    assert states[0] is None and states[2] is None
+    assert states[1]["mode"] == "750" and "sha256" not in states[1]
+
+
+@pytest.mark.parametrize("blank_lines", [True, False])
+def test_unit_states_parse_systemctl_show(blank_lines):
+    blocks = [
+        ["Id=litellm.service", "ActiveState=active", "UnitFileState=enabled"],
+        ["Id=ovms.service", "ActiveState=failed", "UnitFileState=disabled"],
+        ["Id=nope.service", "ActiveState=inactive", "UnitFileState="],
+    ]
+    lines = []
+    for block in blocks:
+        lines += block + ([""] if blank_lines else [])
+    assert UnitStates().process(lines) == {
+        "litellm.service": ("enabled", "active"),
+        "ovms.service": ("disabled", "failed"),
+        "nope.service": ("", "inactive"),
+    }
+
+
+def test_unit_states_command_quotes_units():
+    assert UnitStates().command(units=("a.service", "b c.service")) == (
+        "systemctl show --property=Id,UnitFileState,ActiveState -- a.service 'b c.service'"
+    )
