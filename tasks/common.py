@@ -14,7 +14,7 @@ import yaml
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from pyinfra import host, inventory
 from pyinfra.facts.server import Kernel
-from pyinfra.operations import apt, server
+from pyinfra.operations import server
 
 from tasks import registry as reg
 
@@ -109,12 +109,12 @@ UV = "/opt/uv/bin/uv"
 def ensure_uv(uv_version: str, installed: str):
     """A pinned uv in its own virtual environment at /opt/uv (Linux: from Debian's python3).
     `installed` is the version found before this run changed anything ("" if none)."""
+    from tasks import ops  # noqa: PLC0415 (ops imports this module)
+
     if not is_macos():
-        apt.packages(
+        ops.debian_packages(
             name="Install python3-venv and ca-certificates for uv",
             packages=["python3-venv", "ca-certificates", "curl"],
-            update=True,
-            cache_time=3600,
         )
     cert = f"--cert {SYSTEM_CA}" if not is_macos() else ""
     server.shell(

@@ -98,6 +98,19 @@ class UnitStates(FactBase):
         return {b.get("Id", ""): (b.get("UnitFileState", ""), b.get("ActiveState", "")) for b in blocks}
 
 
+class InstalledDebianPackages(FactBase):
+    """Which of these Debian packages are installed ("ii"), from one dpkg-query."""
+
+    def command(self, packages):
+        names = " ".join(shlex.quote(p) for p in packages)
+        # dpkg-query prints nothing for a package it has never heard of (and exits 1).
+        return f"dpkg-query -W -f='${{Package}} ${{db:Status-Abbrev}}\\n' {names} 2>/dev/null || true; echo '@end'"
+
+    def process(self, output):
+        return [line.split()[0] for line in output if line.strip() and line.strip() != "@end"
+                and len(line.split()) >= 2 and line.split()[1] == "ii"]
+
+
 class UvEnvironment(FactBase):
     """What a uv-built environment at venv looks like, in one command: the version of the
     shared uv, the sha256 of the requirements record it was built from, and whether it exists."""
@@ -265,6 +278,20 @@ def directories(paths: list, user: str = "root", group: str | None = None, mode:
             yield StringCommand("install", "-d", "-o", Q(user), "-g", Q(dir_group), "-m", Q(dir_mode), Q(path))
         else:
             yield from _owner_and_mode(current, path, user, dir_group, dir_mode)
+
+
+@operation()
+def debian_packages(packages: list):
+    """Debian packages installed. The package lists are refreshed (apt-get update) only when
+    something is missing, so a converged host is asked one question and nothing changes."""
+    installed = set(host.get_fact(InstalledDebianPackages, packages=tuple(packages)))
+    missing = [p for p in packages if p not in installed]
+    if missing:
+        yield "apt-get update -qq"
+        yield StringCommand(
+            "DEBIAN_FRONTEND=noninteractive", "apt-get", "install", "-y", "-qq", "--no-install-recommends",
+            *[Q(p) for p in missing],
+        )
 
 
 @operation()

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 from pyinfra.api import deploy
 from pyinfra.facts.files import File
 from pyinfra import host
-from pyinfra.operations import apt, files, server
+from pyinfra.operations import files, server
 
 from tasks import common, ops
 from tasks.registry import Registry
@@ -60,12 +60,7 @@ def deploy_ovms():
     release = f"{home}/{version}"
     archive = f"{home}/archives/ovms-{version}.tar.gz"
 
-    apt.packages(
-        name="Install the libraries the OVMS release needs",
-        packages=s["ovms_packages"],
-        update=True,
-        cache_time=3600,
-    )
+    ops.debian_packages(name="Install the libraries the OVMS release needs", packages=s["ovms_packages"])
     ops.system_account(name=f"Create service user {user}", user=user, home=home)
     model_dirs = [f"{s['ovms_models_dir']}/{m.upstream}" for m in r.served_by(r.proxy_host, "ovms")]
     folders = [f"{home}/archives", s["ovms_models_dir"], *model_dirs, s["ovms_config_dir"]]

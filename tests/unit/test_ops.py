@@ -55,3 +55,13 @@ def test_unit_states_command_quotes_units():
     assert UnitStates().command(units=("a.service", "b c.service")) == (
         "systemctl show --property=Id,UnitFileState,ActiveState -- a.service 'b c.service'"
     )
+
+
+def test_installed_debian_packages_keeps_only_fully_installed():
+    from tasks.ops import InstalledDebianPackages
+
+    # dpkg-query's lines for installed, removed-but-configured and half-installed packages;
+    # a package it never heard of prints nothing.
+    output = ["curl ii ", "libxml2 rc ", "python3-venv iU ", "@end"]
+    assert InstalledDebianPackages().process(output) == ["curl"]
+    assert InstalledDebianPackages().process(["@end"]) == []
