@@ -236,7 +236,7 @@ def main(argv: list[str]) -> int:
     print("| measure | value |")
     print("| --- | --- |")
     for name, value in rows:
-        print(f"| {name.replace('|', '/')} | {value} |")
+        print(f"| {name.replace('|', '/')} | {value.replace('|', '/')} |")
     return 0
 
 
