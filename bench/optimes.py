@@ -51,11 +51,20 @@ def timed_deploy(argv: list[str], cwd: str, env: dict | None = None, echo: bool 
     for (t0, name), (t1, _) in zip(marks, marks[1:]):
         if name is not None:
             run.ops.append((name, t1 - t0))
-    total = TOTAL.search(run.output)
+    total = grand_total(run.output)
     if total:
-        values = [0 if v == "-" else int(v) for v in total.groups()]
-        run.operations, run.changed, run.errors = values[0], values[1], values[2]
+        run.operations, run.changed, run.errors = total["operations"], total["changed"], total["errors"]
     return run
+
+
+def grand_total(text: str) -> dict[str, int] | None:
+    """pyinfra's "Grand total" row: operations, changed, errors, unchanged ("-" reads as 0);
+    None when the output has no results table."""
+    match = TOTAL.search(text)
+    if not match:
+        return None
+    values = [0 if v == "-" else int(v) for v in match.groups()]
+    return dict(zip(("operations", "changed", "errors", "unchanged"), values))
 
 
 if __name__ == "__main__":

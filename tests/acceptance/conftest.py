@@ -18,7 +18,6 @@ ROOT = Path(__file__).resolve().parents[2]
 LAB_STATE = ROOT / ".lab" / "state" / "state.json"
 LAB_KEY = ROOT / ".lab" / "state" / "id_ed25519"
 LAB_KNOWN_HOSTS = ROOT / ".lab" / "state" / "known_hosts"
-LAB_SECRETS = ROOT / ".lab" / "state" / "secrets.env"
 
 
 @lru_cache(maxsize=2)
@@ -101,10 +100,12 @@ def proxy_key(real):
         if not key:
             pytest.fail("--real-hosts needs LITELLM_PROXY_KEY in the environment")
         return Secret(key)
-    for line in LAB_SECRETS.read_text().splitlines():
-        if line.startswith("LITELLM_PROXY_KEY="):
-            return Secret(line.split("=", 1)[1])
-    pytest.fail(f"no LITELLM_PROXY_KEY in {LAB_SECRETS}")
+    from lab import lab  # noqa: PLC0415
+
+    try:
+        return Secret(lab.proxy_key())
+    except (lab.LabError, OSError) as err:
+        pytest.fail(f"the lab's proxy key: {err}")
 
 
 @pytest.fixture(scope="session")
