@@ -26,18 +26,35 @@ SHA256 = "(sha256sum {p} 2>/dev/null || shasum -a 256 {p}) | cut -d' ' -f1"
 STAT = "(stat -c '%U %G %a' {p} 2>/dev/null || stat -f '%Su %Sg %Lp' {p})"
 
 
+def _file_probe(p: str) -> str:
+    """Shell that prints owner, group, mode and sha256 of regular file p (quoted), or nothing."""
+    return f"if [ -f {p} ]; then {STAT.format(p=p)} && {SHA256.format(p=p)}; fi"
+
+
+def _directory_probe(p: str) -> str:
+    """Shell that prints owner, group and mode of directory p (quoted), or nothing."""
+    return f"if [ -d {p} ]; then {STAT.format(p=p)}; fi"
+
+
+def _stat_entry(lines: list[str]) -> dict | None:
+    """What a probe printed: None (nothing) or {user, group, mode[, sha256]}."""
+    if not lines:
+        return None
+    user, group, mode = lines[0].split()
+    entry = {"user": user, "group": group, "mode": mode.lstrip("0") or "0"}
+    if len(lines) > 1:
+        entry["sha256"] = lines[1].strip()
+    return entry
+
+
 class FileState(FactBase):
     """Owner, group, mode and sha256 of one regular file; None when it does not exist."""
 
     def command(self, path):
-        p = shlex.quote(path)
-        return f"if [ -f {p} ]; then {STAT.format(p=p)} && {SHA256.format(p=p)}; fi"
+        return _file_probe(shlex.quote(path))
 
     def process(self, output):
-        if len(output) < 2:
-            return None
-        user, group, mode = output[0].split()
-        return {"user": user, "group": group, "mode": mode.lstrip("0") or "0", "sha256": output[1].strip()}
+        return _stat_entry(output) if len(output) >= 2 else None
 
 
 class TreeDigests(FactBase):
@@ -107,8 +124,12 @@ class InstalledDebianPackages(FactBase):
         return f"dpkg-query -W -f='${{Package}} ${{db:Status-Abbrev}}\\n' {names} 2>/dev/null || true; echo '@end'"
 
     def process(self, output):
-        return [line.split()[0] for line in output if line.strip() and line.strip() != "@end"
-                and len(line.split()) >= 2 and line.split()[1] == "ii"]
+        installed = []
+        for line in output:
+            words = line.split()
+            if len(words) >= 2 and words[1] == "ii":  # "@end" has one word
+                installed.append(words[0])
+        return installed
 
 
 class UvEnvironment(FactBase):
@@ -129,54 +150,33 @@ class UvEnvironment(FactBase):
                 "venv": values.get("venv") == "yes"}
 
 
-class FileStates(FactBase):
-    """FileState of several files in one command: {path: state or None}."""
+class _PathStates(FactBase):
+    """One probe per path in one command, each after an '@i' mark: [state or None], in order.
+    Subclasses name the probe."""
 
     def command(self, paths):
-        parts = []
-        for i, path in enumerate(paths):
-            p = shlex.quote(path)
-            parts.append(f"echo '@{i}'; if [ -f {p} ]; then {STAT.format(p=p)} && {SHA256.format(p=p)}; fi")
-        return "; ".join(parts)
+        return "; ".join(f"echo '@{i}'; {self.probe(shlex.quote(path))}" for i, path in enumerate(paths))
 
     def process(self, output):
-        return _sections(output)
+        sections: list[list[str]] = []
+        for line in output:
+            if line.startswith("@") and line[1:].strip().isdigit():
+                sections.append([])
+            elif sections:
+                sections[-1].append(line)
+        return [_stat_entry(lines) for lines in sections]
 
 
-class DirectoryStates(FactBase):
-    """Owner, group and mode of several directories in one command: {path: state or None}."""
+class FileStates(_PathStates):
+    """FileState of several files in one command: [state or None] in the order of paths."""
 
-    def command(self, paths):
-        parts = []
-        for i, path in enumerate(paths):
-            p = shlex.quote(path)
-            parts.append(f"echo '@{i}'; if [ -d {p} ]; then {STAT.format(p=p)}; fi")
-        return "; ".join(parts)
-
-    def process(self, output):
-        return _sections(output)
+    probe = staticmethod(_file_probe)
 
 
-def _sections(output) -> list[dict | None]:
-    """Split '@i'-marked output into one entry per path: None (nothing printed after the mark)
-    or {user, group, mode[, sha256]}."""
-    sections: list[list[str]] = []
-    for line in output:
-        if line.startswith("@") and line[1:].strip().isdigit():
-            sections.append([])
-        elif sections:
-            sections[-1].append(line)
-    states = []
-    for lines in sections:
-        if not lines:
-            states.append(None)
-            continue
-        user, group, mode = lines[0].split()
-        entry = {"user": user, "group": group, "mode": mode.lstrip("0") or "0"}
-        if len(lines) > 1:
-            entry["sha256"] = lines[1].strip()
-        states.append(entry)
-    return states
+class DirectoryStates(_PathStates):
+    """Owner, group and mode of several directories in one command: [state or None]."""
+
+    probe = staticmethod(_directory_probe)
 
 
 class Affected:
@@ -223,22 +223,28 @@ def _owner_and_mode(current: dict, dest: str, user: str, group: str, mode: str):
         yield StringCommand("chmod", Q(mode), Q(dest))
 
 
+def _text(dest: str, content: str, current: dict | None, user: str, group: str, mode: str, show_diff: bool):
+    """Commands that make dest hold content with this owner and mode, given its current state.
+    Returns True when the content is uploaded. show_diff: print a diff under --dry."""
+    if current is not None and current["sha256"] == sha256_text(content):
+        yield from _owner_and_mode(current, dest, user, group, mode)
+        return False
+    if current is not None and show_diff and state.config.DIFF:
+        old = [line + "\n" for line in host.get_fact(FileContents, path=dest) or []]
+        host.log(f"Will modify {dest}", logger.info)
+        for line in generate_color_diff(old, content.splitlines(keepends=True)):
+            logger.info("  %s", line)
+    yield from _upload(content.encode(), dest, user, group, mode)
+    return True
+
+
 @operation()
 def text_file(dest: str, content: str, user: str = "root", group: str | None = None, mode: str = "644",
               secret: bool = False):
     """A file with exactly this content, owner and mode (group: root's unless given). A secret
     file is compared by sha256 only: its content is never printed, diffed (--dry) or logged."""
-    group = group or root_group()
     current = host.get_fact(FileState, path=dest)
-    if current is None or current["sha256"] != sha256_text(content):
-        if current is not None and not secret and state.config.DIFF:
-            old = [line + "\n" for line in host.get_fact(FileContents, path=dest) or []]
-            host.log(f"Will modify {dest}", logger.info)
-            for line in generate_color_diff(old, content.splitlines(keepends=True)):
-                logger.info("  %s", line)
-        yield from _upload(content.encode(), dest, user, group, mode)
-        return
-    yield from _owner_and_mode(current, dest, user, group, mode)
+    yield from _text(dest, content, current, user, group or root_group(), mode, show_diff=not secret)
 
 
 @operation()
@@ -252,18 +258,9 @@ def text_files(files: dict, user: str = "root", group: str | None = None, mode: 
         written.reset()
     paths = list(files)
     for dest, current in zip(paths, host.get_fact(FileStates, paths=tuple(paths))):
-        content = files[dest]
-        if current is None or current["sha256"] != sha256_text(content):
-            if current is not None and state.config.DIFF:
-                old = [line + "\n" for line in host.get_fact(FileContents, path=dest) or []]
-                host.log(f"Will modify {dest}", logger.info)
-                for line in generate_color_diff(old, content.splitlines(keepends=True)):
-                    logger.info("  %s", line)
-            if written is not None:
-                written.add(dest)
-            yield from _upload(content.encode(), dest, user, group, mode)
-        else:
-            yield from _owner_and_mode(current, dest, user, group, mode)
+        uploaded = yield from _text(dest, files[dest], current, user, group, mode, show_diff=True)
+        if uploaded and written is not None:
+            written.add(dest)
 
 
 @operation()
