@@ -2,29 +2,29 @@
 
     pyinfra inventory.py deploy.py          # the real mini and studio
     pyinfra lab/inventory.py deploy.py      # the local lab (python -m lab deploy)
+
+Every service deploy has the same shape: deploy_<service>(registry, envs) -> [waits].
 """
 
 from pyinfra import host
 
-from tasks import common, litellm, mlx, ovms
+from tasks import litellm, mlx, ovms, preflight, pyenv, service
+from tasks.registry import MLX_GROUP, PROXY_GROUP
 
-serves_mlx = "studio" in host.groups
-runs_proxy = "mini" in host.groups
+r = preflight.registry()  # built and validated by config.py before any connection
+deploys = []
+if MLX_GROUP in host.groups:  # studio
+    deploys.append((mlx.python_env(r), mlx.deploy_mlx))
+if PROXY_GROUP in host.groups:  # mini
+    # OVMS first: LiteLLM's env.local points at it, and the proxy is the last thing to restart.
+    deploys += [(None, ovms.deploy_ovms), (litellm.python_env(r), litellm.deploy_litellm)]
 
 # First, on every host at once: the pinned uv and each service's Python environment, the slow
 # part of a rebuild. Called from this one line, they are the same pyinfra operations on every
 # host, so pyinfra runs them side by side instead of one host after the other.
-envs = common.python_environments(
-    [env for env in (serves_mlx and mlx.python_env(host.name), runs_proxy and litellm.python_env()) if env]
-)
+envs = pyenv.python_environments(r.settings(host.name)["uv_version"], [e for e, _ in deploys if e])
 
-if serves_mlx:
-    mlx.deploy_mlx(host.name, envs.get("MLX"))
-
-if runs_proxy:
-    # OVMS first: LiteLLM's env.local points at it, and the proxy is the last thing to restart.
-    ovms.deploy_ovms()
-    litellm.deploy_litellm(envs["LiteLLM"])
+waits = [wait for _, deploy_service in deploys for wait in deploy_service(r, envs)]
 
 # Last, on every host at once: wait until each service this run (re)started answers.
-common.wait_for_services()
+service.wait_for(waits)

@@ -27,18 +27,16 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.optimes import timed_deploy  # noqa: E402
-from lab import lab  # noqa: E402
+from lab import hosts, lifecycle  # noqa: E402
+from lab.network import HOSTS  # noqa: E402
+from lab.proc import run as run_here  # noqa: E402
+from lab.run import PYINFRA  # noqa: E402
 
-PYINFRA = [str(Path(sys.executable).parent / "pyinfra"), "-y", "lab/inventory.py", "deploy.py"]
 ENV_OPS = re.compile(r"Install uv|environment with uv|Record the .* requirements")
 
 
-def env() -> dict[str, str]:
-    return {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
-
-
 def deploy(*extra: str):
-    run = timed_deploy(PYINFRA + list(extra), cwd=str(ROOT), env=env())
+    run = timed_deploy(PYINFRA + list(extra), cwd=str(ROOT))
     if run.code != 0:
         sys.exit(f"bench: the deploy failed (exit {run.code}):\n{run.output[-3000:]}")
     return run
@@ -70,8 +68,8 @@ def from_scratch(host: str | None, runs: int) -> dict[str, list[float]]:
     """Recreate host (or both), then deploy it; the time from pyinfra's start to its end."""
     out = {"wall": [], "python envs": []}
     for _ in range(runs):
-        for h in ([host] if host else list(lab.HOSTS)):
-            lab.recreate(h)
+        for h in ([host] if host else list(HOSTS)):
+            lifecycle.recreate(h)
         run = deploy(*(["--limit", host] if host else []))
         out["wall"].append(run.wall)
         out["python envs"].append(run.seconds(lambda name: bool(ENV_OPS.search(name))))
@@ -81,28 +79,28 @@ def from_scratch(host: str | None, runs: int) -> dict[str, list[float]]:
 def pip_vs_uv(settings: dict) -> tuple[float, float]:
     """The LiteLLM environment installed once with pip and once with uv, both without a cache,
     on the (deployed) mini, in throwaway folders."""
-    from tasks import common
+    from tasks.pyenv import SYSTEM_CA
 
     pins = f"'litellm[proxy]=={settings['litellm_version']}' 'prisma=={settings['litellm_prisma_version']}'"
     script = (
         "set -e; rm -rf /tmp/bench-pip /tmp/bench-uv; "
         "s=$(date +%s.%N); python3 -m venv /tmp/bench-pip; "
-        f"/tmp/bench-pip/bin/pip install -q --no-cache-dir --cert {common.SYSTEM_CA} {pins}; "
+        f"/tmp/bench-pip/bin/pip install -q --no-cache-dir --cert {SYSTEM_CA} {pins}; "
         "e=$(date +%s.%N); echo pip $(python3 -c \"print($e-$s)\"); "
         "s=$(date +%s.%N); /opt/uv/bin/uv venv -q --system-certs --python python3 /tmp/bench-uv; "
         f"/opt/uv/bin/uv pip install -q --no-cache --system-certs --python /tmp/bench-uv/bin/python {pins}; "
         "e=$(date +%s.%N); echo uv $(python3 -c \"print($e-$s)\"); rm -rf /tmp/bench-pip /tmp/bench-uv"
     )
-    out = lab.run(*lab.ssh_args("mini"), script, timeout=1800)
+    out = run_here(*hosts.ssh_args("mini"), script, timeout=1800)
     times = dict(line.split() for line in out.stdout.splitlines() if line.split()[0] in ("pip", "uv"))
     return float(times["pip"]), float(times["uv"])
 
 
 def remote_commands() -> dict[str, int]:
     """Remote commands a converged run sends each host (pyinfra --debug logs each one)."""
-    out = subprocess.run(PYINFRA + ["--debug"], cwd=ROOT, env=env(), capture_output=True, text=True)
+    out = subprocess.run(PYINFRA + ["--debug"], cwd=ROOT, capture_output=True, text=True)
     text = out.stdout + out.stderr
-    return {h: len(re.findall(rf"Running command on {h}:", text)) for h in lab.HOSTS}
+    return {h: len(re.findall(rf"Running command on {h}:", text)) for h in HOSTS}
 
 
 def fact_floor(runs: int) -> list[float]:
@@ -111,7 +109,7 @@ def fact_floor(runs: int) -> list[float]:
     times = []
     for _ in range(runs):
         started = time.monotonic()
-        subprocess.run(cmd, cwd=ROOT, env=env(), capture_output=True, check=True)
+        subprocess.run(cmd, cwd=ROOT, capture_output=True, check=True)
         times.append(time.monotonic() - started)
     return times
 
@@ -142,7 +140,7 @@ def latencies(url: str, model: str, key: str | None, concurrency: int, requests:
 
 def proxy_cpu_seconds() -> float:
     """CPU time (user + system) the running LiteLLM process has used so far, read on the mini."""
-    out = lab.run(*lab.ssh_args("mini"), "pid=$(systemctl show -p MainPID --value litellm); "
+    out = run_here(*hosts.ssh_args("mini"), "pid=$(systemctl show -p MainPID --value litellm); "
                   "cut -d' ' -f14,15 /proc/$pid/stat; getconf CLK_TCK").stdout.split()
     return (int(out[0]) + int(out[1])) / int(out[2])
 
@@ -158,13 +156,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--requests", type=int, default=60, help="requests per latency run (default 60)")
     parser.add_argument("--skip-rebuild", action="store_true", help="skip the from-scratch deploys")
     args = parser.parse_args(argv)
-    if not lab.is_up():
+    if not lifecycle.is_up():
         sys.exit("bench: the lab is not up: run `./labctl up` first")
     from tasks import preflight
-    from tasks import registry as reg
 
-    data, sources = reg.load_group_data(preflight.group_data_folders(str(ROOT / "lab" / "inventory.py")))
-    registry = reg.build(data, lab.HOSTS, sources, for_deploy=False)
+    registry = preflight.build(ROOT / "lab" / "inventory.py", ROOT, with_secrets=False)
     rows: list[tuple[str, str]] = []
     print(f"bench: {machine()}", flush=True)
 
@@ -176,7 +172,7 @@ def main(argv: list[str]) -> int:
             rows.append((f"from-scratch deploy, {label} (s, after boot)", stats(result["wall"])))
             rows.append(("  of which uv + Python environments (s)", stats(result["python envs"])))
         print("bench: LiteLLM's environment with pip and with uv, no cache", flush=True)
-        pip, uv = pip_vs_uv(registry.settings)
+        pip, uv = pip_vs_uv(registry.proxy)
         rows.append(("LiteLLM environment, pip vs uv, no cache (s, once)", f"pip {pip:.1f} / uv {uv:.1f}"))
 
     deploy()  # converge first
@@ -200,16 +196,16 @@ def main(argv: list[str]) -> int:
     for _ in range(args.runs):
         started = time.monotonic()
         out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                              "tests/acceptance/test_stack.py"], cwd=ROOT, env=env(), capture_output=True, text=True)
+                              "tests/acceptance/test_stack.py"], cwd=ROOT, capture_output=True, text=True)
         accept.append(time.monotonic() - started)
         if out.returncode != 0:
             sys.exit(f"bench: the acceptance suite failed:\n{out.stdout[-3000:]}")
     rows.append(("acceptance suite, tests/acceptance/test_stack.py (s)", stats(accept)))
 
     model = next(m for m in registry.models.values() if m.backend == "mlx")
-    direct = f"http://{lab.HOSTS[model.host]}:{model.port}/v1/chat/completions"
-    proxy = f"http://{lab.HOSTS[registry.proxy_host]}:{registry.settings['litellm_port']}/v1/chat/completions"
-    key = lab.proxy_key()
+    direct = f"http://{HOSTS[model.host]}:{model.port}/v1/chat/completions"
+    proxy = f"http://{HOSTS[registry.proxy_host]}:{registry.proxy['litellm_port']}/v1/chat/completions"
+    key = lifecycle.proxy_key()
     for concurrency in (1, 10):
         print(f"bench: latency at concurrency {concurrency}, {args.requests} requests x{args.runs}", flush=True)
         figures = {"direct": {"p50": [], "p95": []}, "proxy": {"p50": [], "p95": []}, "overhead": {"p50": [], "p95": []}}

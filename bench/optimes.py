@@ -12,8 +12,9 @@ import sys
 import time
 from dataclasses import dataclass, field
 
+from lab.run import grand_total
+
 START = re.compile(r"^--> Starting operation: (.*?)\s*$")
-TOTAL = re.compile(r"Grand total\s+(\d+)\s+(\S+)\s+(\S+)\s+(\S+)")
 
 
 @dataclass
@@ -55,16 +56,6 @@ def timed_deploy(argv: list[str], cwd: str, env: dict | None = None, echo: bool 
     if total:
         run.operations, run.changed, run.errors = total["operations"], total["changed"], total["errors"]
     return run
-
-
-def grand_total(text: str) -> dict[str, int] | None:
-    """pyinfra's "Grand total" row: operations, changed, errors, unchanged ("-" reads as 0);
-    None when the output has no results table."""
-    match = TOTAL.search(text)
-    if not match:
-        return None
-    values = [0 if v == "-" else int(v) for v in match.groups()]
-    return dict(zip(("operations", "changed", "errors", "unchanged"), values))
 
 
 if __name__ == "__main__":

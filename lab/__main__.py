@@ -1,10 +1,12 @@
-"""python -m lab {up|deploy|status|ssh HOST [CMD]|reboot HOST|recreate HOST|down}"""
+"""python -m lab {up|deploy [pyinfra args]|status|ssh HOST [CMD]|reboot HOST|recreate HOST|down}"""
 
 import os
 import sys
 import time
 
-from lab import lab
+from lab import hosts, lifecycle, paths, run
+from lab.network import HOSTS
+from lab.proc import LabError, log
 
 
 def main(argv: list[str]) -> int:
@@ -14,40 +16,40 @@ def main(argv: list[str]) -> int:
     cmd, args = argv[0], argv[1:]
     try:
         if cmd == "up":
-            lab.up()
+            lifecycle.up()
         elif cmd == "deploy":
             started = time.monotonic()
-            rc = lab.deploy(args).returncode
-            lab.log(f"deploy finished in {time.monotonic() - started:.1f} s (exit {rc})")
-            if rc == 0:
-                mini = lab.HOSTS["mini"]
+            rc = run.deploy(args).returncode
+            log(f"deploy finished in {time.monotonic() - started:.1f} s (exit {rc})")
+            if rc == 0 and "--dry" not in args:
+                mini = HOSTS["mini"]
                 print(
-                    f"\nThe proxy answers at http://{mini}:4000/v1 (key in {lab.SECRETS}):\n"
+                    f"\nThe proxy answers at http://{mini}:4000/v1 (key in {paths.SECRETS}):\n"
                     f"  curl -s http://{mini}:4000/v1/chat/completions \\\n"
-                    f"    -H \"Authorization: Bearer $(sed -n 's/^LITELLM_PROXY_KEY=//p' {lab.SECRETS})\" \\\n"
+                    f"    -H \"Authorization: Bearer $(sed -n 's/^LITELLM_PROXY_KEY=//p' {paths.SECRETS})\" \\\n"
                     f"    -H 'Content-Type: application/json' \\\n"
                     f"    -d '{{\"model\": \"jerry-chat\", \"max_tokens\": 8, \"messages\": [{{\"role\": \"user\", \"content\": \"hello\"}}]}}'\n"
                 )
             return rc
         elif cmd == "status":
-            return lab.status()
+            return lifecycle.status()
         elif cmd == "ssh":
-            if not args or args[0] not in lab.HOSTS:
-                print(f"usage: ssh {{{'|'.join(lab.HOSTS)}}} [command]", file=sys.stderr)
+            if not args or args[0] not in HOSTS:
+                print(f"usage: ssh {{{'|'.join(HOSTS)}}} [command]", file=sys.stderr)
                 return 2
-            os.execvp("ssh", lab.ssh_args(args[0]) + args[1:])
+            os.execvp("ssh", hosts.ssh_args(args[0]) + args[1:])
         elif cmd in ("reboot", "recreate"):
-            if len(args) != 1 or args[0] not in lab.HOSTS:
-                print(f"usage: {cmd} {{{'|'.join(lab.HOSTS)}}}", file=sys.stderr)
+            if len(args) != 1 or args[0] not in HOSTS:
+                print(f"usage: {cmd} {{{'|'.join(HOSTS)}}}", file=sys.stderr)
                 return 2
-            seconds = getattr(lab, cmd)(args[0])
-            lab.log(f"{cmd} {args[0]}: ready in {seconds:.1f} s")
+            seconds = getattr(lifecycle, cmd)(args[0])
+            log(f"{cmd} {args[0]}: ready in {seconds:.1f} s")
         elif cmd == "down":
-            lab.down()
+            lifecycle.down()
         else:
             print(__doc__, file=sys.stderr)
             return 2
-    except lab.LabError as exc:
+    except LabError as exc:
         print(f"lab: error: {exc}", file=sys.stderr)
         return 1
     return 0

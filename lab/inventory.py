@@ -1,18 +1,12 @@
-"""The lab's hosts, as `python -m lab up` made them: the same deploy.py runs against them."""
+"""The lab's hosts, as `python -m lab up` made them: data only. The same deploy.py runs against them."""
 
 import json
-from pathlib import Path
 
-from tasks import preflight, transport
+from lab import paths
 
-transport.disable_nagle()  # 49 ms -> 4 ms per remote command (tasks/transport.py)
-
-_LAB = Path(__file__).resolve().parent.parent / ".lab"
-_STATE = _LAB / "state" / "state.json"
-
-if not _STATE.exists():
-    raise SystemExit(f"lab inventory: {_STATE} is missing: run `./labctl up` first")
-_state = json.loads(_STATE.read_text())
+if not paths.STATE_FILE.exists():
+    raise SystemExit(f"lab inventory: {paths.STATE_FILE} is missing: run `./labctl up` first")
+_state = json.loads(paths.STATE_FILE.read_text())
 
 
 def _host(name):
@@ -23,7 +17,7 @@ def _host(name):
             "ssh_hostname": address,
             "ssh_user": "root",
             "ssh_key": _state["key"],
-            "ssh_known_hosts_file": str(_LAB / "state" / "known_hosts"),
+            "ssh_known_hosts_file": str(paths.KNOWN_HOSTS),
             "ssh_strict_host_key_checking": "accept-new",
             "llm_address": address,
         },
@@ -32,4 +26,3 @@ def _host(name):
 
 mini = [_host("mini")]
 studio = [_host("studio")]
-preflight.check(__file__, {name: address for name, address in _state["hosts"].items()})

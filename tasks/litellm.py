@@ -3,66 +3,71 @@ before they go live, a hardened systemd unit, and a wait until the proxy answers
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.facts.files import Sha256File
 from pyinfra.operations import server
 
-from tasks import common, ops
+from tasks import ops
+from tasks.pyenv import PythonEnv
 from tasks.registry import PROXY_KEY_SECRET, Registry
-from tasks.service import Service, managed_services
+from tasks.render import FILES, render, sha256_text, to_yaml
+from tasks.service import Service, Wait, managed_services
 
-CHECK_SCRIPT = Path(common.TEMPLATES, "litellm", "check_config.py")
+CHECK_SCRIPT = FILES / "litellm" / "check_config.py"
+# LiteLLM fetches its model price map from the internet at import unless told not to: the one
+# place this is set, for the proxy's unit and for the config checker alike.
+OFFLINE_ENV = {"LITELLM_LOCAL_MODEL_COST_MAP": "True"}
 
 
 def render_router_yaml(r: Registry) -> str:
-    return common.render(
+    return render(
         "litellm/router.yaml.j2",
         models=list(r.models.values()),
-        router_settings_yaml=common.to_yaml(r.router_settings()),
-        litellm_settings_yaml=common.to_yaml(r.settings["litellm_settings"]),
+        router_settings_yaml=to_yaml(r.router_settings()),
+        litellm_settings_yaml=to_yaml(r.proxy["litellm_settings"]),
         proxy_key_env=PROXY_KEY_SECRET,
     )
 
 
-def render_env_local(r: Registry, secrets: dict[str, str]) -> str:
-    return common.render("litellm/env.local.j2", env=r.env_local(secrets))
+def render_env_local(r: Registry) -> str:
+    return render("litellm/env.local.j2", env=r.env_local())
 
 
 def render_unit(r: Registry) -> str:
-    s = r.settings
-    return common.render(
+    s = r.proxy
+    return render(
         "litellm/litellm.service.j2",
         user=s["litellm_user"],
         home=s["litellm_home"],
+        state_dir=s["litellm_state_dir"],
         config_dir=s["litellm_config_dir"],
         bind=s["litellm_bind_address"],
         port=s["litellm_port"],
+        environment=OFFLINE_ENV,
     )
 
 
-def python_env() -> common.PythonEnv:
-    s = common.registry().settings
+def python_env(r: Registry) -> PythonEnv:
+    s = r.proxy
     # prisma: LiteLLM's auth error handler imports it, and without it a request that lacks the
     # key gets 500 instead of 401 (litellm/proxy/db/exception_handler.py).
-    return common.PythonEnv(
-        "LiteLLM",
+    return PythonEnv(
+        "litellm",
         f"{s['litellm_home']}/venv",
         (f"litellm[proxy]=={s['litellm_version']}", f"prisma=={s['litellm_prisma_version']}"),
     )
 
 
 @deploy("LiteLLM proxy")
-def deploy_litellm(env):
-    """env: the operation that built LiteLLM's environment (python_environments)."""
-    r = common.registry()
-    s = r.settings
+def deploy_litellm(r: Registry, envs: dict) -> list[Wait]:
+    """envs: service -> the operation that built its environment (pyenv.python_environments)."""
+    env = envs["litellm"]
+    s = r.proxy
     user, home, conf = s["litellm_user"], s["litellm_home"], s["litellm_config_dir"]
     venv = f"{home}/venv"
 
-    ops.system_account(name=f"Create service user {user}", user=user, home="/var/lib/litellm")
+    ops.system_account(name=f"Create service user {user}", user=user, home=s["litellm_state_dir"])
     candidate = f"{conf}/candidate"
     ops.directories(
         name=f"Create {home}, {conf}, {candidate}",
@@ -75,12 +80,12 @@ def deploy_litellm(env):
     )
 
     router_text = render_router_yaml(r)
-    env_text = render_env_local(r, common.secrets())
-    cand_router = common.put_text(
-        f"{candidate}/router.yaml", router_text, name="Stage the new router.yaml", mode="600"
+    env_text = render_env_local(r)
+    cand_router = ops.text_file(
+        name="Stage the new router.yaml", dest=f"{candidate}/router.yaml", content=router_text, mode="600"
     )
-    cand_env = common.put_text(
-        f"{candidate}/env.local", env_text, name="Stage the new env.local (contents not shown)",
+    cand_env = ops.text_file(
+        name="Stage the new env.local (contents not shown)", dest=f"{candidate}/env.local", content=env_text,
         mode="600", secret=True,
     )
     # LiteLLM itself judges the staged pair; a rejection stops this host's deploy here, before
@@ -89,30 +94,24 @@ def deploy_litellm(env):
     # rejected again even though its staged files are already in place, and whenever the
     # LiteLLM environment or the checker changed.
     live_will_change = (
-        host.get_fact(Sha256File, path=f"{conf}/router.yaml") != common.sha256_text(router_text)
-        or host.get_fact(Sha256File, path=f"{conf}/env.local") != common.sha256_text(env_text)
+        host.get_fact(Sha256File, path=f"{conf}/router.yaml") != sha256_text(router_text)
+        or host.get_fact(Sha256File, path=f"{conf}/env.local") != sha256_text(env_text)
     )
+    offline = " ".join(f"{k}={v}" for k, v in OFFLINE_ENV.items())
     server.shell(
         name="Validate the staged router.yaml with LiteLLM",
-        commands=[
-            f"LITELLM_LOCAL_MODEL_COST_MAP=True {venv}/bin/python {home}/check_config.py "
-            f"{candidate}/router.yaml {candidate}/env.local"
-        ],
+        commands=[f"{offline} {venv}/bin/python {home}/check_config.py {candidate}/router.yaml {candidate}/env.local"],
         _if=lambda: live_will_change or any(m.did_change() for m in (cand_router, cand_env, env, check)),
     )
-    live_router = common.put_text(
-        f"{conf}/router.yaml", router_text, name=f"Render {conf}/router.yaml", group=user, mode="640"
+    live_router = ops.text_file(
+        name=f"Render {conf}/router.yaml", dest=f"{conf}/router.yaml", content=router_text, group=user, mode="640"
     )
-    live_env = common.put_text(
-        f"{conf}/env.local", env_text, name=f"Render {conf}/env.local (contents not shown)",
+    live_env = ops.text_file(
+        name=f"Render {conf}/env.local (contents not shown)", dest=f"{conf}/env.local", content=env_text,
         user=user, group=user, mode="600", secret=True,
     )
     started = managed_services(
         [Service("litellm", render_unit(r), restart_on=[env, live_router, live_env])], "the LiteLLM proxy"
     )["litellm"]
-    common.expect_answer(
-        f"http://127.0.0.1:{s['litellm_port']}/health/liveliness",
-        s["litellm_start_timeout"],
-        "the LiteLLM proxy",
-        started,
-    )
+    return [Wait(f"http://127.0.0.1:{s['litellm_port']}/health/liveliness", s["litellm_start_timeout"],
+                 "the LiteLLM proxy", started)]

@@ -3,15 +3,19 @@ registry model (launchd on macOS, systemd on Linux) running the real mlx_lm.serv
 
 from __future__ import annotations
 
+from pyinfra import host
 from pyinfra.api import deploy
 
-from tasks import common, ops
+from tasks import ops
+from tasks.hostos import is_macos
+from tasks.pyenv import PythonEnv
 from tasks.registry import Model, Registry
-from tasks.service import Service, managed_services
+from tasks.render import render
+from tasks.service import Service, Wait, managed_services
 
 
 def server_argv(r: Registry, m: Model) -> list[str]:
-    s = r.settings
+    s = r.settings(m.host)
     return [
         f"{s['mlx_home']}/venv/bin/mlx_lm.server",
         "--model",
@@ -30,18 +34,18 @@ def unit_name(m: Model) -> str:
 
 
 def launchd_label(r: Registry, m: Model) -> str:
-    return f"{r.settings['mlx_launchd_prefix']}.{m.name}"
+    return f"{r.settings(m.host)['mlx_launchd_prefix']}.{m.name}"
 
 
 def server_environment(r: Registry, m: Model, macos: bool) -> dict[str, str]:
-    state = f"{r.settings['mlx_home']}/state/{m.name}" if macos else f"/var/lib/{unit_name(m)}"
+    state = f"{r.settings(m.host)['mlx_home']}/state/{m.name}" if macos else f"/var/lib/{unit_name(m)}"
     # The hub cache of models that are not in mlx_models_dir lives with the server's state.
     return {"HF_HOME": f"{state}/hf", "PYTHONUNBUFFERED": "1"}
 
 
 def render_unit(r: Registry, m: Model) -> str:
-    s = r.settings
-    return common.render(
+    s = r.settings(m.host)
+    return render(
         "mlx/mlx.service.j2",
         model=m,
         unit=unit_name(m),
@@ -54,8 +58,8 @@ def render_unit(r: Registry, m: Model) -> str:
 
 
 def render_plist(r: Registry, m: Model) -> str:
-    s = r.settings
-    return common.render(
+    s = r.settings(m.host)
+    return render(
         "mlx/mlx.plist.j2",
         model=m,
         label=launchd_label(r, m),
@@ -66,25 +70,24 @@ def render_plist(r: Registry, m: Model) -> str:
     )
 
 
-def python_env(host_name: str) -> common.PythonEnv | None:
-    """The MLX environment, if this host serves any MLX model (mlx runs on the CPU on Linux)."""
-    r = common.registry()
-    s = r.settings
-    if not r.served_by(host_name, "mlx"):
+def python_env(r: Registry) -> PythonEnv | None:
+    """This host's MLX environment, if it serves any MLX model (mlx runs on the CPU on Linux)."""
+    if not r.served_by(host.name, "mlx"):
         return None
-    mlx = f"mlx=={s['mlx_version']}" if common.is_macos() else f"mlx[cpu]=={s['mlx_version']}"
-    return common.PythonEnv("MLX", f"{s['mlx_home']}/venv", (mlx, f"mlx-lm=={s['mlx_lm_version']}"))
+    s = r.settings(host.name)
+    mlx = f"mlx=={s['mlx_version']}" if is_macos() else f"mlx[cpu]=={s['mlx_version']}"
+    return PythonEnv("mlx", f"{s['mlx_home']}/venv", (mlx, f"mlx-lm=={s['mlx_lm_version']}"))
 
 
 @deploy("MLX model servers")
-def deploy_mlx(host_name: str, env):
-    """env: the operation that built the MLX environment (python_environments)."""
-    r = common.registry()
-    s = r.settings
-    models = sorted(r.served_by(host_name, "mlx"), key=lambda m: m.port)
+def deploy_mlx(r: Registry, envs: dict) -> list[Wait]:
+    """envs: service -> the operation that built its environment (pyenv.python_environments)."""
+    s = r.settings(host.name)
+    models = sorted(r.served_by(host.name, "mlx"), key=lambda m: m.port)
     if not models:
-        return
-    macos = common.is_macos()
+        return []
+    env = envs["mlx"]
+    macos = is_macos()
     home = s["mlx_home"]
 
     if not macos:
@@ -110,8 +113,8 @@ def deploy_mlx(host_name: str, env):
         for m in models
     ]
     started = managed_services(services, "the MLX servers")
-    for m in models:
-        common.expect_answer(
-            f"http://127.0.0.1:{m.port}/v1/models", s["mlx_start_timeout"], f"the {m.name} MLX server",
-            started[unit_name(m)],
-        )
+    return [
+        Wait(f"http://127.0.0.1:{m.port}/v1/models", s["mlx_start_timeout"], f"the {m.name} MLX server",
+             started[unit_name(m)])
+        for m in models
+    ]

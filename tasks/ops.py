@@ -1,9 +1,22 @@
-"""Operations the service deploys share, each built to read the host in one remote command.
+"""Operations the service deploys share, each reading the host in one remote command (facts in
+tasks/facts.py), deciding when it runs, and changing only what differs.
 
-pyinfra caches no facts between operations, so its generic operations spend two or three SSH
-round trips per file, user or unit on a converged host. These ask one question each (one fact,
-one command), decide at execution time, and change only what differs. They run on Linux and
-macOS alike (GNU and BSD stat and sha256 tools)."""
+Contract with pyinfra's two passes (pyinfra/api/operation.py), tested on a fake host in
+tests/unit/test_ops_contract.py:
+
+- Change detection (pyinfra without -y, and --dry): pyinfra runs each operation's generator
+  while preparing and stops at its first command: `will_change` is True if it yields anything.
+  The facts it reads then are the host's state before the run, and `_if=` conditions are not
+  evaluated. An operation that reads another's result (`Affected`, `changed()`) sees only what
+  that operation's interrupted generator recorded, so its own prediction can be wrong: a known
+  approximation (the dry run is made exact in issue 15's work).
+- Execution: the generator runs again from the start, reading the facts afresh, and every
+  command it yields is run; `did_change()` is True when it yielded any. Operations run one after
+  the other in the order deploy.py declared them, so an `Affected` filled by an earlier
+  operation is complete when a later one reads it.
+- Converged host: no command is yielded in either pass (`will_change` False, `did_change()`
+  False); `Affected` is empty.
+"""
 
 from __future__ import annotations
 
@@ -13,170 +26,16 @@ from io import BytesIO
 from pathlib import Path
 
 from pyinfra import host, logger, state
-from pyinfra.api import FactBase, FileUploadCommand, operation
+from pyinfra.api import FileUploadCommand, operation
 from pyinfra.api.command import QuoteString as Q
 from pyinfra.api.command import StringCommand
 from pyinfra.api.util import get_file_sha256
 from pyinfra.facts.files import FileContents
 from pyinfra.operations.util.files import generate_color_diff
 
-from tasks.common import root_group, sha256_text
-
-SHA256 = "(sha256sum {p} 2>/dev/null || shasum -a 256 {p}) | cut -d' ' -f1"
-STAT = "(stat -c '%U %G %a' {p} 2>/dev/null || stat -f '%Su %Sg %Lp' {p})"
-
-
-def _file_probe(p: str) -> str:
-    """Shell that prints owner, group, mode and sha256 of regular file p (quoted), or nothing."""
-    return f"if [ -f {p} ]; then {STAT.format(p=p)} && {SHA256.format(p=p)}; fi"
-
-
-def _directory_probe(p: str) -> str:
-    """Shell that prints owner, group and mode of directory p (quoted), or nothing."""
-    return f"if [ -d {p} ]; then {STAT.format(p=p)}; fi"
-
-
-def _stat_entry(lines: list[str]) -> dict | None:
-    """What a probe printed: None (nothing) or {user, group, mode[, sha256]}."""
-    if not lines:
-        return None
-    user, group, mode = lines[0].split()
-    entry = {"user": user, "group": group, "mode": mode.lstrip("0") or "0"}
-    if len(lines) > 1:
-        entry["sha256"] = lines[1].strip()
-    return entry
-
-
-class FileState(FactBase):
-    """Owner, group, mode and sha256 of one regular file; None when it does not exist."""
-
-    def command(self, path):
-        return _file_probe(shlex.quote(path))
-
-    def process(self, output):
-        return _stat_entry(output) if len(output) >= 2 else None
-
-
-class TreeDigests(FactBase):
-    """Relative path -> sha256 of every regular file under a directory ({} when missing)."""
-
-    @staticmethod
-    def default():
-        return {}
-
-    def command(self, path):
-        p = shlex.quote(path)
-        return (
-            f"if [ -d {p} ]; then cd {p} && find . -type f -exec sh -c "
-            "'sha256sum \"$@\" 2>/dev/null || shasum -a 256 \"$@\"' _ {} +; fi"
-        )
-
-    def process(self, output):
-        digests = {}
-        for line in output:
-            digest, _, name = line.strip().partition("  ")
-            if name:
-                digests[name[2:] if name.startswith("./") else name] = digest
-        return digests
-
-
-class Account(FactBase):
-    """The passwd entry of a user as a dict (home, shell, group), None when absent."""
-
-    def command(self, user):
-        u = shlex.quote(user)
-        return f"getent passwd {u} && id -gn {u} || true"
-
-    def process(self, output):
-        if len(output) < 2:
-            return None
-        fields = output[0].split(":")
-        return {"home": fields[5], "shell": fields[6], "group": output[1].strip()}
-
-
-class UnitStates(FactBase):
-    """{unit: (unit file state, active state)} of several systemd units, from one `systemctl
-    show` ("enabled"/"disabled"/"" and "active"/"inactive"/"failed"/...)."""
-
-    def command(self, units):
-        return "systemctl show --property=Id,UnitFileState,ActiveState -- " + " ".join(
-            shlex.quote(u) for u in units
-        )
-
-    def process(self, output):
-        blocks: list[dict] = []
-        for line in output:  # one block per unit; blank lines between them may be dropped
-            key, sep, value = line.strip().partition("=")
-            if not sep:
-                continue
-            if not blocks or key in blocks[-1]:
-                blocks.append({})
-            blocks[-1][key] = value
-        return {b.get("Id", ""): (b.get("UnitFileState", ""), b.get("ActiveState", "")) for b in blocks}
-
-
-class InstalledDebianPackages(FactBase):
-    """Which of these Debian packages are installed ("ii"), from one dpkg-query."""
-
-    def command(self, packages):
-        names = " ".join(shlex.quote(p) for p in packages)
-        # dpkg-query prints nothing for a package it has never heard of (and exits 1).
-        return f"dpkg-query -W -f='${{Package}} ${{db:Status-Abbrev}}\\n' {names} 2>/dev/null || true; echo '@end'"
-
-    def process(self, output):
-        installed = []
-        for line in output:
-            words = line.split()
-            if len(words) >= 2 and words[1] == "ii":  # "@end" has one word
-                installed.append(words[0])
-        return installed
-
-
-class UvEnvironment(FactBase):
-    """What a uv-built environment at venv looks like, in one command: the version of the
-    shared uv, the sha256 of the requirements record it was built from, and whether it exists."""
-
-    def command(self, uv, venv):
-        v, spec = shlex.quote(venv), shlex.quote(f"{venv}.requirements.txt")
-        return (
-            f'echo "uv=$({shlex.quote(uv)} --version 2>/dev/null | cut -d" " -f2)"; '
-            f'echo "built_from=$([ -f {spec} ] && {SHA256.format(p=spec)})"; '
-            f'echo "venv=$([ -f {v}/pyvenv.cfg ] && echo yes)"'
-        )
-
-    def process(self, output):
-        values = dict(line.strip().partition("=")[::2] for line in output)
-        return {"uv": values.get("uv", ""), "built_from": values.get("built_from", ""),
-                "venv": values.get("venv") == "yes"}
-
-
-class _PathStates(FactBase):
-    """One probe per path in one command, each after an '@i' mark: [state or None], in order.
-    Subclasses name the probe."""
-
-    def command(self, paths):
-        return "; ".join(f"echo '@{i}'; {self.probe(shlex.quote(path))}" for i, path in enumerate(paths))
-
-    def process(self, output):
-        sections: list[list[str]] = []
-        for line in output:
-            if line.startswith("@") and line[1:].strip().isdigit():
-                sections.append([])
-            elif sections:
-                sections[-1].append(line)
-        return [_stat_entry(lines) for lines in sections]
-
-
-class FileStates(_PathStates):
-    """FileState of several files in one command: [state or None] in the order of paths."""
-
-    probe = staticmethod(_file_probe)
-
-
-class DirectoryStates(_PathStates):
-    """Owner, group and mode of several directories in one command: [state or None]."""
-
-    probe = staticmethod(_directory_probe)
+from tasks.facts import Account, DirectoryStates, FileState, FileStates, InstalledDebianPackages, TreeDigests, UnitStates
+from tasks.hostos import root_group
+from tasks.render import sha256_text
 
 
 class Affected:

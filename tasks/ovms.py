@@ -9,29 +9,30 @@ import os
 import shlex
 from urllib.parse import urlsplit
 
+from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.facts.files import File
-from pyinfra import host
 from pyinfra.operations import files, server
 
-from tasks import common, ops
+from tasks import ops
 from tasks.registry import Registry
-from tasks.service import Service, managed_services
+from tasks.render import render
+from tasks.service import Service, Wait, managed_services
 
 
 def render_config(r: Registry) -> str:
-    s = r.settings
+    s = r.proxy
     servables = [
         {"name": m.upstream, "base_path": f"{s['ovms_models_dir']}/{m.upstream}"}
         for m in r.served_by(host=r.proxy_host, backend="ovms")
     ]
     config = {"model_config_list": [], "mediapipe_config_list": servables}
-    return common.render("ovms/config.json.j2", config_json=json.dumps(config, indent=2))
+    return render("ovms/config.json.j2", config_json=json.dumps(config, indent=2))
 
 
 def render_unit(r: Registry) -> str:
-    s = r.settings
-    return common.render(
+    s = r.proxy
+    return render(
         "ovms/ovms.service.j2",
         version=s["ovms_version"],
         user=s["ovms_user"],
@@ -53,9 +54,9 @@ def local_archive(url: str) -> str | None:
 
 
 @deploy("OpenVINO Model Server")
-def deploy_ovms():
-    r = common.registry()
-    s = r.settings
+def deploy_ovms(r: Registry, envs: dict) -> list[Wait]:
+    """envs: unused (OVMS is no Python environment); the same signature as every service deploy."""
+    s = r.proxy
     user, home, version = s["ovms_user"], s["ovms_home"], s["ovms_version"]
     release = f"{home}/{version}"
     archive = f"{home}/archives/ovms-{version}.tar.gz"
@@ -91,13 +92,9 @@ def deploy_ovms():
     current = files.link(
         name=f"Point {home}/current at {version}", path=f"{home}/current", target=release
     )
-    config = common.put_text(
-        f"{s['ovms_config_dir']}/config.json", render_config(r), name="Render OVMS config.json"
+    config = ops.text_file(
+        name="Render OVMS config.json", dest=f"{s['ovms_config_dir']}/config.json", content=render_config(r)
     )
     started = managed_services([Service("ovms", render_unit(r), restart_on=[current, config])], "OVMS")["ovms"]
-    common.expect_answer(
-        f"http://{s['ovms_bind_address']}:{s['ovms_rest_port']}/v2/health/ready",
-        s["ovms_start_timeout"],
-        "OVMS",
-        started,
-    )
+    return [Wait(f"http://{s['ovms_bind_address']}:{s['ovms_rest_port']}/v2/health/ready",
+                 s["ovms_start_timeout"], "OVMS", started)]

@@ -1,6 +1,7 @@
-"""One service-manager helper for both kinds of host: systemd units on Linux, launchd jobs on
-macOS. Each service deploy hands it its services (a rendered definition and the operations whose
-change must restart each one); restarts follow operation results, never facts read before the run.
+"""Services and waiting for them: systemd units on Linux, launchd jobs on macOS, and the wait
+until every service a run (re)started answers. Each service deploy hands managed_services() its
+services (a rendered definition and the operations whose change must restart each one); restarts
+follow operation results, never facts read before the run.
 
 All the services of one deploy are handled by the same few operations (definitions, reload,
 restart, enable and run), each reading the host in one command: five MLX servers cost four
@@ -14,7 +15,7 @@ from pyinfra.api.operation import OperationMeta
 from pyinfra.operations import server
 
 from tasks import ops
-from tasks.common import is_macos
+from tasks.hostos import is_macos
 
 LAUNCHD_DIR = "/Library/LaunchDaemons"
 
@@ -98,3 +99,23 @@ def managed_services(services: list[Service], what: str) -> dict[str, Started]:
         ])
         for unit, (path, s) in units.items()
     }
+
+
+@dataclass(frozen=True)
+class Wait:
+    """After the deploys: url must answer 200 within timeout seconds if `started` did_change()."""
+
+    url: str
+    timeout: int
+    what: str
+    started: Started
+
+
+def wait_for(waits: list[Wait]):
+    """deploy.py's last step on every host: one operation that waits until each service this run
+    (re)started answers. The services start side by side, so the wait is the slowest one's,
+    and it is the same operation on every host, so the hosts wait side by side too."""
+    return ops.services_answer(
+        name="Wait for the (re)started services to answer",
+        checks=[(w.url, w.timeout, w.what, w.started) for w in waits],
+    )

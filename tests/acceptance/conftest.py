@@ -9,27 +9,24 @@ from pathlib import Path
 import pytest
 import testinfra
 
+from lab import paths
 from tasks import preflight
 from tasks import registry as reg
 
 from .client import Secret
 
-ROOT = Path(__file__).resolve().parents[2]
-LAB_STATE = ROOT / ".lab" / "state" / "state.json"
-LAB_KEY = ROOT / ".lab" / "state" / "id_ed25519"
-LAB_KNOWN_HOSTS = ROOT / ".lab" / "state" / "known_hosts"
+ROOT = paths.ROOT
+LAB_STATE = paths.STATE_FILE
+LAB_KEY = paths.KEY
+LAB_KNOWN_HOSTS = paths.KNOWN_HOSTS
 
 
 @lru_cache(maxsize=2)
 def expected(real: bool) -> reg.Registry:
-    """The registry the deploy used: lab data overrides apply unless --real-hosts."""
-    if real:
-        folders, hosts = [ROOT / "group_data"], reg.real_host_addresses()
-    else:
-        folders = preflight.group_data_folders(str(ROOT / "lab" / "inventory.py"))
-        from lab.lab import HOSTS as hosts
-    data, sources = reg.load_group_data(folders)
-    return reg.build(data, hosts, sources, for_deploy=False)
+    """The registry the deploy used, read from the same inventory and group data: the lab's
+    unless --real-hosts."""
+    inventory = ROOT / ("inventory.py" if real else "lab/inventory.py")
+    return preflight.build(inventory, ROOT, for_deploy=False, with_secrets=False)
 
 
 def pytest_generate_tests(metafunc):
@@ -66,19 +63,19 @@ def lab_state(real):
 
 
 @pytest.fixture(scope="session")
-def addresses(real, lab_state):
-    if real:
-        return reg.real_host_addresses()
-    return dict(lab_state["hosts"])
+def addresses(registry):
+    """Where the tests reach each host: its address from the inventory data."""
+    return {name: entry.address for name, entry in registry.hosts.items()}
 
 
 @pytest.fixture(scope="session")
-def hosts(real, addresses):
-    """testinfra hosts over SSH, as the deploy reaches them."""
+def hosts(real, addresses, lab_state):
+    """testinfra hosts over SSH, as the deploy reaches them (real hosts: by their SSH alias, so
+    the operator's ~/.ssh/config applies)."""
     result = {}
     for name, address in addresses.items():
         if real:
-            result[name] = testinfra.get_host(f"ssh://{address}")
+            result[name] = testinfra.get_host(f"ssh://{name}")
         else:
             # One multiplexed SSH connection per host (testinfra sets ControlMaster but no path,
             # so without one every command paid a new handshake); the master ends itself
@@ -100,14 +97,15 @@ def proxy_key(real):
         if not key:
             pytest.fail("--real-hosts needs LITELLM_PROXY_KEY in the environment")
         return Secret(key)
-    from lab import lab  # noqa: PLC0415
+    from lab import lifecycle  # noqa: PLC0415
+    from lab.proc import LabError  # noqa: PLC0415
 
     try:
-        return Secret(lab.proxy_key())
-    except (lab.LabError, OSError) as err:
+        return Secret(lifecycle.proxy_key())
+    except (LabError, OSError) as err:
         pytest.fail(f"the lab's proxy key: {err}")
 
 
 @pytest.fixture(scope="session")
 def proxy_url(addresses, registry):
-    return f"http://{addresses[registry.proxy_host]}:{registry.settings['litellm_port']}"
+    return f"http://{addresses[registry.proxy_host]}:{registry.proxy['litellm_port']}"

@@ -8,7 +8,9 @@ import time
 
 import pytest
 
-from lab import lab
+from lab import hosts as labhosts
+from lab import lifecycle, network
+from lab.proc import run as run_here
 
 from .client import chat, http, wait_until
 from .labdeploy import ROOT, changed_rows, lab_deploy
@@ -39,7 +41,7 @@ def test_drill_upstream_down_cools_down_and_recovers(hosts, registry, proxy_url,
     victim = [m for m in registry.models.values() if m.backend == "mlx"][-1]
     unit = f"mlx-{victim.name}"
     server_host, mini = hosts[victim.host], hosts[registry.proxy_host]
-    settings = registry.settings["litellm_router_settings"]
+    settings = registry.proxy["litellm_router_settings"]
     allowed, cooldown = settings["allowed_fails"], settings["cooldown_time"]
     healthy, _ = wait_until(lambda: answers(proxy_url, proxy_key, victim.name), 60, interval=1)
     assert healthy, f"{victim.name} does not answer before the drill"
@@ -113,7 +115,7 @@ def test_drill_mini_reboot_comes_back_without_a_deploy(hosts, registry, proxy_ur
     mini = hosts[registry.proxy_host]
     boot_id = mini.check_output("cat /proc/sys/kernel/random/boot_id")
     started = time.monotonic()
-    lab.reboot(registry.proxy_host)
+    lifecycle.reboot(registry.proxy_host)
     back, _ = wait_until(lambda: live(proxy_url), 120, interval=0.5)
     timings["drill: mini reboot until the proxy answers"] = time.monotonic() - started
     assert back, "the proxy did not answer within 120 s of the reboot"
@@ -129,8 +131,8 @@ def test_drill_bad_config_is_refused_and_the_proxy_keeps_serving(hosts, registry
     """Data that passes the preflight but renders a router.yaml LiteLLM rejects: the deploy fails
     at LiteLLM's own validation, twice in a row, and the running proxy keeps its config."""
     mini = hosts[registry.proxy_host]
-    conf = registry.settings["litellm_config_dir"]
-    bad = dict(registry.settings["litellm_router_settings"], routing_strategy="fastest")
+    conf = registry.proxy["litellm_config_dir"]
+    bad = dict(registry.proxy["litellm_router_settings"], routing_strategy="fastest")
     (tmp_path / "mini.py").write_text(f"litellm_router_settings = {bad!r}\n")
     live_router = mini.check_output(f"sha256sum {conf}/router.yaml")
     before = service_state(mini, "litellm")
@@ -156,8 +158,8 @@ def test_drill_bad_config_is_refused_and_the_proxy_keeps_serving(hosts, registry
 def test_drill_rebuild_studio_from_nothing(hosts, registry, timings):
     """Destroy the studio, boot it empty, deploy: the acceptance checks pass again."""
     studio = next(m.host for m in registry.models.values() if m.backend == "mlx")
-    timings["drill: recreate the studio host (boot)"] = lab.recreate(studio)
-    empty = lab.run(*lab.ssh_args(studio), "ls /etc/systemd/system | grep -c '^mlx-' ; ls /opt", check=False)
+    timings["drill: recreate the studio host (boot)"] = lifecycle.recreate(studio)
+    empty = run_here(*labhosts.ssh_args(studio), "ls /etc/systemd/system | grep -c '^mlx-' ; ls /opt", check=False)
     assert empty.stdout.split()[0] == "0" and "uv" not in empty.stdout, empty.stdout
 
     code, text, seconds = lab_deploy()

@@ -28,7 +28,7 @@ def test_one_drifted_unit_restarts_only_its_service(hosts, registry, timings):
     target = units[-1]
     before, proxy_before = _main_pids(studio, units), _main_pids(mini, ["litellm.service"])
     studio.check_output(f"echo '# edited by hand' >> /etc/systemd/system/{target}")
-    candidate = f"{registry.settings['litellm_config_dir']}/candidate"
+    candidate = f"{registry.proxy['litellm_config_dir']}/candidate"
     mini.check_output(f"chmod 755 {candidate}")
 
     code, text, seconds = lab_deploy()
@@ -40,7 +40,7 @@ def test_one_drifted_unit_restarts_only_its_service(hosts, registry, timings):
         "MLX model servers | Reload systemd units",
         "MLX model servers | Restart the services of the MLX servers",
         "Wait for the (re)started services to answer",
-        f"LiteLLM proxy | Create {registry.settings['litellm_home']}",
+        f"LiteLLM proxy | Create {registry.proxy['litellm_home']}",
     ]
     assert all(any(e in r for r in rows) for e in expected), "\n".join(rows)
     assert len(rows) == len(expected), "\n".join(rows)

@@ -10,7 +10,10 @@ import time
 
 import pytest
 
-from lab import lab
+from lab import hosts as labhosts
+from lab import lifecycle, network
+from lab.paths import ROOT
+from lab.proc import run as run_here
 
 from .client import Secret, chat, wait_until
 from .labdeploy import lab_deploy
@@ -21,11 +24,11 @@ pytestmark = pytest.mark.lab_only
 def leftovers() -> dict[str, bool]:
     netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True).stdout
-    table = subprocess.run(["nft", "list", "table", "ip", lab.NFT_TABLE], capture_output=True, text=True)
+    table = subprocess.run(["nft", "list", "table", "ip", network.NFT_TABLE], capture_output=True, text=True)
     return {
-        "containers": any(lab._nspawn_pids(h) for h in lab.HOSTS),
-        "namespaces": any(f"{lab.PREFIX}-{h}" in netns for h in lab.HOSTS),
-        "bridge": f" {lab.BRIDGE}:" in links,
+        "containers": any(labhosts.nspawn_pids(h) for h in network.HOSTS),
+        "namespaces": any(f"{network.PREFIX}-{h}" in netns for h in network.HOSTS),
+        "bridge": f" {network.BRIDGE}:" in links,
         "nft table": table.returncode == 0,
     }
 
@@ -33,10 +36,10 @@ def leftovers() -> dict[str, bool]:
 def test_second_up_after_an_unclean_stop(registry, timings):
     # An unclean stop: the containers die at once (SIGKILL to the lab's own nspawn processes);
     # namespaces, veths, bridge, nft table and state stay behind.
-    for host in lab.HOSTS:
-        for pid in lab._nspawn_pids(host):
+    for host in network.HOSTS:
+        for pid in labhosts.nspawn_pids(host):
             os.kill(pid, signal.SIGKILL)
-    gone, _ = wait_until(lambda: not any(lab._nspawn_pids(h) for h in lab.HOSTS), 10)
+    gone, _ = wait_until(lambda: not any(labhosts.nspawn_pids(h) for h in network.HOSTS), 10)
     assert gone
     left = leftovers()
     assert left == {"containers": False, "namespaces": True, "bridge": True, "nft table": True}, left
@@ -44,30 +47,30 @@ def test_second_up_after_an_unclean_stop(registry, timings):
     started = time.monotonic()
     out = subprocess.run(
         [sys.executable, "-m", "lab", "up"],
-        cwd=lab.ROOT, capture_output=True, text=True, timeout=600,
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
     )
     timings["lab: second up after an unclean stop"] = time.monotonic() - started
     assert out.returncode == 0, out.stdout + out.stderr
     assert leftovers() == {"containers": True, "namespaces": True, "bridge": True, "nft table": True}
-    rules = subprocess.run(["nft", "-j", "list", "table", "ip", lab.NFT_TABLE], capture_output=True, text=True)
+    rules = subprocess.run(["nft", "-j", "list", "table", "ip", network.NFT_TABLE], capture_output=True, text=True)
     chains = [item["chain"]["name"] for item in json.loads(rules.stdout)["nftables"] if "chain" in item]
     assert sorted(chains) == ["forward", "postrouting"], chains  # one table, not two stacked
 
     code, text, seconds = lab_deploy()
     timings["lab: deploy after the second up"] = seconds
     assert code == 0, text[-3000:]
-    key = Secret(lab.proxy_key())  # the second up made a new one
-    proxy = f"http://{lab.HOSTS[registry.proxy_host]}:{registry.settings['litellm_port']}"
+    key = Secret(lifecycle.proxy_key())  # the second up made a new one
+    proxy = f"http://{network.HOSTS[registry.proxy_host]}:{registry.proxy['litellm_port']}"
     for model in registry.models:
         ok, _ = wait_until(lambda: chat(proxy, model, key=key, timeout=30)[0] == 200, 30, interval=1)
         assert ok, f"{model} does not answer through the proxy after the second up"
 
 
 def test_lab_logins_start_no_user_manager():
-    """lab.no_login_sessions: an SSH login to a lab host opens no logind session, so no
+    """lab/hosts.py no_login_sessions: an SSH login to a lab host opens no logind session, so no
     user@0.service whose stop can hang on this machine's cgroups (119 s stalls before)."""
-    for host in lab.HOSTS:
-        out = lab.run(*lab.ssh_args(host), "loginctl list-sessions --no-legend | wc -l; "
+    for host in network.HOSTS:
+        out = run_here(*labhosts.ssh_args(host), "loginctl list-sessions --no-legend | wc -l; "
                       "systemctl is-active user@0.service || true", check=False)
         sessions, state = out.stdout.split()
         assert (sessions, state) == ("0", "inactive"), f"{host}: {out.stdout}"

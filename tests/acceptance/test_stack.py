@@ -19,13 +19,13 @@ def test_service_enabled_and_running(hosts, service_on_host):
 
 
 def test_litellm_listens_on_the_lan(hosts, registry):
-    port = registry.settings["litellm_port"]
-    assert hosts[registry.proxy_host].socket(f"tcp://{registry.settings['litellm_bind_address']}:{port}").is_listening
+    port = registry.proxy["litellm_port"]
+    assert hosts[registry.proxy_host].socket(f"tcp://{registry.proxy['litellm_bind_address']}:{port}").is_listening
 
 
 def test_ovms_listens_on_loopback_only(hosts, registry):
     mini = hosts[registry.proxy_host]
-    port = registry.settings["ovms_rest_port"]
+    port = registry.proxy["ovms_rest_port"]
     assert mini.socket(f"tcp://127.0.0.1:{port}").is_listening
     listening = [s for s in mini.socket.get_listening_sockets() if s.endswith(f":{port}")]
     assert listening == [f"tcp://127.0.0.1:{port}"], listening
@@ -33,7 +33,7 @@ def test_ovms_listens_on_loopback_only(hosts, registry):
 
 def test_mlx_server_listens(hosts, mlx_model, registry):
     host = hosts[mlx_model.host]
-    assert host.socket(f"tcp://{registry.settings['mlx_bind_address']}:{mlx_model.port}").is_listening
+    assert host.socket(f"tcp://{registry.settings(mlx_model.host)['mlx_bind_address']}:{mlx_model.port}").is_listening
 
 
 def test_nothing_else_of_ours_listens(hosts, registry):
@@ -46,14 +46,14 @@ def test_nothing_else_of_ours_listens(hosts, registry):
 
 
 def test_env_local_is_private(hosts, registry):
-    env = hosts[registry.proxy_host].file(f"{registry.settings['litellm_config_dir']}/env.local")
+    env = hosts[registry.proxy_host].file(f"{registry.proxy['litellm_config_dir']}/env.local")
     assert env.exists
     assert env.mode == 0o600
-    assert env.user == registry.settings["litellm_user"]
+    assert env.user == registry.proxy["litellm_user"]
 
 
 def test_router_yaml_matches_the_registry(hosts, registry):
-    router = hosts[registry.proxy_host].file(f"{registry.settings['litellm_config_dir']}/router.yaml")
+    router = hosts[registry.proxy_host].file(f"{registry.proxy['litellm_config_dir']}/router.yaml")
     assert router.content_string == litellm_task.render_router_yaml(registry)
     names = [m["model_name"] for m in yaml.safe_load(router.content_string)["model_list"]]
     assert names == list(registry.models)
@@ -94,7 +94,7 @@ def test_chat_completion_through_the_proxy(proxy_url, proxy_key, model_name, reg
     assert body["usage"]["completion_tokens"] > 0
     if registry.models[model_name].backend == "mlx":
         # the real mlx_lm.server marks its answers with its own fingerprint
-        assert body.get("system_fingerprint", "").startswith(registry.settings["mlx_lm_version"])
+        assert body.get("system_fingerprint", "").startswith(registry.settings(registry.models[model_name].host)["mlx_lm_version"])
 
 
 def test_mlx_server_answers_directly(addresses, mlx_model):
@@ -111,7 +111,7 @@ def test_mlx_server_answers_directly(addresses, mlx_model):
 
 def test_ovms_answers_its_own_endpoints(hosts, registry):
     mini = hosts[registry.proxy_host]
-    port = registry.settings["ovms_rest_port"]
+    port = registry.proxy["ovms_rest_port"]
     assert mini.run(f"curl -fsS -o /dev/null -w '%{{http_code}}' http://127.0.0.1:{port}/v2/health/ready").stdout == "200"
     models = json.loads(mini.check_output(f"curl -fsS http://127.0.0.1:{port}/v3/models"))
     served = {m.upstream for m in registry.models.values() if m.backend == "ovms"}

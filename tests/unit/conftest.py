@@ -4,17 +4,38 @@ from pathlib import Path
 import pytest
 
 from tasks import registry as reg
+from tasks import sources
 
 ROOT = Path(__file__).resolve().parents[2]
 HOSTS = {"mini": "192.0.2.71", "studio": "192.0.2.72"}  # documentation addresses, never contacted
+ALL_PY = str(ROOT / "group_data" / "all.py")
 TEST_SHA = "ab" * 32
+
+
+def build(data: dict, where: dict | None = None, for_deploy: bool = True,
+          secrets: dict | None = None) -> reg.Registry:
+    """The registry of an inventory with one mini and one studio, every host seeing `data` as
+    if group_data/all.py set it (or where[key] says who did)."""
+    where = {k: (where or {}).get(k, ALL_PY) for k in data}
+    inputs = [
+        reg.HostInput(name, (name, "inventory"), {**data, "llm_address": address},
+                      {**where, "llm_address": f"inventory.py (host {name})"})
+        for name, address in HOSTS.items()
+    ]
+    registry = reg.build(inputs, for_deploy=for_deploy)
+    registry.secrets = dict(secrets or {"LITELLM_PROXY_KEY": "sk-unit-test-key"})
+    return registry
 
 
 @pytest.fixture(scope="session")
 def base_data():
-    data, sources = reg.load_group_data([ROOT / "group_data"])
-    data["ovms_archive_sha256"] = TEST_SHA
-    return data, sources
+    values: dict = {}
+    where: dict = {}
+    for layer in sources.load_group_data([ROOT / "group_data"]):
+        for key, value in layer.values.items():
+            values[key], where[key] = value, layer.where
+    values["ovms_archive_sha256"] = TEST_SHA
+    return values, where
 
 
 @pytest.fixture
@@ -23,15 +44,15 @@ def data(base_data):
 
 
 @pytest.fixture
-def sources(base_data):
+def sources_(base_data):
     return dict(base_data[1])
-
-
-@pytest.fixture
-def registry(data, sources):
-    return reg.build(data, HOSTS, sources)
 
 
 @pytest.fixture
 def secrets():
     return {"LITELLM_PROXY_KEY": "sk-unit-test-key"}
+
+
+@pytest.fixture
+def registry(data, secrets):
+    return build(data, secrets=secrets)

@@ -21,11 +21,11 @@ from pyinfra.api.state import StateStage
 from pyinfra.connectors.util import CommandOutput
 from pyinfra.context import ctx_host, ctx_inventory, ctx_state
 
-from tasks import common
+from tasks import hostos, preflight
 from tasks import mlx as mlx_task
-from tasks import registry as reg
+from tasks.pyenv import UV
 
-from .conftest import HOSTS, ROOT
+from .conftest import HOSTS, ROOT, build
 
 LAUNCHD = "/Library/LaunchDaemons"
 
@@ -34,20 +34,14 @@ def studio_models(registry):
     return sorted(registry.served_by("studio", "mlx"), key=lambda m: m.port)
 
 
-def load_data():
-    data, _ = reg.load_group_data([ROOT / "group_data"])
-    data["ovms_archive_sha256"] = "ab" * 32
-    return data
-
-
 def recorded_mac(registry, installed: bool, changed_plist: str | None = None, new_pins: bool = False):
     """Facts of a Mac: (fact name, sorted kwargs) -> value. `installed` records a Mac the deploy
     already converged (files as they would be rendered now); otherwise a Mac with nothing of ours."""
-    s = registry.settings
+    s = registry.settings("studio")
     home = s["mlx_home"]
     facts = {("Kernel", ()): "Darwin"}
     venv = f"{home}/venv"
-    facts[("UvEnvironment", (("uv", common.UV), ("venv", venv)))] = (
+    facts[("UvEnvironment", (("uv", UV), ("venv", venv)))] = (
         {"uv": s["uv_version"], "built_from": "stale" if new_pins else _sha(_spec_text(registry)), "venv": True}
         if installed else {"uv": "", "built_from": "", "venv": False}
     )
@@ -76,18 +70,17 @@ def _sha(text: str) -> str:
 
 
 def _spec_text(registry) -> str:
-    s = registry.settings
+    s = registry.settings("studio")
     return (
         "# uv pip install --compile-bytecode\n"
         f"mlx=={s['mlx_version']}\nmlx-lm=={s['mlx_lm_version']}\n"
     )
 
 
-def run_studio_deploy(monkeypatch, facts):
+def run_studio_deploy(monkeypatch, registry, facts):
     """Run deploy.py for the studio against `facts`; returns [(operation name, [commands])]."""
-    data = load_data()
     inventory = Inventory(
-        ([("mini", {"llm_address": HOSTS["mini"]}), ("studio", {"llm_address": HOSTS["studio"]})], data),
+        ([("mini", {"llm_address": HOSTS["mini"]}), ("studio", {"llm_address": HOSTS["studio"]})], {}),
         mini=(["mini"], {}),
         studio=(["studio"], {}),
     )
@@ -102,8 +95,8 @@ def run_studio_deploy(monkeypatch, facts):
         return facts[key]
 
     monkeypatch.setattr(Host, "get_fact", get_fact)
-    common._registry_cached.cache_clear()
-    common._KERNELS.clear()
+    preflight.use(registry)
+    hostos.forget()
     studio = inventory.get_host("studio")
     state.set_stage(StateStage.Prepare)
     with ctx_state.use(state), ctx_inventory.use(inventory), ctx_host.use(studio):
@@ -118,8 +111,7 @@ def run_studio_deploy(monkeypatch, facts):
             commands = list(op.command_generator())
             op.operation_meta.set_complete(True, commands, CommandOutput([]))
             ran.append((sorted(state.op_meta[op_hash].names)[0], commands))
-    common._registry_cached.cache_clear()
-    common._KERNELS.clear()
+    hostos.forget()
     return ran
 
 
@@ -139,12 +131,12 @@ def uploads(ran) -> dict[str, bytes]:
 
 
 @pytest.fixture
-def registry():
-    return reg.build(load_data(), HOSTS)
+def registry(data):
+    return build(data)
 
 
 def test_fresh_mac_gets_a_plist_per_model_loaded_with_launchctl(monkeypatch, registry):
-    ran = run_studio_deploy(monkeypatch, recorded_mac(registry, installed=False))
+    ran = run_studio_deploy(monkeypatch, registry, recorded_mac(registry, installed=False))
     lines = shell_lines(ran)
     files = uploads(ran)
     models = studio_models(registry)
@@ -161,27 +153,27 @@ def test_fresh_mac_gets_a_plist_per_model_loaded_with_launchctl(monkeypatch, reg
         assert plist["RunAtLoad"] is True and plist["KeepAlive"] is True
         assert plist["StandardOutPath"].endswith(f"{m.name}.out.log")
         assert plist["StandardErrorPath"].endswith(f"{m.name}.err.log")
-        assert plist["EnvironmentVariables"]["HF_HOME"].startswith(registry.settings["mlx_home"])
+        assert plist["EnvironmentVariables"]["HF_HOME"].startswith(registry.settings("studio")["mlx_home"])
         assert f"chown root:wheel {path}.upload" in lines
         assert f"launchctl bootout system/{label} 2>/dev/null || true" in lines
         assert f"launchctl bootstrap system {path}" in lines
         assert not any(f"kickstart -k system/{label}" in line for line in lines)
     # the environment: pinned mlx (not mlx[cpu]) and mlx-lm, built by uv without Linux's cert flag
     build = next(line for line in lines if "pip install" in line and "mlx-lm==" in line)
-    assert f"mlx=={registry.settings['mlx_version']}" in build and "mlx[cpu]" not in build
+    assert f"mlx=={registry.settings('studio')['mlx_version']}" in build and "mlx[cpu]" not in build
     assert "--system-certs" not in build
     assert not any(re.search(r"\b(systemctl|apt-get|useradd|groupadd)\b", line) for line in lines)
 
 
 def test_converged_mac_runs_nothing(monkeypatch, registry):
-    ran = run_studio_deploy(monkeypatch, recorded_mac(registry, installed=True))
+    ran = run_studio_deploy(monkeypatch, registry, recorded_mac(registry, installed=True))
     assert [(name, commands) for name, commands in ran if commands] == []
 
 
 def test_one_changed_plist_reloads_only_its_job(monkeypatch, registry):
     victim = studio_models(registry)[1]
     label = mlx_task.launchd_label(registry, victim)
-    ran = run_studio_deploy(monkeypatch, recorded_mac(registry, installed=True, changed_plist=label))
+    ran = run_studio_deploy(monkeypatch, registry, recorded_mac(registry, installed=True, changed_plist=label))
     lines = shell_lines(ran)
     assert [line for line in lines if line.startswith("launchctl")] == [
         f"launchctl bootout system/{label} 2>/dev/null || true",
@@ -191,10 +183,10 @@ def test_one_changed_plist_reloads_only_its_job(monkeypatch, registry):
 
 
 def test_new_pins_rebuild_the_environment_and_restart_every_job(monkeypatch, registry):
-    ran = run_studio_deploy(monkeypatch, recorded_mac(registry, installed=True, new_pins=True))
+    ran = run_studio_deploy(monkeypatch, registry, recorded_mac(registry, installed=True, new_pins=True))
     lines = shell_lines(ran)
     launchctl = [line for line in lines if line.startswith("launchctl")]
     assert launchctl == [
         f"launchctl kickstart -k system/{mlx_task.launchd_label(registry, m)}" for m in studio_models(registry)
     ]
-    assert any(line.startswith(f"rm -rf {registry.settings['mlx_home']}/venv") for line in lines)
+    assert any(line.startswith(f"rm -rf {registry.settings('studio')['mlx_home']}/venv") for line in lines)

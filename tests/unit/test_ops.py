@@ -1,10 +1,10 @@
-"""The batched facts of tasks/ops.py read what the hosts print (GNU and BSD stat, systemctl show)."""
+"""The batched facts of tasks/facts.py read what the hosts print (GNU and BSD stat, systemctl show)."""
 
 import subprocess
 
 import pytest
 
-from tasks.ops import DirectoryStates, FileStates, UnitStates
+from tasks.facts import DirectoryStates, FileStates, InstalledDebianPackages, UnitStates
 
 
 def run_fact(fact, **kwargs):
@@ -58,8 +58,6 @@ def test_unit_states_command_quotes_units():
 
 
 def test_installed_debian_packages_keeps_only_fully_installed():
-    from tasks.ops import InstalledDebianPackages
-
     # dpkg-query's lines for installed, removed-but-configured and half-installed packages;
     # a package it never heard of prints nothing.
     output = ["curl ii ", "libxml2 rc ", "python3-venv iU ", "@end"]

@@ -2,10 +2,16 @@
 
 import pytest
 
-from tasks import preflight
-from tasks import registry as reg
+import os
+import subprocess
+import sys
 
-from .conftest import HOSTS, ROOT
+from tasks import preflight, sources
+from tasks.schema import DataError
+
+from .conftest import ROOT, build
+
+PYINFRA = os.path.join(os.path.dirname(sys.executable), "pyinfra")
 
 
 def mlx(port, upstream="m/x", host="studio"):
@@ -70,7 +76,7 @@ BAD = {
     "bad secret name": (add_model("ext", {"backend": "openai", "api_base": "http://h/v1", "upstream": "m", "api_key_secret": "my key"}), "api_key_secret must be an environment variable name"),
     "ovms off the proxy host": (change_model("lil-jerry", host="studio"), "OVMS listens on loopback"),
     "empty registry": (setting("llm_models", {}), "llm_models must be a non-empty mapping"),
-    "registry not a dict": (setting("llm_models", ["jerry-chat"]), "llm_models must be a non-empty mapping"),
+    "registry not a dict": (setting("llm_models", ["jerry-chat"]), "llm_models must be a mapping, not list"),
     "override of unknown model": (setting("llm_model_overrides", {"nope": {}}), "llm_model_overrides['nope'] names no model"),
     "litellm port as string": (setting("litellm_port", "4000"), "litellm_port must be an integer"),
     "ovms port equals litellm": (setting("ovms_rest_port", 4000), "ovms_rest_port equals litellm_port"),
@@ -81,7 +87,9 @@ BAD = {
     "bad sha": (setting("ovms_archive_sha256", "abc"), "ovms_archive_sha256 must be 64 lower-case hex digits"),
     "missing sha": (setting("ovms_archive_sha256", None), "ovms_archive_sha256 is not set"),
     "bad archive url": (setting("ovms_archive_url", "ovms.tar.gz"), "ovms_archive_url must be an http(s) URL or a local path"),
-    "missing setting": (drop_setting("mlx_lm_version"), "mlx_lm_version is missing"),
+    "undeclared key": (setting("mlx_lm_verison", "0.32.2"), "mlx_lm_verison is not a data key of this toolkit"),
+    "state dir outside /var/lib": (setting("litellm_state_dir", "/srv/litellm"), "litellm_state_dir must be a folder directly under /var/lib"),
+    "missing registry": (drop_setting("llm_models"), "llm_models is missing"),
     "unknown retry name": (setting("litellm_router_settings", {"retry_policy": {"Timeouts": 1}}), "retry_policy.Timeouts is not an exception"),
     "negative retries": (setting("litellm_router_settings", {"retry_policy": {"Timeout": -1}}), "retry_policy.Timeout must be a non-negative integer"),
     "allowed_fails as string": (setting("litellm_router_settings", {"allowed_fails": "two"}), "allowed_fails must be a non-negative number"),
@@ -90,11 +98,11 @@ BAD = {
 
 
 @pytest.mark.parametrize("case", sorted(BAD), ids=sorted(BAD))
-def test_bad_input_is_refused_naming_file_and_key(case, data, sources):
+def test_bad_input_is_refused_naming_file_and_key(case, data):
     mutate, expected = BAD[case]
     mutate(data)
-    with pytest.raises(reg.RegistryError) as err:
-        reg.build(data, HOSTS, sources)
+    with pytest.raises(DataError) as err:
+        build(data)
     message = str(err.value)
     assert expected in message
     assert "group_data/" in message, f"no file named in: {message}"
@@ -129,7 +137,7 @@ def test_seed_retry_names_become_litellm_fields(registry):
     }
 
 
-def test_tinyagents_router_is_one_data_entry(data, sources, secrets, monkeypatch):
+def test_tinyagents_router_is_one_data_entry(data, secrets):
     data["llm_models"]["tinyagents-router"] = {
         "backend": "openai",
         "api_base": "https://agents.example.invalid/v1",
@@ -137,8 +145,8 @@ def test_tinyagents_router_is_one_data_entry(data, sources, secrets, monkeypatch
         "env_prefix": "TINYAGENTS",
         "api_key_secret": "TINYAGENTS_API_KEY",
     }
-    r = reg.build(data, HOSTS, sources)
-    env = r.env_local({**secrets, "TINYAGENTS_API_KEY": "sk-tiny"})
+    r = build(data, secrets={**secrets, "TINYAGENTS_API_KEY": "sk-tiny"})
+    env = r.env_local()
     assert env["TINYAGENTS_MODEL"] == "openai/tiny-agents"
     assert env["TINYAGENTS_API_BASE"] == "https://agents.example.invalid/v1"
     assert env["TINYAGENTS_API_KEY"] == "sk-tiny"
@@ -147,117 +155,164 @@ def test_tinyagents_router_is_one_data_entry(data, sources, secrets, monkeypatch
 
 def test_missing_secret_is_named(tmp_path, monkeypatch, registry):
     monkeypatch.delenv("LITELLM_PROXY_KEY", raising=False)
-    with pytest.raises(reg.RegistryError, match="secret LITELLM_PROXY_KEY is not set"):
-        reg.load_secrets(registry.secret_names(), tmp_path / "none.env", "group_data/all.py")
+    with pytest.raises(DataError, match="secret LITELLM_PROXY_KEY is not set"):
+        sources.load_secrets(registry.secret_names(), tmp_path / "none.env", "group_data/all.py")
 
 
 def test_secret_from_file(tmp_path, monkeypatch, registry):
     monkeypatch.delenv("LITELLM_PROXY_KEY", raising=False)
     path = tmp_path / "secrets.env"
     path.write_text("# lab\nLITELLM_PROXY_KEY=sk-from-file\n")
-    assert reg.load_secrets(registry.secret_names(), path, "x") == {"LITELLM_PROXY_KEY": "sk-from-file"}
+    assert sources.load_secrets(registry.secret_names(), path, "x") == {"LITELLM_PROXY_KEY": "sk-from-file"}
 
 
 def test_bad_data_file_is_named(tmp_path):
     folder = tmp_path / "group_data"
     folder.mkdir()
     (folder / "all.py").write_text("llm_models = {\n")
-    with pytest.raises(reg.RegistryError, match="all.py: cannot load"):
-        reg.load_group_data([folder])
+    with pytest.raises(DataError, match="all.py: cannot load"):
+        sources.load_group_data([folder])
 
 
 def test_ports_document_matches_the_data():
-    import os
-    import subprocess
-    import sys
-
     out = subprocess.run(
-        [sys.executable, "-m", "tasks.registry", "ports"], cwd=ROOT, capture_output=True, text=True,
-        env={**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}, check=True,
+        [sys.executable, "-m", "tasks.docs", "ports"], cwd=ROOT, capture_output=True, text=True, check=True,
     ).stdout
-    assert (ROOT / "PORTS.md").read_text() == out, "PORTS.md is stale: python -m tasks.registry ports > PORTS.md"
+    assert (ROOT / "PORTS.md").read_text() == out, "PORTS.md is stale: python -m tasks.docs ports > PORTS.md"
+
+
+def test_readme_data_keys_are_the_schema():
+    from tasks import schema
+
+    assert schema.markdown_table() in (ROOT / "README.md").read_text(), (
+        "README's Data keys table is stale: python -m tasks.docs keys"
+    )
+
+
+def pyinfra(*args, cwd=ROOT, env=None):
+    return subprocess.run(
+        [PYINFRA, "-y", *args], cwd=cwd, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "LLMLAB_MINI_HOST": "192.0.2.71", "LLMLAB_STUDIO_HOST": "192.0.2.72",
+             "LITELLM_PROXY_KEY": "sk-x", **(env or {})},
+    )
 
 
 def test_preflight_refuses_before_connecting(tmp_path):
-    """pyinfra with bad data exits 2 naming the key, before it connects to anything."""
-    import os
+    """pyinfra with bad data exits 2 naming the key, before it loads the inventory."""
     import shutil
-    import subprocess
-    import sys
 
     work = tmp_path / "work"
     shutil.copytree(ROOT, work, ignore=shutil.ignore_patterns(".lab", ".venv", ".git", "__pycache__"))
     text = (work / "group_data" / "all.py").read_text().replace('"port": 8101', '"port": 8100')
     (work / "group_data" / "all.py").write_text(text)
-    mini = (work / "group_data" / "mini.py").read_text()
-    (work / "group_data" / "mini.py").write_text(mini.replace("ovms_archive_sha256 = None", f"ovms_archive_sha256 = '{'ab' * 32}'"))
-    pyinfra = os.path.join(os.path.dirname(sys.executable), "pyinfra")
-    out = subprocess.run(
-        [pyinfra, "-y", "inventory.py", "deploy.py"], cwd=work, capture_output=True, text=True,
-        env={**os.environ, "LLMLAB_MINI_HOST": "192.0.2.71", "LITELLM_PROXY_KEY": "sk-x"}, timeout=120,
-    )
+    (work / "group_data" / "mini.py").write_text(f"ovms_archive_sha256 = '{'ab' * 32}'\n")
+    out = pyinfra("inventory.py", "deploy.py", cwd=work)
     assert out.returncode == 2, out.stdout + out.stderr
     assert "group_data/all.py: llm_models['jerry-editor'].port 8100 on studio is already taken" in out.stderr
-    assert "Connecting" not in out.stdout + out.stderr
-
-
-def test_command_line_overrides_are_read_like_pyinfra(tmp_path):
-    extra = tmp_path / "extra"
-    extra.mkdir()
-    one = tmp_path / "mini.py"
-    one.write_text("litellm_port = 4001\n")
-    paths, data = preflight.cli_overrides(
-        ["pyinfra", "-y", "--group-data", str(extra), f"--group-data={one}", "--data", "litellm_port=4002",
-         "--data=litellm_settings={\"json_logs\": false}", "inventory.py", "deploy.py"]
-    )
-    assert paths == [extra, one]
-    assert data == {"litellm_port": 4002, "litellm_settings": {"json_logs": False}}
-    folders_data, sources = reg.load_group_data([ROOT / "group_data", one])
-    assert folders_data["litellm_port"] == 4001 and sources["litellm_port"] == str(one)
+    assert "Loading inventory" not in out.stdout + out.stderr and "Connecting" not in out.stdout + out.stderr
 
 
 @pytest.mark.parametrize(
-    "argv, complaint",
+    "args, complaint",
     [
-        (["--group-data", "/nonexistent/extra", "inventory.py"], "command line: --group-data /nonexistent/extra: no such file or folder"),
-        (["--data", "litellm_port", "inventory.py"], "command line: --data litellm_port: expected key=value"),
-        (["inventory.py", "deploy.py", "--data"], "command line: --data needs a value"),
+        (["--group-data", "/nonexistent/extra"], "preflight: command line: --group-data /nonexistent/extra: no such file or folder"),
+        (["--data", "litellm_port=abc"], "preflight: command line (--data litellm_port): litellm_port must be an integer, not str"),
+        (["--data", "litellm_prot=4001"], "preflight: command line (--data litellm_prot): litellm_prot is not a data key of this toolkit"),
     ],
 )
-def test_bad_command_line_overrides(argv, complaint):
-    with pytest.raises(reg.RegistryError) as err:
-        preflight.cli_overrides(["pyinfra", *argv])
-    assert str(err.value) == complaint
-
-
-def test_preflight_names_a_command_line_override(tmp_path, capsys, monkeypatch):
-    monkeypatch.setenv("LITELLM_PROXY_KEY", "sk-x")
-    monkeypatch.chdir(ROOT)
-    with pytest.raises(SystemExit) as exit_:
-        preflight.check(str(ROOT / "inventory.py"), HOSTS, ["pyinfra", "--data", "litellm_port=abc", "inventory.py", "deploy.py"])
-    assert exit_.value.code == 2
-    err = capsys.readouterr().err
-    assert "preflight: command line (--data litellm_port): litellm_port must be an integer, not str" in err
+def test_bad_command_line_is_refused_before_the_inventory(args, complaint):
+    out = pyinfra(*args, "--data", f"ovms_archive_sha256={'ab' * 32}", "inventory.py", "deploy.py")
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert complaint in out.stderr
+    assert "Loading inventory" not in out.stdout + out.stderr
 
 
 def test_preflight_sees_pyinfra_group_data_option(tmp_path):
     """pyinfra's --group-data reaches the preflight: a bad value in an extra folder stops the
     run before any connection, naming the extra file."""
-    import os
-    import subprocess
-    import sys
-
     extra = tmp_path / "extra"
     extra.mkdir()
     (extra / "mini.py").write_text("litellm_port = 70000\n")
-    pyinfra = os.path.join(os.path.dirname(sys.executable), "pyinfra")
-    out = subprocess.run(
-        [pyinfra, "-y", "--group-data", str(extra), "--data", f"ovms_archive_sha256={'ab' * 32}",
-         "inventory.py", "deploy.py"],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
-        env={**os.environ, "LLMLAB_MINI_HOST": "192.0.2.71", "LLMLAB_STUDIO_HOST": "192.0.2.72",
-             "LITELLM_PROXY_KEY": "sk-x"},
-    )
+    out = pyinfra("--group-data", str(extra), "--data", f"ovms_archive_sha256={'ab' * 32}", "inventory.py", "deploy.py")
     assert out.returncode == 2, out.stdout + out.stderr
     assert f"preflight: {extra / 'mini.py'}: litellm_port is out of range (1-65535): 70000" in out.stderr
-    assert "Connecting" not in out.stdout + out.stderr
+
+
+def test_undeclared_key_in_a_group_file_names_file_and_key(tmp_path):
+    extra = tmp_path / "extra"
+    extra.mkdir()
+    (extra / "studio.py").write_text("mlx_max_token = 4096\n")
+    out = pyinfra("--group-data", str(extra), "--data", f"ovms_archive_sha256={'ab' * 32}", "inventory.py", "deploy.py")
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert f"preflight: {extra / 'studio.py'}: mlx_max_token is not a data key of this toolkit" in out.stderr
+
+
+def test_shared_key_in_a_group_file_is_refused(data):
+    with pytest.raises(DataError, match="group_data/studio.py: llm_models is shared by every host"):
+        build(data, where={"llm_models": str(ROOT / "group_data" / "studio.py")})
+
+
+def test_mlx_model_on_a_host_outside_the_studio_group(data):
+    data["llm_models"]["jerry-chat"]["host"] = "mini"
+    with pytest.raises(DataError, match="llm_models\\['jerry-chat'\\].host 'mini' is not in the inventory group 'studio'"):
+        build(data)
+
+
+LAYERING_PROBE = """
+import json, sys
+from pyinfra.api import State
+from pyinfra.context import ctx_state
+from pyinfra_cli.inventory import make_inventory
+ctx_state.set(State())
+inv = make_inventory(sys.argv[1], cwd=sys.argv[2], override_data={"mlx_max_tokens": 7},
+                     group_data_directories=[sys.argv[3]])
+keys = ["litellm_port", "mlx_max_tokens", "mlx_start_timeout", "ovms_rest_port", "litellm_start_timeout"]
+print(json.dumps({h.name: {k: h.data.get(k) for k in keys} for h in inv}))
+"""
+
+
+def test_per_host_layering_is_pyinfras(tmp_path):
+    """The preflight layers group data per host exactly as pyinfra does (pyinfra's own inventory
+    loader run on the same files): a group file beats all.py of a later folder, host data beats
+    group data, --data beats everything, and each host keeps its own values."""
+    import json
+
+    cwd, inv_dir, extra = tmp_path / "cwd", tmp_path / "inv", tmp_path / "extra"
+    for folder in (cwd / "group_data", inv_dir / "group_data", extra):
+        folder.mkdir(parents=True)
+    (cwd / "group_data" / "all.py").write_text((ROOT / "group_data" / "all.py").read_text() + "litellm_port = 4100\n")
+    (cwd / "group_data" / "mini.py").write_text("litellm_port = 4200\novms_rest_port = 9100\n")
+    (inv_dir / "group_data" / "all.py").write_text("litellm_port = 4300\nmlx_start_timeout = 300\n")
+    (extra / "studio.py").write_text("mlx_start_timeout = 600\nmlx_max_tokens = 2048\n")
+    inventory = inv_dir / "inventory.py"
+    inventory.write_text("mini = [('mini', {'litellm_start_timeout': 30})]\nstudio = ['studio']\n")
+    out = subprocess.run([sys.executable, "-c", LAYERING_PROBE, str(inventory), str(cwd), str(extra)],
+                         capture_output=True, text=True, check=True, cwd=cwd)
+    pyinfra_says = json.loads(out.stdout.strip().splitlines()[-1])
+    r = preflight.build(inventory, cwd, [extra], {"mlx_max_tokens": 7}, for_deploy=False, with_secrets=False)
+    for host, values in pyinfra_says.items():
+        for key, value in values.items():
+            if value is not None:
+                assert r.settings(host)[key] == value, (host, key)
+    assert r.settings("mini")["litellm_port"] == 4200 and r.settings("studio")["litellm_port"] == 4300
+    assert r.settings("mini")["litellm_start_timeout"] == 30 and r.settings("studio")["litellm_start_timeout"] == 120
+    assert r.settings("studio")["mlx_max_tokens"] == 7
+
+
+def test_one_registry_per_run(monkeypatch):
+    """The registry deploy.py uses is the object the preflight built (and read secrets for) once."""
+    calls = []
+    real = sources.load_secrets
+    monkeypatch.setattr(sources, "load_secrets", lambda *a: calls.append(a) or real(*a))
+    monkeypatch.setenv("LITELLM_PROXY_KEY", "sk-x")
+    built = preflight.check(ROOT / "inventory.py", ROOT, overrides={"ovms_archive_sha256": "ab" * 32})
+    assert preflight.registry() is built
+    assert len(calls) == 1
+
+
+def test_defaults_are_copied_per_registry(data):
+    """A registry's settings never share objects with the schema's defaults or another host."""
+    first, second = build(data), build(data)
+    first.proxy["litellm_router_settings"]["cooldown_time"] = 99
+    assert second.proxy["litellm_router_settings"]["cooldown_time"] == 15
+    assert first.settings("studio")["litellm_router_settings"]["cooldown_time"] == 15

@@ -38,7 +38,7 @@ def test_router_yaml_follows_the_seed(registry):
 def test_env_local_holds_exactly_the_names_router_yaml_uses(registry, secrets):
     router_text = litellm_task.render_router_yaml(registry)
     referenced = set(re.findall(r"os\.environ/([A-Z0-9_]+)", router_text))
-    env_text = litellm_task.render_env_local(registry, secrets)
+    env_text = litellm_task.render_env_local(registry)
     defined = [line.split("=", 1)[0] for line in env_text.splitlines() if line and not line.startswith("#")]
     assert len(defined) == len(set(defined))
     assert set(defined) == referenced
@@ -49,11 +49,11 @@ def test_env_local_holds_exactly_the_names_router_yaml_uses(registry, secrets):
 def check_with_litellm(registry, secrets, folder):
     """Run the deploy's own checker (LiteLLM judging the rendered pair) on this machine."""
     (folder / "router.yaml").write_text(litellm_task.render_router_yaml(registry))
-    (folder / "env.local").write_text(litellm_task.render_env_local(registry, secrets))
+    (folder / "env.local").write_text(litellm_task.render_env_local(registry))
     return subprocess.run(
         [sys.executable, str(litellm_task.CHECK_SCRIPT), str(folder / "router.yaml"), str(folder / "env.local")],
         capture_output=True, text=True, timeout=120,
-        env={**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"},
+        env={**os.environ, **litellm_task.OFFLINE_ENV},
     )
 
 
@@ -66,9 +66,9 @@ def test_litellm_accepts_the_rendered_config(registry, secrets, tmp_path):
 @pytest.mark.parametrize(
     "change, complaint",
     [
-        (lambda r: r.settings["litellm_router_settings"].update(routing_strategy="fastest"), "Invalid routing_strategy"),
-        (lambda r: r.settings["litellm_router_settings"].update(no_such_setting=1), "unexpected keyword argument"),
-        (lambda r: r.settings["litellm_settings"].update(no_such_flag=True), "litellm_settings.no_such_flag"),
+        (lambda r: r.proxy["litellm_router_settings"].update(routing_strategy="fastest"), "Invalid routing_strategy"),
+        (lambda r: r.proxy["litellm_router_settings"].update(no_such_setting=1), "unexpected keyword argument"),
+        (lambda r: r.proxy["litellm_settings"].update(no_such_flag=True), "litellm_settings.no_such_flag"),
     ],
     ids=["routing-strategy", "unknown-router-setting", "unknown-litellm-setting"],
 )

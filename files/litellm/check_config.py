@@ -3,14 +3,12 @@
 Usage: check_config.py ROUTER_YAML ENV_FILE. Exit 0 when LiteLLM accepts the config; otherwise
 print what it rejected (never a secret value) and exit 1. The deploy runs this with the proxy's
 own environment before it puts a new config live, so a bad config never reaches the service.
+Run it with LITELLM_LOCAL_MODEL_COST_MAP=True (tasks/litellm.py OFFLINE_ENV), as the proxy runs.
 """
 
-import os
 import sys
 
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-
-import yaml  # noqa: E402  (after the environment LiteLLM reads on import)
+import yaml
 
 KNOWN_SECTIONS = {"model_list", "router_settings", "litellm_settings", "general_settings"}
 

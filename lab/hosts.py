@@ -1,0 +1,221 @@
+"""The lab's hosts: the cached Debian root filesystem, each host's copy of it, booting it with
+systemd-nspawn into its namespace, waiting for it, stopping it, and reaching it over SSH."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from lab import paths
+from lab.network import HOSTS, nameservers, namespace
+from lab.proc import LabError, log, run
+
+SUITE = "bookworm"
+MIRROR = "http://deb.debian.org/debian"
+PACKAGES = [
+    "systemd", "systemd-sysv", "dbus", "openssh-server", "ca-certificates", "python3",
+    "iproute2", "procps", "curl", "sudo", "libpam-systemd",
+]
+# Host keys are made at first boot so every machine copied from the cached root has its own.
+# Debian's own ExecStartPre (sshd -t) needs the keys, so the list is reset with keygen first.
+SSH_KEYGEN_DROPIN = (
+    "[Service]\nExecStartPre=\nExecStartPre=/usr/bin/ssh-keygen -A\nExecStartPre=/usr/sbin/sshd -t\n"
+)
+RECIPE = json.dumps({"suite": SUITE, "mirror": MIRROR, "packages": PACKAGES,
+                     "variant": "minbase", "dropin": SSH_KEYGEN_DROPIN, "v": 1})
+
+
+def recipe_hash() -> str:
+    return hashlib.sha256(RECIPE.encode()).hexdigest()[:12]
+
+
+def base_rootfs() -> Path:
+    """The cached Debian root, rebuilt only when the recipe changes."""
+    base = paths.CACHE / f"rootfs-{recipe_hash()}"
+    if (base / "etc" / "os-release").exists():
+        return base
+    for old in paths.CACHE.glob("rootfs-*"):
+        shutil.rmtree(old, ignore_errors=True)
+    tmp = paths.CACHE / f"rootfs-{recipe_hash()}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    paths.CACHE.mkdir(parents=True, exist_ok=True)
+    log(f"building the Debian {SUITE} root filesystem (debootstrap, cached in {paths.CACHE})")
+    started = time.monotonic()
+    run("debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}", SUITE, str(tmp), MIRROR)
+    dropin = tmp / "etc/systemd/system/ssh.service.d"
+    dropin.mkdir(parents=True, exist_ok=True)
+    (dropin / "keygen.conf").write_text(SSH_KEYGEN_DROPIN)
+    for key in (tmp / "etc/ssh").glob("ssh_host_*"):
+        key.unlink()
+    (tmp / "etc/machine-id").write_text("")
+    run("chroot", str(tmp), "apt-get", "clean")
+    tmp.rename(base)
+    log(f"root filesystem built in {time.monotonic() - started:.1f} s")
+    return base
+
+
+def prepare_machine(host: str, base: Path, pubkey: str) -> Path:
+    """A fresh copy of the cached root for one host, with this lab's key, CA bundle and DNS."""
+    root = paths.MACHINES / host
+    if root.exists():
+        shutil.rmtree(root)
+    paths.MACHINES.mkdir(parents=True, exist_ok=True)
+    run("cp", "-a", "--reflink=auto", str(base), str(root))
+    (root / "etc/hostname").write_text(f"{host}\n")
+    (root / "etc/hosts").write_text(f"127.0.0.1 localhost\n127.0.1.1 {host}\n"
+                                    + "".join(f"{a} {h}\n" for h, a in HOSTS.items()))
+    ssh = root / "root/.ssh"
+    ssh.mkdir(mode=0o700, parents=True, exist_ok=True)
+    (ssh / "authorized_keys").write_text(pubkey)
+    os.chmod(ssh / "authorized_keys", 0o600)
+    (root / "etc/resolv.conf").unlink(missing_ok=True)
+    (root / "etc/resolv.conf").write_text("".join(f"nameserver {n}\n" for n in nameservers()))
+    # Trust what this machine trusts: TLS to the registries may be intercepted on the way.
+    local_ca = Path("/usr/local/share/ca-certificates")
+    if local_ca.is_dir():
+        for crt in local_ca.glob("*.crt"):
+            shutil.copy(crt, root / "usr/local/share/ca-certificates" / crt.name)
+    run("chroot", str(root), "update-ca-certificates", "--fresh")
+    no_login_sessions(root)
+    return root
+
+
+def no_login_sessions(root: Path) -> None:
+    """SSH logins skip pam_systemd in the lab: no logind session and no per-user manager
+    (user@0.service). Under nspawn on this kind of machine, stopping that manager ten seconds
+    after the last login ends often hangs on its cgroup ("Failed to kill control group ...:
+    Input/output error") until systemd's 90 s stop timeout, and every login meanwhile waits: a
+    1.2 s deploy took 119 s. Nothing the deploy or the tests do needs a login session."""
+    session = root / "etc/pam.d/common-session"
+    lines = session.read_text().splitlines()
+    session.write_text("".join(
+        (f"# {line}  (lab: see no_login_sessions in lab/hosts.py)" if "pam_systemd.so" in line
+         and not line.lstrip().startswith("#") else line) + "\n"
+        for line in lines
+    ))
+
+
+def nameservers() -> list[str]:
+    servers = []
+    for line in Path("/etc/resolv.conf").read_text().splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and parts[0] == "nameserver" and not parts[1].startswith("127."):
+            servers.append(parts[1])
+    if not servers:
+        raise LabError("no non-loopback nameserver in /etc/resolv.conf for the lab hosts to use")
+    return servers
+
+
+def nspawn_pids(host: str) -> list[int]:
+    """systemd-nspawn processes the lab started for host (its machine name is the lab's own)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv and argv[0].endswith(b"systemd-nspawn") and f"--machine={namespace(host)}".encode() in argv:
+            pids.append(int(proc.name))
+    return pids
+
+
+def boot(host: str) -> int:
+    paths.LOGS.mkdir(parents=True, exist_ok=True)
+    logfile = open(paths.LOGS / f"{host}.console.log", "ab")
+    proc = subprocess.Popen(
+        [
+            "systemd-nspawn", f"--directory={paths.MACHINES / host}", "--boot", f"--machine={namespace(host)}",
+            "--register=no", "--keep-unit", f"--network-namespace-path=/run/netns/{namespace(host)}",
+            "--console=passive", "--resolv-conf=off", "--timezone=off", "--link-journal=no",
+        ],
+        stdin=subprocess.DEVNULL, stdout=logfile, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    return proc.pid
+
+
+def _container_pids(host: str) -> list[int]:
+    """Processes whose root directory is host's machine folder: the container's own, which can
+    outlive a killed systemd-nspawn (an unclean stop) and keep files open under it."""
+    try:
+        root = os.stat(paths.MACHINES / host)
+    except OSError:
+        return []
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit() and proc.name != str(os.getpid()):
+            try:
+                # readlink shows "/" for a process in another mount namespace; the directory
+                # itself (device and inode) is what identifies the container's root.
+                st = os.stat(proc / "root")
+            except OSError:
+                continue
+            if (st.st_dev, st.st_ino) == (root.st_dev, root.st_ino):
+                pids.append(int(proc.name))
+    return pids
+
+
+def _wait_gone(pids: list[int], timeout: float) -> list[int]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pids = [p for p in pids if Path(f"/proc/{p}").exists()]
+        if not pids:
+            break
+        time.sleep(0.2)
+    return pids
+
+
+def stop(host: str, timeout: float = 30) -> None:
+    for pid in nspawn_pids(host):
+        os.kill(pid, signal.SIGTERM)  # nspawn asks the container's systemd to power off
+        if _wait_gone([pid], timeout):
+            os.kill(pid, signal.SIGKILL)
+            _wait_gone([pid], 5)
+    # Whatever still runs inside the container's root (left by an unclean stop) goes too.
+    left = _container_pids(host)
+    for pid in left:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    if _wait_gone(left, 10):
+        raise LabError(f"{host}: processes {left} inside {paths.MACHINES / host} did not stop")
+
+
+def ssh_args(host: str) -> list[str]:
+    return [
+        "ssh", "-i", str(paths.KEY), "-o", "BatchMode=yes", "-o", "ConnectTimeout=5",
+        "-o", "StrictHostKeyChecking=accept-new", "-o", f"UserKnownHostsFile={paths.KNOWN_HOSTS}",
+        "-o", "LogLevel=ERROR", f"root@{HOSTS[host]}",
+    ]
+
+
+def wait_ready(host: str, timeout: float = 90) -> float:
+    """Wait for sshd and for systemd to finish booting; returns the seconds it took."""
+    started = time.monotonic()
+    deadline = started + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((HOSTS[host], 22), timeout=1):
+                break
+        except OSError:
+            time.sleep(0.3)
+    else:
+        raise LabError(f"{host}: sshd did not listen within {timeout:.0f} s (see {paths.LOGS}/{host}.console.log)")
+    remaining = max(5, deadline - time.monotonic())
+    out = run(*ssh_args(host), f"timeout {int(remaining)} systemctl is-system-running --wait", check=False)
+    status = out.stdout.strip()
+    if status not in ("running", "degraded"):
+        raise LabError(f"{host}: systemd did not come up: {status!r} {out.stderr.strip()}")
+    if status == "degraded":
+        failed = run(*ssh_args(host), "systemctl --failed --no-legend", check=False).stdout.strip()
+        log(f"{host}: booted degraded: {failed}")
+    return time.monotonic() - started

@@ -1,0 +1,89 @@
+"""Python environments built with a pinned uv: one per service that runs Python (LiteLLM, MLX)."""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+
+from pyinfra import host
+from pyinfra.api.operation import OperationMeta
+from pyinfra.operations import server
+
+from tasks import ops
+from tasks.facts import UvEnvironment
+from tasks.hostos import is_macos
+from tasks.render import sha256_text
+
+UV = "/opt/uv/bin/uv"
+# uv and the service environments must trust the system's certificate store: TLS to the
+# package index may be intercepted on the way, and the host's store is what an operator curates.
+SYSTEM_CA = "/etc/ssl/certs/ca-certificates.crt"
+
+
+@dataclass(frozen=True)
+class PythonEnv:
+    """A service's virtual environment: the service it serves, where it lives, its pinned requirements."""
+
+    service: str  # "litellm", "mlx": the key deploys look their environment up by
+    venv: str
+    requirements: tuple[str, ...]
+
+
+def _ensure_uv(uv_version: str, installed: str) -> None:
+    """A pinned uv in its own virtual environment at /opt/uv (Linux: from Debian's python3).
+    `installed` is the version found before this run changed anything ("" if none)."""
+    if not is_macos():
+        ops.debian_packages(
+            name="Install python3-venv and ca-certificates for uv",
+            packages=["python3-venv", "ca-certificates", "curl"],
+        )
+    cert = f"--cert {SYSTEM_CA}" if not is_macos() else ""
+    server.shell(
+        name=f"Install uv {uv_version} into /opt/uv",
+        commands=[
+            "python3 -m venv /opt/uv",
+            f"/opt/uv/bin/pip install --quiet --disable-pip-version-check {cert} uv=={shlex.quote(uv_version)}",
+        ],
+        _if=lambda: installed != uv_version,
+    )
+
+
+def python_environments(uv_version: str, envs: list[PythonEnv]) -> dict[str, OperationMeta]:
+    """The pinned uv and every environment in envs; returns service -> the operation that
+    (re)built its environment. deploy.py calls this first on every host, from one place, so the
+    slow builds are the same pyinfra operations on all hosts and run side by side."""
+    if not envs:
+        return {}
+    # One question per environment before this run changes anything: uv's version, what the
+    # environment was built from, and whether it exists.
+    found = [host.get_fact(UvEnvironment, uv=UV, venv=env.venv) for env in envs]
+    _ensure_uv(uv_version, found[0]["uv"])
+    return {env.service: _uv_environment(env, state) for env, state in zip(envs, found)}
+
+
+def _uv_environment(env: PythonEnv, found: dict) -> OperationMeta:
+    """Rebuilt when the pins change or the environment is missing. The pins are recorded
+    beside it only after a build succeeded, so a build that failed half-way is built again."""
+    venv = shlex.quote(env.venv)
+    certs = "--system-certs" if not is_macos() else ""
+    # Bytecode is compiled at build time: the services run as users who cannot write
+    # __pycache__ into a root-owned environment, and would otherwise recompile at every start.
+    options = f"--compile-bytecode {certs}".strip()
+    # The record holds the install options too, so changing them rebuilds the environment.
+    spec_text = f"# uv pip install {options}\n" + "\n".join(env.requirements) + "\n"
+    build = server.shell(
+        name=f"Build the {env.service} environment with uv",
+        commands=[
+            f"rm -rf {venv}",
+            f"{UV} venv --quiet {certs} --python python3 {venv}",
+            f"{UV} pip install --quiet {options} --python {venv}/bin/python "
+            + " ".join(shlex.quote(r) for r in env.requirements),
+        ],
+        _if=lambda: found["built_from"] != sha256_text(spec_text) or not found["venv"],
+    )
+    ops.text_file(
+        name=f"Record the {env.service} requirements it was built from",
+        dest=f"{env.venv}.requirements.txt",
+        content=spec_text,
+    )
+    return build

@@ -1,0 +1,40 @@
+"""Template rendering: templates/<service>/ with exactly the values a deploy passes (no host data)."""
+
+from __future__ import annotations
+
+import hashlib
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+ROOT = Path(__file__).resolve().parent.parent
+TEMPLATES = ROOT / "templates"
+FILES = ROOT / "files"  # static files uploaded as they are (pyinfra's convention)
+
+
+@lru_cache(maxsize=1)
+def _jinja() -> Environment:
+    return Environment(
+        loader=FileSystemLoader([str(TEMPLATES), str(TEMPLATES / "common")]),
+        undefined=StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,
+    )
+
+
+def render(template: str, **values: Any) -> str:
+    """Render templates/<template> with exactly the values given."""
+    return _jinja().get_template(template).render(**values)
+
+
+def to_yaml(value: Any) -> str:
+    return yaml.safe_dump(value, default_flow_style=False, sort_keys=False).rstrip("\n")
+
+
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()

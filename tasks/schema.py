@@ -1,0 +1,247 @@
+"""Every data key the toolkit reads, declared once: name, type, default, meaning and check.
+
+The preflight validates group data against this table, the README's "Data keys" section is
+generated from it (`python -m tasks.docs keys`, checked by a unit test), and a key that is not
+declared here is an error naming the file that set it. Keys are prefixed by their service.
+Pinned versions live here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from dataclasses import dataclass
+from typing import Any, Callable
+from urllib.parse import urlsplit
+
+REQUIRED = object()  # a key with no default: the group data must set it
+
+# The operator writes exception names as in the seed; LiteLLM's RetryPolicy has its own field
+# names and drops unknown ones silently. APIConnectionError has no field of its own: LiteLLM
+# falls back to DefaultRetries for it (litellm/router_utils/get_retry_from_policy.py).
+RETRY_FIELDS = {
+    "Timeout": "TimeoutErrorRetries",
+    "APIConnectionError": "DefaultRetries",
+    "RateLimitError": "RateLimitErrorRetries",
+    "ServiceUnavailableError": "ServiceUnavailableErrorRetries",
+    "InternalServerError": "InternalServerErrorRetries",
+    "BadRequestError": "BadRequestErrorRetries",
+    "AuthenticationError": "AuthenticationErrorRetries",
+    "ContentPolicyViolationError": "ContentPolicyViolationErrorRetries",
+    "NotFoundError": "NotFoundErrorRetries",
+}
+
+SEED_ROUTER_SETTINGS = {
+    "allowed_fails": 2,
+    "cooldown_time": 15,
+    "retry_policy": {"Timeout": 1, "APIConnectionError": 1, "RateLimitError": 0, "ServiceUnavailableError": 1},
+}
+
+
+class DataError(ValueError):
+    """Bad data: the message names the file (or the command line) and the key."""
+
+
+# --- checks: each takes (key, value) and raises DataError(message without the file) ---------
+
+def _port(key: str, value: Any) -> None:
+    if not 1 <= value <= 65535:
+        raise DataError(f"{key} is out of range (1-65535): {value}")
+
+
+def _ip(key: str, value: Any) -> None:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        raise DataError(f"{key} is not an IP address: {value!r}") from None
+
+
+def _abs_path(key: str, value: Any) -> None:
+    if not value.startswith("/") or ".." in value.split("/"):
+        raise DataError(f"{key} must be an absolute path")
+
+
+def _state_dir(key: str, value: Any) -> None:
+    _abs_path(key, value)
+    # systemd's StateDirectory= creates and owns it, and only under /var/lib.
+    if not re.match(r"^/var/lib/[A-Za-z0-9._-]+$", value):
+        raise DataError(f"{key} must be a folder directly under /var/lib (systemd's StateDirectory)")
+
+
+def _user(key: str, value: Any) -> None:
+    if not re.match(r"^[a-z_][a-z0-9_-]{0,31}$", value):
+        raise DataError(f"{key} is not a valid user name")
+
+
+def _version(key: str, value: Any) -> None:
+    if not re.match(r"^[0-9][0-9A-Za-z.+-]*$", value):
+        raise DataError(f"{key} is not a version: {value!r}")
+
+
+def _positive(key: str, value: Any) -> None:
+    if value <= 0:
+        raise DataError(f"{key} must be positive")
+
+
+def _sha256(key: str, value: Any) -> None:
+    if value is not None and not re.match(r"^[0-9a-f]{64}$", value):
+        raise DataError(f"{key} must be 64 lower-case hex digits")
+
+
+def is_http_url(url: str) -> bool:
+    parts = urlsplit(url)
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
+def _archive_url(key: str, value: Any) -> None:
+    if not (value.startswith("file://") or os.path.isabs(value) or is_http_url(value)):
+        raise DataError(f"{key} must be an http(s) URL or a local path on the control machine: {value!r}")
+
+
+def _names(key: str, value: Any) -> None:
+    if not all(isinstance(p, str) and p for p in value):
+        raise DataError(f"{key} must list names")
+
+
+def _model_sources(key: str, value: Any) -> None:
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise DataError(f"{key} maps upstream ids to folder paths")
+
+
+def _router_settings(key: str, settings: Any) -> None:
+    for name in ("allowed_fails", "cooldown_time"):
+        value = settings.get(name, 0)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise DataError(f"{key}.{name} must be a non-negative number")
+    policy = settings.get("retry_policy", {})
+    if not isinstance(policy, dict):
+        raise DataError(f"{key}.retry_policy must be a mapping")
+    for name, value in policy.items():
+        if name not in RETRY_FIELDS:
+            raise DataError(
+                f"{key}.retry_policy.{name} is not an exception LiteLLM retries by "
+                f"(known: {', '.join(RETRY_FIELDS)})"
+            )
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise DataError(f"{key}.retry_policy.{name} must be a non-negative integer")
+
+
+@dataclass(frozen=True)
+class Key:
+    name: str
+    type: type | tuple[type, ...]
+    default: Any
+    meaning: str
+    check: Callable[[str, Any], None] | None = None
+    shared: bool = False  # the same for every host: only all.py (or --data) may set it
+
+
+_NONE = type(None)
+
+KEYS: tuple[Key, ...] = (
+    # --- the registry and what every host shares
+    Key("llm_models", dict, REQUIRED,
+        "the model registry: name -> `backend` (`mlx`, `ovms`, `openai`), `host`, `port` (mlx), `upstream` "
+        "model id, `api_base` (openai), `api_key_secret`, `env_prefix` (see group_data/all.py)", shared=True),
+    Key("llm_model_overrides", dict, {}, "per-model field overrides layered over `llm_models` (the lab uses it)",
+        shared=True),
+    Key("llm_secrets_file", str, "secrets.env",
+        "untracked NAME=value file for secrets not in the environment (relative to where pyinfra runs)", shared=True),
+    Key("llm_address", (str, _NONE), None,
+        "inventory host data: the address other hosts reach this host on (default: its SSH address)"),
+    Key("uv_version", str, "0.13.9", "uv that builds every Python environment", _version),
+    # --- LiteLLM
+    Key("litellm_version", str, "1.106.2", "pinned `litellm[proxy]` (1.107.0 was a compromised release)", _version),
+    Key("litellm_prisma_version", str, "0.15.0",
+        "prisma in the proxy's environment: LiteLLM's auth error path imports it (without it a missing key "
+        "answers 500, not 401)", _version),
+    Key("litellm_port", int, 4000, "where the proxy listens", _port),
+    Key("litellm_bind_address", str, "0.0.0.0", "the proxy's address (it serves the LAN)", _ip),
+    Key("litellm_user", str, "litellm", "the proxy's service user", _user),
+    Key("litellm_home", str, "/opt/litellm", "its environment (`venv/`) and config checker", _abs_path),
+    Key("litellm_config_dir", str, "/etc/litellm", "router.yaml and env.local", _abs_path),
+    Key("litellm_state_dir", str, "/var/lib/litellm", "the service user's home and working folder", _state_dir),
+    Key("litellm_router_settings", dict, SEED_ROUTER_SETTINGS,
+        "`allowed_fails`, `cooldown_time`, `retry_policy` by exception name (the seed's; see below)",
+        _router_settings),
+    Key("litellm_settings", dict, {"json_logs": True}, "LiteLLM's `litellm_settings`"),
+    Key("litellm_start_timeout", int, 120, "seconds the deploy waits for the proxy after a restart", _positive),
+    # --- OpenVINO Model Server
+    Key("ovms_version", str, "2025.4", "names the versioned install folder", _version),
+    Key("ovms_archive_url", str,
+        "https://github.com/openvinotoolkit/model_server/releases/download/v2025.4/ovms_ubuntu24.tar.gz",
+        "the release archive: an http(s) URL, or a path on the control machine", _archive_url),
+    Key("ovms_archive_sha256", (str, _NONE), None,
+        "the archive's sha256; the preflight refuses to deploy OVMS without it (see Known gaps)", _sha256),
+    Key("ovms_packages", list, ["libxml2", "curl"], "system packages the release links against", _names),
+    Key("ovms_rest_port", int, 9000, "OVMS's REST (OpenAI `/v3`) port", _port),
+    Key("ovms_bind_address", str, "127.0.0.1", "OVMS's address (only LiteLLM, on the same host, calls it)", _ip),
+    Key("ovms_user", str, "ovms", "OVMS's service user", _user),
+    Key("ovms_home", str, "/opt/ovms", "releases unpack into `<home>/<version>/`; `current` points at one",
+        _abs_path),
+    Key("ovms_models_dir", str, "/var/lib/ovms/models", "`<dir>/<upstream id>/` holds each model's files",
+        _abs_path),
+    Key("ovms_config_dir", str, "/etc/ovms", "config.json", _abs_path),
+    Key("ovms_start_timeout", int, 60, "seconds the deploy waits for `/v2/health/ready`", _positive),
+    # --- MLX
+    Key("mlx_version", str, "0.32.4", "pinned mlx (`mlx[cpu]` on Linux)", _version),
+    Key("mlx_lm_version", str, "0.32.2", "pinned mlx-lm", _version),
+    Key("mlx_user", str, "mlx", "the servers' service user (Linux)", _user),
+    Key("mlx_home", str, "/opt/mlx", "their environment (`venv/`) and logs (macOS)", _abs_path),
+    Key("mlx_models_dir", str, "/opt/mlx/models",
+        "the servers' working folder: a model id that exists here as a folder is loaded from it", _abs_path),
+    Key("mlx_model_sources", dict, {},
+        "upstream id -> model folder on the control machine to upload (the lab's tiny model)", _model_sources),
+    Key("mlx_bind_address", str, "0.0.0.0", "the servers' address (LiteLLM reaches them over the LAN)", _ip),
+    Key("mlx_max_tokens", int, 512, "`mlx_lm.server --max-tokens`: the default completion length", _positive),
+    Key("mlx_start_timeout", int, 120, "seconds the deploy waits for each server's `/v1/models`", _positive),
+    Key("mlx_launchd_prefix", str, "lab.llm.mlx", "launchd labels are `<prefix>.<model>`"),
+)
+
+BY_NAME = {k.name: k for k in KEYS}
+
+_KINDS = {int: "an integer", float: "a number", str: "a string", dict: "a mapping", list: "a list",
+          bool: "true or false", _NONE: "unset (None)"}
+
+
+def kind(expected: Any) -> str:
+    """How an error message names the expected type(s): "an integer", "a string or unset"."""
+    types = expected if isinstance(expected, tuple) else (expected,)
+    return " or ".join(_KINDS.get(t, getattr(t, "__name__", str(t))) for t in types)
+
+
+def is_pyinfra_key(name: str) -> bool:
+    """Keys pyinfra itself reads from host data (connection settings, global arguments)."""
+    return name.startswith(("ssh_", "_"))
+
+
+def check_value(name: str, value: Any) -> None:
+    """Raise DataError (naming the key) unless value fits the key's type and check."""
+    key = BY_NAME[name]
+    types = key.type if isinstance(key.type, tuple) else (key.type,)
+    if isinstance(value, bool) and bool not in types:
+        raise DataError(f"{name} must be {kind(key.type)}, not {value!r}")
+    if not isinstance(value, types):
+        raise DataError(f"{name} must be {kind(key.type)}, not {type(value).__name__}")
+    if key.check is not None:
+        key.check(name, value)
+
+
+def default_text(key: Key) -> str:
+    if key.default is REQUIRED:
+        return "**required**"
+    if key.default is None:
+        return "unset"
+    if isinstance(key.default, dict) and len(repr(key.default)) > 40:
+        return "the seed's" if key.name == "litellm_router_settings" else "see meaning"
+    if isinstance(key.default, str) and len(key.default) > 40:
+        return "the official Ubuntu 24 build"
+    return f"`{key.default!r}`" if not isinstance(key.default, str) else f"`{key.default}`"
+
+
+def markdown_table() -> str:
+    lines = ["| key | default | meaning |", "| --- | --- | --- |"]
+    for key in KEYS:
+        lines.append(f"| `{key.name}` | {default_text(key)} | {key.meaning.replace('|', '/')} |")
+    return "\n".join(lines) + "\n"

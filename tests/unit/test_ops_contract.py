@@ -1,0 +1,94 @@
+"""The contract of tasks/ops.py with pyinfra's two passes, on a fake host (no connection): what
+the operations yield, and what will_change / did_change() and Affected report, when nothing
+changes and when one file changed. Facts come from a dict; a fact not in it fails the test."""
+
+from __future__ import annotations
+
+from pyinfra.api import Config, Inventory, State
+from pyinfra.api.command import FileUploadCommand
+from pyinfra.api.host import Host
+from pyinfra.api.state import StateStage
+from pyinfra.connectors.util import CommandOutput
+from pyinfra.context import ctx_host, ctx_inventory, ctx_state
+
+from tasks import hostos, ops
+from tasks.render import sha256_text
+
+UNITS = {"a.service": "/etc/systemd/system/a.service", "b.service": "/etc/systemd/system/b.service"}
+TEXT = {path: f"[Unit]\nDescription={unit}\n" for unit, path in UNITS.items()}
+
+
+def facts(drifted: str | None = None) -> dict:
+    states = [
+        {"user": "root", "group": "root", "mode": "644",
+         "sha256": sha256_text(TEXT[p] + ("# edited\n" if p == drifted else ""))}
+        for p in UNITS.values()
+    ]
+    return {
+        ("Kernel", ()): "Linux",
+        ("FileStates", (("paths", tuple(UNITS.values())),)): states,
+        ("UnitStates", (("units", tuple(UNITS)),)): {u: ("enabled", "active") for u in UNITS},
+    }
+
+
+def run_two_passes(monkeypatch, recorded: dict):
+    """Declare the operations with change detection on (pyinfra without -y), then execute them
+    as pyinfra does. Returns (will_change per op, commands per op, did_change per op, affected)."""
+    inventory = Inventory((["h"], {}))
+    state = State(inventory, Config(), check_for_changes=True)
+
+    def get_fact(self, fact_cls, *args, **kwargs):
+        key = (fact_cls.__name__, tuple(sorted(kwargs.items())))
+        if key not in recorded:
+            raise AssertionError(f"unrecorded fact {key}")
+        return recorded[key]
+
+    monkeypatch.setattr(Host, "get_fact", get_fact)
+    hostos.forget()
+    h = inventory.get_host("h")
+    written, restarted, started = ops.Affected(), ops.Affected(), ops.Affected()
+    state.set_stage(StateStage.Prepare)
+    with ctx_state.use(state), ctx_inventory.use(inventory), ctx_host.use(h):
+        metas = {
+            "files": ops.text_files(name="units", files=TEXT, written=written),
+            "restart": ops.restart_units(name="restart", units={u: (p, []) for u, p in UNITS.items()},
+                                         written=written, restarted=restarted),
+            "run": ops.units_enabled_running(name="run", units=list(UNITS), started=started),
+        }
+        prepared = {name: meta.will_change for name, meta in metas.items()}
+        state.set_stage(StateStage.Execute)
+        state.is_executing = True
+        commands = {}
+        for name, meta in metas.items():
+            op = state.ops[h][meta._hash]
+            commands[name] = list(op.command_generator())
+            op.operation_meta.set_complete(True, commands[name], CommandOutput([]))
+        did = {name: meta.did_change() for name, meta in metas.items()}
+    hostos.forget()
+    return prepared, commands, did, {"written": written, "restarted": restarted, "started": started, "host": h}
+
+
+def test_converged_host_yields_nothing_in_either_pass(monkeypatch):
+    prepared, commands, did, _ = run_two_passes(monkeypatch, facts())
+    assert prepared == {"files": False, "restart": False, "run": False}
+    assert commands == {"files": [], "restart": [], "run": []}
+    assert did == {"files": False, "restart": False, "run": False}
+
+
+def test_one_changed_file_restarts_only_its_unit_at_execution(monkeypatch):
+    drifted = UNITS["b.service"]
+    prepared, commands, did, affected = run_two_passes(monkeypatch, facts(drifted=drifted))
+    # Execution: the file is uploaded (beside it, then moved), Affected holds it, and the
+    # restart operation, run after it, restarts that unit alone.
+    uploads = [c for c in commands["files"] if isinstance(c, FileUploadCommand)]
+    assert [u.dest for u in uploads] == [f"{drifted}.upload"]
+    assert did == {"files": True, "restart": True, "run": False}
+    with ctx_host.use(affected["host"]):
+        assert drifted in affected["written"] and UNITS["a.service"] not in affected["written"]
+        assert "b.service" in affected["restarted"] and "a.service" not in affected["restarted"]
+    assert [str(c.get_raw_value()) for c in commands["restart"]] == ["systemctl try-restart b.service"]
+    # Change detection: the file operation predicts its change; the restart operation cannot
+    # see it, because pyinfra stops the file operation's generator at its first command, before
+    # it records the file in Affected. This is the documented approximation of the dry run
+    # (tasks/ops.py); the real run above restarts the unit.
+    assert prepared == {"files": True, "restart": False, "run": False}
