@@ -102,17 +102,6 @@ def no_login_sessions(root: Path) -> None:
     ))
 
 
-def nameservers() -> list[str]:
-    servers = []
-    for line in Path("/etc/resolv.conf").read_text().splitlines():
-        parts = line.split()
-        if len(parts) >= 2 and parts[0] == "nameserver" and not parts[1].startswith("127."):
-            servers.append(parts[1])
-    if not servers:
-        raise LabError("no non-loopback nameserver in /etc/resolv.conf for the lab hosts to use")
-    return servers
-
-
 def nspawn_pids(host: str) -> list[int]:
     """systemd-nspawn processes the lab started for host (its machine name is the lab's own)."""
     pids = []

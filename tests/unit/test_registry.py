@@ -227,24 +227,23 @@ def test_bad_command_line_is_refused_before_the_inventory(args, complaint):
     assert "Loading inventory" not in out.stdout + out.stderr
 
 
-def test_preflight_sees_pyinfra_group_data_option(tmp_path):
-    """pyinfra's --group-data reaches the preflight: a bad value in an extra folder stops the
-    run before any connection, naming the extra file."""
+@pytest.mark.parametrize(
+    "group_file, text, complaint",
+    [
+        ("mini.py", "litellm_port = 70000\n", "litellm_port is out of range (1-65535): 70000"),
+        ("studio.py", "mlx_max_token = 4096\n", "mlx_max_token is not a data key of this toolkit"),
+    ],
+    ids=["bad-value", "undeclared-key"],
+)
+def test_preflight_sees_pyinfra_group_data_option(tmp_path, group_file, text, complaint):
+    """pyinfra's --group-data reaches the preflight: a bad value or an undeclared key in an extra
+    folder stops the run before the inventory is loaded, naming the extra file and the key."""
     extra = tmp_path / "extra"
     extra.mkdir()
-    (extra / "mini.py").write_text("litellm_port = 70000\n")
+    (extra / group_file).write_text(text)
     out = pyinfra("--group-data", str(extra), "--data", f"ovms_archive_sha256={'ab' * 32}", "inventory.py", "deploy.py")
     assert out.returncode == 2, out.stdout + out.stderr
-    assert f"preflight: {extra / 'mini.py'}: litellm_port is out of range (1-65535): 70000" in out.stderr
-
-
-def test_undeclared_key_in_a_group_file_names_file_and_key(tmp_path):
-    extra = tmp_path / "extra"
-    extra.mkdir()
-    (extra / "studio.py").write_text("mlx_max_token = 4096\n")
-    out = pyinfra("--group-data", str(extra), "--data", f"ovms_archive_sha256={'ab' * 32}", "inventory.py", "deploy.py")
-    assert out.returncode == 2, out.stdout + out.stderr
-    assert f"preflight: {extra / 'studio.py'}: mlx_max_token is not a data key of this toolkit" in out.stderr
+    assert f"preflight: {extra / group_file}: {complaint}" in out.stderr
 
 
 def test_shared_key_in_a_group_file_is_refused(data):
