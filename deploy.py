@@ -8,14 +8,19 @@ Every service deploy has the same shape: deploy_<service>(registry, envs) -> [wa
 
 from pyinfra import host
 
-from tasks import litellm, mlx, ovms, preflight, pyenv, service
+from tasks import access, hostos, litellm, mlx, ovms, preflight, pyenv, service
 from tasks.registry import MLX_GROUP, PROXY_GROUP
 
 r = preflight.registry()  # built and validated by config.py before any connection
+roles = [role for role in (PROXY_GROUP, MLX_GROUP) if role in host.groups]
+
+# Before any change: what the host is (refused if unsupported), then root through sudo.
+access.escalate(hostos.check(roles))
+
 deploys = []
-if MLX_GROUP in host.groups:  # studio
+if MLX_GROUP in roles:  # studio
     deploys.append((mlx.python_env(r), mlx.deploy_mlx))
-if PROXY_GROUP in host.groups:  # mini
+if PROXY_GROUP in roles:  # mini
     # OVMS first: LiteLLM's env.local points at it, and the proxy is the last thing to restart.
     deploys += [(None, ovms.deploy_ovms), (litellm.python_env(r), litellm.deploy_litellm)]
 

@@ -79,13 +79,11 @@ def from_scratch(host: str | None, runs: int) -> dict[str, list[float]]:
 def pip_vs_uv(settings: dict) -> tuple[float, float]:
     """The LiteLLM environment installed once with pip and once with uv, both without a cache,
     on the (deployed) mini, in throwaway folders."""
-    from tasks.pyenv import SYSTEM_CA
-
     pins = f"'litellm[proxy]=={settings['litellm_version']}' 'prisma=={settings['litellm_prisma_version']}'"
     script = (
         "set -e; rm -rf /tmp/bench-pip /tmp/bench-uv; "
         "s=$(date +%s.%N); python3 -m venv /tmp/bench-pip; "
-        f"/tmp/bench-pip/bin/pip install -q --no-cache-dir --cert {SYSTEM_CA} {pins}; "
+        f"/tmp/bench-pip/bin/pip install -q --no-cache-dir --cert /etc/ssl/certs/ca-certificates.crt {pins}; "
         "e=$(date +%s.%N); echo pip $(python3 -c \"print($e-$s)\"); "
         "s=$(date +%s.%N); /opt/uv/bin/uv venv -q --system-certs --python python3 /tmp/bench-uv; "
         f"/opt/uv/bin/uv pip install -q --no-cache --system-certs --python /tmp/bench-uv/bin/python {pins}; "

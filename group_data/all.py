@@ -10,6 +10,10 @@
 #   api_key_secret  optional: the name of the secret (environment or secrets file) holding the
 #             upstream's API key; local backends need none
 #   env_prefix  optional: prefix of the env.local names (default: the model name upper-cased, - -> _)
+#   max_tokens  mlx, optional: the server's completion length when a request names none
+#             (default mlx_max_tokens)
+#   start_timeout  mlx, optional: seconds the deploy waits for the server to load the model after a
+#             (re)start (default mlx_start_timeout); the weights are fetched before, not in this wait
 #
 # Only jerry-chat's and lil-jerry's upstream ids come from the operator's notes; the other MLX
 # ids are examples to replace with what the studio really serves.
@@ -19,6 +23,7 @@ llm_models = {
         "host": "studio",
         "port": 8100,
         "upstream": "halley-ai/gpt-oss-120b-MLX-6bit-gs64",
+        "start_timeout": 900,  # about 95 GB of weights to load
     },
     "jerry-editor": {
         "backend": "mlx",
@@ -31,6 +36,7 @@ llm_models = {
         "host": "studio",
         "port": 8102,
         "upstream": "mlx-community/Qwen3-Next-80B-A3B-Instruct-4bit",
+        "start_timeout": 600,  # about 45 GB
     },
     "jerry-weak": {
         "backend": "mlx",

@@ -17,6 +17,11 @@ from lab import paths
 from lab.network import HOSTS, nameservers, namespace
 from lab.proc import LabError, log, run
 
+# The account the deploy and the tests log in as, like the operator's own on the real hosts: a
+# home under /home, sudo with a password, and root's SSH logins refused.
+OPERATOR = "chris"
+SSHD_DROPIN = "# lab: like the real hosts, root cannot log in over SSH\nPermitRootLogin no\n"
+
 SUITE = "bookworm"
 MIRROR = "http://deb.debian.org/debian"
 PACKAGES = [
@@ -61,8 +66,9 @@ def base_rootfs() -> Path:
     return base
 
 
-def prepare_machine(host: str, base: Path, pubkey: str) -> Path:
-    """A fresh copy of the cached root for one host, with this lab's key, CA bundle and DNS."""
+def prepare_machine(host: str, base: Path, pubkey: str, sudo_password: str) -> Path:
+    """A fresh copy of the cached root for one host, with this lab's operator account (its SSH
+    key and sudo password), CA bundle and DNS; root logins over SSH refused."""
     root = paths.MACHINES / host
     if root.exists():
         shutil.rmtree(root)
@@ -71,10 +77,7 @@ def prepare_machine(host: str, base: Path, pubkey: str) -> Path:
     (root / "etc/hostname").write_text(f"{host}\n")
     (root / "etc/hosts").write_text(f"127.0.0.1 localhost\n127.0.1.1 {host}\n"
                                     + "".join(f"{a} {h}\n" for h, a in HOSTS.items()))
-    ssh = root / "root/.ssh"
-    ssh.mkdir(mode=0o700, parents=True, exist_ok=True)
-    (ssh / "authorized_keys").write_text(pubkey)
-    os.chmod(ssh / "authorized_keys", 0o600)
+    add_operator(root, pubkey, sudo_password)
     (root / "etc/resolv.conf").unlink(missing_ok=True)
     (root / "etc/resolv.conf").write_text("".join(f"nameserver {n}\n" for n in nameservers()))
     # Trust what this machine trusts: TLS to the registries may be intercepted on the way.
@@ -87,12 +90,30 @@ def prepare_machine(host: str, base: Path, pubkey: str) -> Path:
     return root
 
 
+def add_operator(root: Path, pubkey: str, sudo_password: str) -> None:
+    """The operator's account: /home/<operator>, in the sudo group, this lab's SSH key, and a
+    sudo password (given to chpasswd on its standard input, never on a command line)."""
+    run("chroot", str(root), "useradd", "--create-home", "--shell", "/bin/bash", "--groups", "sudo", OPERATOR)
+    run("chroot", str(root), "chpasswd", input=f"{OPERATOR}:{sudo_password}\n")
+    home = root / "home" / OPERATOR
+    ssh = home / ".ssh"
+    ssh.mkdir(mode=0o700, exist_ok=True)
+    (ssh / "authorized_keys").write_text(pubkey)
+    os.chmod(ssh / "authorized_keys", 0o600)
+    uid, gid = home.stat().st_uid, home.stat().st_gid
+    for path in (ssh, ssh / "authorized_keys"):
+        os.chown(path, uid, gid)
+    (root / "etc/ssh/sshd_config.d").mkdir(exist_ok=True)
+    (root / "etc/ssh/sshd_config.d/llmlab.conf").write_text(SSHD_DROPIN)
+
+
 def no_login_sessions(root: Path) -> None:
     """SSH logins skip pam_systemd in the lab: no logind session and no per-user manager
     (user@0.service). Under nspawn on this kind of machine, stopping that manager ten seconds
     after the last login ends often hangs on its cgroup ("Failed to kill control group ...:
     Input/output error") until systemd's 90 s stop timeout, and every login meanwhile waits: a
-    1.2 s deploy took 119 s. Nothing the deploy or the tests do needs a login session."""
+    1.2 s deploy took 119 s. Nothing the deploy or the tests do needs a login session.
+    (Seen with root's logins; the operator's user@1000.service would be the same.)"""
     session = root / "etc/pam.d/common-session"
     lines = session.read_text().splitlines()
     session.write_text("".join(
@@ -183,7 +204,7 @@ def ssh_args(host: str) -> list[str]:
     return [
         "ssh", "-i", str(paths.KEY), "-o", "BatchMode=yes", "-o", "ConnectTimeout=5",
         "-o", "StrictHostKeyChecking=accept-new", "-o", f"UserKnownHostsFile={paths.KNOWN_HOSTS}",
-        "-o", "LogLevel=ERROR", f"root@{HOSTS[host]}",
+        "-o", "LogLevel=ERROR", f"{OPERATOR}@{HOSTS[host]}",
     ]
 
 

@@ -15,7 +15,8 @@ def _host(name):
         name,
         {
             "ssh_hostname": address,
-            "ssh_user": "root",
+            "ssh_user": _state["operator"],  # an ordinary user; root's SSH logins are refused
+            "_sudo": True,  # the password: LLMLAB_SUDO_PASSWORD (lab/run.py sets it)
             "ssh_key": _state["key"],
             "ssh_known_hosts_file": str(paths.KNOWN_HOSTS),
             "ssh_strict_host_key_checking": "accept-new",

@@ -16,6 +16,20 @@ from lab.network import HOSTS
 from lab.proc import LabError, log, run
 
 
+def _private_file(path: Path, text: str) -> None:
+    path.unlink(missing_ok=True)
+    path.touch(mode=0o600)
+    path.write_text(text)
+
+
+def sudo_password() -> str:
+    """The operator's sudo password on this lab's hosts."""
+    try:
+        return paths.SUDO_PASSWORD.read_text().strip()
+    except OSError as err:
+        raise LabError(f"no sudo password for the lab ({err}): run `./labctl up` first") from None
+
+
 def load_state() -> dict:
     try:
         return json.loads(paths.STATE_FILE.read_text())
@@ -35,8 +49,9 @@ def down() -> None:
     network.down(state.get("ip_forward_before"))
     for host in HOSTS:
         shutil.rmtree(paths.MACHINES / host, ignore_errors=True)
-    # This lab's key, host keys and proxy key go with it; the next `up` makes new ones.
-    for path in (paths.STATE_FILE, paths.KEY, paths.KEY.with_suffix(".pub"), paths.KNOWN_HOSTS, paths.SECRETS):
+    # This lab's key, host keys, proxy key and sudo password go with it; the next `up` makes new ones.
+    for path in (paths.STATE_FILE, paths.KEY, paths.KEY.with_suffix(".pub"), paths.KNOWN_HOSTS, paths.SECRETS,
+                 paths.SUDO_PASSWORD):
         path.unlink(missing_ok=True)
     log("down: containers, namespaces, veths, bridge and nft table removed")
 
@@ -64,15 +79,17 @@ def up() -> None:
     run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "llmlab", "-f", str(paths.KEY))
     paths.KNOWN_HOSTS.write_text("")
     # The lab's proxy key: new for every lab, kept only in the ignored state folder.
-    paths.SECRETS.write_text(f"LITELLM_PROXY_KEY=sk-lab-{secrets.token_hex(16)}\n")
-    os.chmod(paths.SECRETS, 0o600)
+    _private_file(paths.SECRETS, f"LITELLM_PROXY_KEY=sk-lab-{secrets.token_hex(16)}\n")
+    # The operator's sudo password on every lab host: new for every lab, like the proxy key.
+    _private_file(paths.SUDO_PASSWORD, secrets.token_urlsafe(18) + "\n")
     pubkey = paths.KEY.with_suffix(".pub").read_text()
 
     network.up()
-    save_state({"ip_forward_before": forward_before, "hosts": HOSTS, "key": str(paths.KEY)})
+    save_state({"ip_forward_before": forward_before, "hosts": HOSTS, "key": str(paths.KEY),
+                "operator": hosts.OPERATOR})
     started = time.monotonic()
     for host in HOSTS:
-        hosts.prepare_machine(host, base, pubkey)
+        hosts.prepare_machine(host, base, pubkey, sudo_password())
         hosts.boot(host)
     for host in HOSTS:
         hosts.wait_ready(host)
@@ -85,7 +102,7 @@ def recreate(host: str) -> float:
     from destroying it until it is ready."""
     started = time.monotonic()
     hosts.stop(host)
-    hosts.prepare_machine(host, hosts.base_rootfs(), paths.KEY.with_suffix(".pub").read_text())
+    hosts.prepare_machine(host, hosts.base_rootfs(), paths.KEY.with_suffix(".pub").read_text(), sudo_password())
     # The new host has new host keys (ssh-keygen -R also finds hashed entries).
     run("ssh-keygen", "-q", "-R", HOSTS[host], "-f", str(paths.KNOWN_HOSTS), check=False)
     Path(f"{paths.KNOWN_HOSTS}.old").unlink(missing_ok=True)

@@ -3,6 +3,7 @@ table: what `./labctl deploy`, the tests and the benchmark all call."""
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -21,7 +22,13 @@ def deploy(extra: list[str] | None = None, **kwargs) -> subprocess.CompletedProc
     if not lifecycle.is_up():
         raise LabError("the lab is not up: run `./labctl up` first")
     build_artifacts()
-    return subprocess.run(PYINFRA + list(extra or []), cwd=paths.ROOT, **kwargs)
+    return subprocess.run(PYINFRA + list(extra or []), cwd=paths.ROOT, env=deploy_env(), **kwargs)
+
+
+def deploy_env() -> dict[str, str]:
+    """pyinfra's environment for the lab: the operator's sudo password comes from the environment,
+    as an operator would export it for an unattended run (tasks/access.py)."""
+    return {**os.environ, "LLMLAB_SUDO_PASSWORD": lifecycle.sudo_password()}
 
 
 def grand_total(text: str) -> dict[str, int] | None:

@@ -120,6 +120,18 @@ class InstalledDebianPackages(FactBase):
         return installed
 
 
+class InstalledRpmPackages(FactBase):
+    """Which of these RPM packages are installed, from one rpm query (RHEL)."""
+
+    def command(self, packages):
+        names = " ".join(shlex.quote(p) for p in packages)
+        # rpm prints "package X is not installed" for a missing one (and exits non-zero).
+        return f"rpm -q --qf '%{{NAME}} installed\\n' {names} 2>/dev/null || true; echo '@end'"
+
+    def process(self, output):
+        return [line.split()[0] for line in output if line.strip().endswith(" installed") and len(line.split()) == 2]
+
+
 class UvEnvironment(FactBase):
     """What a uv-built environment at venv looks like, in one command: the version of the
     shared uv, the sha256 of the requirements record it was built from, and whether it exists."""
@@ -165,3 +177,81 @@ class DirectoryStates(_PathStates):
     """Owner, group and mode of several directories in one command: [state or None]."""
 
     probe = staticmethod(_directory_probe)
+
+
+class HostFacts(FactBase):
+    """What a host is, read first and without sudo, in one command: kernel, CPU architecture,
+    operating system id, version and name, memory in bytes, the login user, its home, and what
+    sudo asks of it ("root": no sudo needed, "nopasswd", "password", "absent")."""
+
+    def command(self):
+        return (
+            'echo "kernel=$(uname -s)"; echo "arch=$(uname -m)"; echo "user=$(id -un)"; echo "home=$HOME"; '
+            "if [ -r /etc/os-release ]; then (. /etc/os-release; echo \"os=$ID\"; echo \"version=$VERSION_ID\"; "
+            'echo "name=$PRETTY_NAME"); fi; '
+            "if command -v sw_vers >/dev/null 2>&1; then v=$(sw_vers -productVersion); "
+            'echo "os=macos"; echo "version=$v"; echo "name=macOS $v"; fi; '
+            'echo "memory=$(sysctl -n hw.memsize 2>/dev/null || awk \'/^MemTotal:/ {print $2 "k"}\' /proc/meminfo)"; '
+            'if [ "$(id -u)" = 0 ]; then echo sudo=root; elif ! command -v sudo >/dev/null 2>&1; then echo sudo=absent; '
+            "elif sudo -n true 2>/dev/null; then echo sudo=nopasswd; else echo sudo=password; fi"
+        )
+
+    def process(self, output):
+        values = {}
+        for line in output:
+            key, sep, value = line.strip().partition("=")
+            if sep:
+                values[key] = value.strip().strip('"')
+        memory = values.get("memory") or "0"  # bytes (sysctl) or "<kB>k" (/proc/meminfo)
+        values["memory"] = int(memory[:-1]) * 1024 if memory.endswith("k") else int(memory)
+        return values
+
+
+class EffectiveUser(FactBase):
+    """The user commands run as (with this run's sudo settings): "root" once escalation works."""
+
+    def command(self):
+        return "id -un"
+
+    def process(self, output):
+        return output[0].strip() if output else ""
+
+
+class HubCache(FactBase):
+    """Which Hugging Face repos are complete in a hub cache (HF_HOME), and their size in bytes:
+    {repo: bytes, or None when absent or partly downloaded}. A repo is complete when its
+    refs/main names a snapshot that exists and no blob is still .incomplete."""
+
+    def command(self, hf_home, repos):
+        parts = []
+        for repo in repos:
+            d = shlex.quote(f"{hf_home}/hub/models--{repo.replace('/', '--')}")
+            parts.append(
+                f"if [ -f {d}/refs/main ] && [ -d {d}/snapshots/\"$(cat {d}/refs/main)\" ] && "
+                f"! ls {d}/blobs 2>/dev/null | grep -q '\\.incomplete$'; then "
+                f"echo {shlex.quote(repo)} $(du -sk {d} | cut -f1); else echo {shlex.quote(repo)} -; fi"
+            )
+        return "; ".join(parts)
+
+    def process(self, output):
+        sizes = {}
+        for line in output:
+            repo, _, kb = line.strip().rpartition(" ")
+            if repo:
+                sizes[repo] = None if kb == "-" else int(kb) * 1024
+        return sizes
+
+
+class LaunchdJobs(FactBase):
+    """Which launchd jobs are loaded in the system domain (`launchctl print system/<label>`):
+    {label: True/False}."""
+
+    def command(self, labels):
+        return "; ".join(
+            f"if launchctl print system/{shlex.quote(label)} >/dev/null 2>&1; then echo {shlex.quote(label)}=1; "
+            f"else echo {shlex.quote(label)}=0; fi"
+            for label in labels
+        )
+
+    def process(self, output):
+        return {line.split("=")[0]: line.strip().endswith("=1") for line in output if "=" in line}

@@ -77,6 +77,7 @@ def deploy_litellm(r: Registry, envs: dict) -> list[Wait]:
         name=f"Install the LiteLLM config checker in {home}",
         src=str(CHECK_SCRIPT),
         dest=f"{home}/check_config.py",
+        public=True,
     )
 
     router_text = render_router_yaml(r)

@@ -1,17 +1,36 @@
-"""MLX model servers on the studio: a uv environment with pinned mlx-lm, and one service per
-registry model (launchd on macOS, systemd on Linux) running the real mlx_lm.server."""
+"""MLX model servers on the studio: a uv environment with pinned mlx-lm, the model weights (uploaded
+from the control machine, or fetched into the operator's Hugging Face cache before any server
+starts), a memory guard, and one service per registry model running the real mlx_lm.server.
+
+On macOS the servers are LaunchDaemons with UserName set to the operator: they start at boot
+without anyone logging in (a per-user LaunchAgent starts only in a login session, which a headless
+Mac after a reboot does not have), run as the operator, read the operator's own Hugging Face cache
+(~/.cache/huggingface) and log to ~/Library/Logs/llm-lab/. On Linux (the lab) they are systemd
+units of a service user."""
 
 from __future__ import annotations
 
-from pyinfra import host
-from pyinfra.api import deploy
+import os
+import shlex
+import time
 
-from tasks import ops
-from tasks.hostos import is_macos
+from pyinfra import host
+from pyinfra.api import FunctionCommand, deploy, operation
+from pyinfra.api.exceptions import DeployError
+
+from tasks import hostos, ops
+from tasks.facts import HubCache
+from tasks.hostos import System, is_macos
 from tasks.pyenv import PythonEnv
 from tasks.registry import Model, Registry
 from tasks.render import render
 from tasks.service import Service, Wait, managed_services
+
+LOG_FOLDER = "Library/Logs/llm-lab"  # under the operator's home: where Console.app looks
+
+
+def max_tokens(r: Registry, m: Model) -> int:
+    return m.max_tokens or r.settings(m.host)["mlx_max_tokens"]
 
 
 def server_argv(r: Registry, m: Model) -> list[str]:
@@ -25,7 +44,7 @@ def server_argv(r: Registry, m: Model) -> list[str]:
         "--port",
         str(m.port),
         "--max-tokens",
-        str(s["mlx_max_tokens"]),
+        str(max_tokens(r, m)),
     ]
 
 
@@ -37,10 +56,9 @@ def launchd_label(r: Registry, m: Model) -> str:
     return f"{r.settings(m.host)['mlx_launchd_prefix']}.{m.name}"
 
 
-def server_environment(r: Registry, m: Model, macos: bool) -> dict[str, str]:
-    state = f"{r.settings(m.host)['mlx_home']}/state/{m.name}" if macos else f"/var/lib/{unit_name(m)}"
-    # The hub cache of models that are not in mlx_models_dir lives with the server's state.
-    return {"HF_HOME": f"{state}/hf", "PYTHONUNBUFFERED": "1"}
+def hf_home(system: System) -> str:
+    """The operator's Hugging Face cache on a Mac (huggingface_hub's default for that user)."""
+    return f"{system.home}/.cache/huggingface"
 
 
 def render_unit(r: Registry, m: Model) -> str:
@@ -53,30 +71,91 @@ def render_unit(r: Registry, m: Model) -> str:
         bind=s["mlx_bind_address"],
         models_dir=s["mlx_models_dir"],
         argv=server_argv(r, m),
-        environment=server_environment(r, m, macos=False),
+        # The hub cache of models that are not in mlx_models_dir lives with the server's state.
+        environment={"HF_HOME": f"/var/lib/{unit_name(m)}/hf", "PYTHONUNBUFFERED": "1"},
     )
 
 
-def render_plist(r: Registry, m: Model) -> str:
+def render_plist(r: Registry, m: Model, system: System) -> str:
     s = r.settings(m.host)
     return render(
         "mlx/mlx.plist.j2",
         model=m,
         label=launchd_label(r, m),
+        user=system.login,
         models_dir=s["mlx_models_dir"],
         argv=server_argv(r, m),
-        environment=server_environment(r, m, macos=True),
-        log_dir=f"{s['mlx_home']}/logs",
+        environment={"HOME": system.home, "HF_HOME": hf_home(system), "PYTHONUNBUFFERED": "1"},
+        log_dir=f"{system.home}/{LOG_FOLDER}",
     )
 
 
 def python_env(r: Registry) -> PythonEnv | None:
-    """This host's MLX environment, if it serves any MLX model (mlx runs on the CPU on Linux)."""
+    """This host's MLX environment, if it serves any MLX model: on a Mac on a uv-managed Python,
+    on Linux on the host's python3 with mlx's CPU build."""
     if not r.served_by(host.name, "mlx"):
         return None
     s = r.settings(host.name)
-    mlx = f"mlx=={s['mlx_version']}" if is_macos() else f"mlx[cpu]=={s['mlx_version']}"
-    return PythonEnv("mlx", f"{s['mlx_home']}/venv", (mlx, f"mlx-lm=={s['mlx_lm_version']}"))
+    if is_macos():
+        return PythonEnv("mlx", f"{s['mlx_home']}/venv", (f"mlx=={s['mlx_version']}", f"mlx-lm=={s['mlx_lm_version']}"),
+                         python=s["mlx_python"])
+    return PythonEnv("mlx", f"{s['mlx_home']}/venv", (f"mlx[cpu]=={s['mlx_version']}", f"mlx-lm=={s['mlx_lm_version']}"))
+
+
+def _gb(size: int) -> str:
+    return f"{size / 1e9:.1f} GB"
+
+
+def _local_size(folder: str) -> int:
+    return sum(os.path.getsize(os.path.join(d, f)) for d, _, names in os.walk(folder) for f in names)
+
+
+def check_memory(r: Registry, system: System, sizes: dict[str, int]) -> None:
+    """Refuse a set of models whose weights (name -> bytes) do not fit the host's memory share."""
+    s = r.settings(host.name)
+    need, limit = sum(sizes.values()), int(system.memory * s["mlx_memory_fraction"])
+    if need <= limit or s["mlx_allow_overcommit"]:
+        return
+    listed = ", ".join(f"{name} {_gb(size)}" for name, size in sorted(sizes.items(), key=lambda kv: -kv[1]))
+    raise DeployError(
+        f"{host.name}: the MLX models need {_gb(need)} of weights but {_gb(system.memory)} x "
+        f"{s['mlx_memory_fraction']} = {_gb(limit)} is available to them ({listed}); serve fewer models, or set "
+        f"mlx_allow_overcommit = True; no server was started"
+    )
+
+
+def _fetch(state, host, venv: str, home: str, repo: str, sizes: dict, model: str):
+    """Run at execution time: download repo into the operator's cache as the operator (the user
+    SSH logs in as, so without sudo), then report its size and how long it took."""
+    script = f"from huggingface_hub import snapshot_download; snapshot_download({repo!r})"
+    command = (
+        f"env HF_HOME={shlex.quote(home)} {shlex.quote(venv)}/bin/python -c "
+        f"{shlex.quote(script)} >/dev/null && du -sk {shlex.quote(home)}/hub/models--{repo.replace('/', '--')} | cut -f1"
+    )
+    started = time.monotonic()
+    ok, output = host.run_shell_command(command)
+    if not ok:
+        host.log(f"fetching {repo} failed: {' '.join(output.stderr_lines[-3:])}")
+        return False
+    sizes[model] = int(output.stdout_lines[-1]) * 1024
+    host.log(f"fetched {repo}: {_gb(sizes[model])} in {time.monotonic() - started:.0f} s")
+    return True
+
+
+@operation()
+def fetch_weights(models: dict, present: dict, venv: str, home: str, sizes: dict):
+    """Each model (name -> hub repo) that is not complete in the operator's cache is downloaded,
+    as the operator, before any server starts; `sizes` (name -> bytes) gets what was fetched."""
+    for name, repo in models.items():
+        if present.get(repo) is None:
+            yield FunctionCommand(_fetch, (venv, home, repo, sizes, name), {})
+
+
+@operation()
+def memory_guard(r: Registry, system: System, sizes: dict):
+    """After fetching: the same memory check, now that every size is known (run only when a
+    fetch happened: without one, it was checked before any change)."""
+    yield FunctionCommand(lambda state, host: check_memory(r, system, sizes) or True, (), {})
 
 
 @deploy("MLX model servers")
@@ -87,26 +166,57 @@ def deploy_mlx(r: Registry, envs: dict) -> list[Wait]:
     if not models:
         return []
     env = envs["mlx"]
-    macos = is_macos()
+    system = hostos.system()
+    macos = system.macos
     home = s["mlx_home"]
 
     if not macos:
         ops.system_account(name=f"Create service user {s['mlx_user']}", user=s["mlx_user"], home=home)
-    folders = [home, s["mlx_models_dir"]] + ([f"{home}/logs"] if macos else [])
-    ops.directories(name=f"Create {', '.join(folders)}", paths=folders, mode="755")
+    folders = [home, s["mlx_models_dir"]]
+    ops.directories(name=f"Create {', '.join(folders)}", paths=folders, mode="755", public=True)
+    if macos:
+        ops.directories(name=f"Create the servers' log folder ~/{LOG_FOLDER}", paths=[f"{system.home}/{LOG_FOLDER}"],
+                        user=system.login, group="staff", mode="755", public=True)
 
     uploads = {}
+    sizes: dict[str, int] = {}
     for upstream, local in sorted(s["mlx_model_sources"].items()):
         uploads[upstream] = ops.tree(
             name=f"Upload model {upstream} from {local}",
             src=local,
             dest=f"{s['mlx_models_dir']}/{upstream}",
         )
+    for m in models:
+        if m.upstream in s["mlx_model_sources"]:
+            sizes[m.name] = _local_size(s["mlx_model_sources"][m.upstream])
+
+    # Weights of hub models come before any server starts, so a start wait measures loading.
+    hub = {m.name: m.upstream for m in models if m.upstream not in s["mlx_model_sources"]}
+    fetched = None
+    if hub:
+        cache = hf_home(system) if macos else None
+        if cache is None:
+            raise DeployError(f"{host.name}: hub models on Linux need mlx_model_sources (the lab uploads its models)")
+        present = host.get_fact(HubCache, hf_home=cache, repos=tuple(sorted(set(hub.values()))), _sudo=False)
+        missing = sorted(name for name, repo in hub.items() if present.get(repo) is None)
+        for name, repo in hub.items():
+            if present.get(repo) is not None:
+                sizes[name] = present[repo]
+        fetched = fetch_weights(
+            name=(f"Fetch the weights of {', '.join(missing)} into {cache}" if missing
+                  else f"Weights in {cache}: " + ", ".join(f"{n} {_gb(sizes[n])}" for n in sorted(hub))),
+            models=hub, present=present, venv=f"{home}/venv", home=cache, sizes=sizes,
+        )
+    if fetched is None or not fetched.will_change:
+        check_memory(r, system, sizes)  # every size is known: refuse before any change
+    else:
+        memory_guard(name="Check that the MLX models' weights fit in memory", r=r, system=system, sizes=sizes,
+                     _if=fetched.did_change)
 
     services = [
         Service(
             unit_name(m),
-            render_plist(r, m) if macos else render_unit(r, m),
+            render_plist(r, m, system) if macos else render_unit(r, m),
             restart_on=[env] + ([uploads[m.upstream]] if m.upstream in uploads else []),
             label=launchd_label(r, m),
         )
@@ -114,7 +224,7 @@ def deploy_mlx(r: Registry, envs: dict) -> list[Wait]:
     ]
     started = managed_services(services, "the MLX servers")
     return [
-        Wait(f"http://127.0.0.1:{m.port}/v1/models", s["mlx_start_timeout"], f"the {m.name} MLX server",
-             started[unit_name(m)])
+        Wait(f"http://127.0.0.1:{m.port}/v1/models", m.start_timeout or s["mlx_start_timeout"],
+             f"the {m.name} MLX server", started[unit_name(m)])
         for m in models
     ]

@@ -33,9 +33,22 @@ from pyinfra.api.util import get_file_sha256
 from pyinfra.facts.files import FileContents
 from pyinfra.operations.util.files import generate_color_diff
 
-from tasks.facts import Account, DirectoryStates, FileState, FileStates, InstalledDebianPackages, TreeDigests, UnitStates
+from tasks.facts import (
+    Account, DirectoryStates, FileState, FileStates, InstalledDebianPackages, InstalledRpmPackages, LaunchdJobs,
+    TreeDigests, UnitStates,
+)
+from tasks import hostos
 from tasks.hostos import root_group
 from tasks.render import sha256_text
+
+# Facts about what anyone may read (unit states, packages, accounts, files in world-readable
+# folders) are asked without sudo: on a host reached through sudo with a password, each sudo'd
+# command pays a password check (about 40 ms on the lab), and a converged run is mostly facts.
+AS_LOGIN = {"_sudo": False}
+
+
+def _as(public: bool) -> dict:
+    return AS_LOGIN if public else {}
 
 
 class Affected:
@@ -61,14 +74,31 @@ def changed(meta) -> bool:
     return meta.did_change() if state.is_executing else meta.will_change
 
 
+def _staging() -> str | None:
+    """Where SFTP puts an upload before sudo copies it into place: a folder of the login user's
+    own (0700, in its home), since SFTP writes as that user; None when commands run as the login
+    user itself (root), which writes beside the destination directly."""
+    system = hostos.system()
+    if system.sudo == "root":
+        return None
+    return f"{system.home}/.llmlab-upload"
+
+
 def _upload(data: bytes, dest: str, user: str, group: str, mode: str):
     """Upload next to dest as a 0600 file, set owner and mode, then move it into place: the
-    content is never readable by others, even for a moment, and dest changes atomically."""
+    content is never readable by others, even for a moment, and dest changes atomically. Under
+    sudo the bytes pass through the login user's private staging folder (pyinfra copies them
+    onto the 0600 file, which keeps its mode)."""
     tmp = f"{dest}.upload"
     yield StringCommand("rm", "-f", Q(tmp))
     yield StringCommand("touch", Q(tmp))
     yield StringCommand("chmod", "600", Q(tmp))
-    yield FileUploadCommand(BytesIO(data), tmp, remote_temp_filename=tmp)
+    staging = _staging()
+    if staging is None:
+        yield FileUploadCommand(BytesIO(data), tmp, remote_temp_filename=tmp)
+    else:
+        yield StringCommand("install", "-d", "-m", "700", "-o", Q(hostos.system().login), Q(staging))
+        yield FileUploadCommand(BytesIO(data), tmp, remote_temp_filename=f"{staging}/{sha256_text(dest)[:16]}")
     yield StringCommand("chown", Q(f"{user}:{group}"), Q(tmp))
     yield StringCommand("chmod", Q(mode), Q(tmp))
     yield StringCommand("mv", "-f", Q(tmp), Q(dest))
@@ -99,16 +129,17 @@ def _text(dest: str, content: str, current: dict | None, user: str, group: str, 
 
 @operation()
 def text_file(dest: str, content: str, user: str = "root", group: str | None = None, mode: str = "644",
-              secret: bool = False):
+              secret: bool = False, public: bool = False):
     """A file with exactly this content, owner and mode (group: root's unless given). A secret
-    file is compared by sha256 only: its content is never printed, diffed (--dry) or logged."""
-    current = host.get_fact(FileState, path=dest)
+    file is compared by sha256 only: its content is never printed, diffed (--dry) or logged.
+    public: the file and its folders are readable by anyone, so it is read without sudo."""
+    current = host.get_fact(FileState, path=dest, **_as(public))
     yield from _text(dest, content, current, user, group or root_group(), mode, show_diff=not secret)
 
 
 @operation()
 def text_files(files: dict, user: str = "root", group: str | None = None, mode: str = "644",
-               written: Affected | None = None):
+               written: Affected | None = None, public: bool = False):
     """Several files with exactly these contents (dest -> text), owner and mode, read in one
     command. `written` collects the paths whose content this run uploaded. Not for secrets: a
     changed file is diffed under --dry (use text_file(secret=True))."""
@@ -116,18 +147,20 @@ def text_files(files: dict, user: str = "root", group: str | None = None, mode: 
     if written is not None:
         written.reset()
     paths = list(files)
-    for dest, current in zip(paths, host.get_fact(FileStates, paths=tuple(paths))):
+    for dest, current in zip(paths, host.get_fact(FileStates, paths=tuple(paths), **_as(public))):
         uploaded = yield from _text(dest, files[dest], current, user, group, mode, show_diff=True)
         if uploaded and written is not None:
             written.add(dest)
 
 
 @operation()
-def directories(paths: list, user: str = "root", group: str | None = None, mode: str = "755"):
+def directories(paths: list, user: str = "root", group: str | None = None, mode: str = "755",
+                public: bool = False):
     """Directories that exist with an owner and mode, all read in one command. Each entry is a
-    path (user, group (root's unless given) and mode as given here) or (path, group, mode)."""
+    path (user, group (root's unless given) and mode as given here) or (path, group, mode).
+    public: their parents are readable by anyone, so they are read without sudo."""
     entries = [(p, group, mode) if isinstance(p, str) else tuple(p) for p in paths]
-    found = host.get_fact(DirectoryStates, paths=tuple(p for p, _, _ in entries))
+    found = host.get_fact(DirectoryStates, paths=tuple(p for p, _, _ in entries), **_as(public))
     for (path, dir_group, dir_mode), current in zip(entries, found):
         dir_group = dir_group or root_group()
         if current is None:
@@ -137,10 +170,17 @@ def directories(paths: list, user: str = "root", group: str | None = None, mode:
 
 
 @operation()
-def debian_packages(packages: list):
-    """Debian packages installed. The package lists are refreshed (apt-get update) only when
-    something is missing, so a converged host is asked one question and nothing changes."""
-    installed = set(host.get_fact(InstalledDebianPackages, packages=tuple(packages)))
+def system_packages(packages: list):
+    """The distribution's packages installed (apt on Debian and Ubuntu, dnf on RHEL). The package
+    lists are refreshed only when something is missing, so a converged host is asked one
+    question and nothing changes."""
+    if hostos.system().family == "rhel":
+        installed = set(host.get_fact(InstalledRpmPackages, packages=tuple(packages), **AS_LOGIN))
+        missing = [p for p in packages if p not in installed]
+        if missing:
+            yield StringCommand("dnf", "install", "-y", "-q", *[Q(p) for p in missing])
+        return
+    installed = set(host.get_fact(InstalledDebianPackages, packages=tuple(packages), **AS_LOGIN))
     missing = [p for p in packages if p not in installed]
     if missing:
         yield "apt-get update -qq"
@@ -151,10 +191,11 @@ def debian_packages(packages: list):
 
 
 @operation()
-def local_file(src: str, dest: str, user: str = "root", group: str | None = None, mode: str = "644"):
+def local_file(src: str, dest: str, user: str = "root", group: str | None = None, mode: str = "644",
+               public: bool = False):
     """A file on the host that is a copy of src on the control machine (compared by sha256)."""
     group = group or root_group()
-    current = host.get_fact(FileState, path=dest)
+    current = host.get_fact(FileState, path=dest, **_as(public))
     if current is None or current["sha256"] != get_file_sha256(src):
         yield from _upload(Path(src).read_bytes(), dest, user, group, mode)
         return
@@ -170,7 +211,7 @@ def tree(src: str, dest: str):
         for name in names:
             path = os.path.join(folder, name)
             local[os.path.relpath(path, src)] = path
-    remote = host.get_fact(TreeDigests, path=dest)
+    remote = host.get_fact(TreeDigests, path=dest, **AS_LOGIN)  # model files: 0644 in 0755 folders
     changed = [rel for rel in sorted(local) if remote.get(rel) != get_file_sha256(local[rel])]
     for folder in sorted({os.path.dirname(rel) for rel in changed}):
         yield StringCommand("install", "-d", "-m", "755", Q(f"{dest}/{folder}" if folder else dest))
@@ -183,7 +224,7 @@ def tree(src: str, dest: str):
 @operation()
 def system_account(user: str, home: str, shell: str = "/usr/sbin/nologin"):
     """A system user with a group of its own name, the given home (not created) and shell."""
-    current = host.get_fact(Account, user=user)
+    current = host.get_fact(Account, user=user, **AS_LOGIN)
     if current is None:
         yield StringCommand("getent", "group", Q(user), ">/dev/null", "||", "groupadd", "--system", Q(user))
         yield StringCommand(
@@ -213,7 +254,7 @@ def units_enabled_running(units: list, started: Affected):
     """systemd units enabled at boot and active now (started if they are not), read in one
     command. `started` collects the units this run enabled or started."""
     started.reset()
-    states = host.get_fact(UnitStates, units=tuple(units))
+    states = host.get_fact(UnitStates, units=tuple(units), **AS_LOGIN)
     to_enable = [u for u in units if states.get(u, ("", ""))[0] != "enabled"]
     to_start = [u for u in units if states.get(u, ("", ""))[1] != "active"]
     for unit in to_enable + to_start:
@@ -243,6 +284,19 @@ def launchd_kickstart(jobs: dict, written: Affected, restarted: Affected):
         if path not in written and any(changed(m) for m in metas):
             restarted.add(label)
             yield f"launchctl kickstart -k system/{shlex.quote(label)}"
+
+
+@operation()
+def launchd_loaded(jobs: dict, loaded: Affected):
+    """Bootstrap each launchd job (label -> plist path) that is not loaded in the system domain
+    (`launchctl print`, one command for all): a job someone booted out comes back. `loaded`
+    collects the labels this run bootstrapped."""
+    loaded.reset()
+    states = host.get_fact(LaunchdJobs, labels=tuple(jobs))
+    for label, path in jobs.items():
+        if not states.get(label):
+            loaded.add(label)
+            yield f"launchctl bootstrap system {shlex.quote(path)}"
 
 
 @operation()

@@ -61,14 +61,14 @@ def deploy_ovms(r: Registry, envs: dict) -> list[Wait]:
     release = f"{home}/{version}"
     archive = f"{home}/archives/ovms-{version}.tar.gz"
 
-    ops.debian_packages(name="Install the libraries the OVMS release needs", packages=s["ovms_packages"])
+    ops.system_packages(name="Install the libraries the OVMS release needs", packages=s["ovms_packages"])
     ops.system_account(name=f"Create service user {user}", user=user, home=home)
     model_dirs = [f"{s['ovms_models_dir']}/{m.upstream}" for m in r.served_by(r.proxy_host, "ovms")]
     folders = [f"{home}/archives", s["ovms_models_dir"], *model_dirs, s["ovms_config_dir"]]
-    ops.directories(name=f"Create {', '.join(folders)}", paths=folders, mode="755")
+    ops.directories(name=f"Create {', '.join(folders)}", paths=folders, mode="755", public=True)
     local = local_archive(s["ovms_archive_url"])
     if local:
-        fetched = ops.local_file(name=f"Upload the OVMS {version} archive", src=local, dest=archive)
+        fetched = ops.local_file(name=f"Upload the OVMS {version} archive", src=local, dest=archive, public=True)
     else:
         fetched = files.download(
             name=f"Download the OVMS {version} release",
@@ -76,7 +76,7 @@ def deploy_ovms(r: Registry, envs: dict) -> list[Wait]:
             dest=archive,
             sha256sum=s["ovms_archive_sha256"],
         )
-    unpacked = host.get_fact(File, path=f"{release}/ovms/bin/ovms")
+    unpacked = host.get_fact(File, path=f"{release}/ovms/bin/ovms", **ops.AS_LOGIN)
     # Verified again here whatever the source, so an upload is held to the same digest.
     server.shell(
         name=f"Verify and unpack OVMS {version} into {release}",
@@ -93,7 +93,8 @@ def deploy_ovms(r: Registry, envs: dict) -> list[Wait]:
         name=f"Point {home}/current at {version}", path=f"{home}/current", target=release
     )
     config = ops.text_file(
-        name="Render OVMS config.json", dest=f"{s['ovms_config_dir']}/config.json", content=render_config(r)
+        name="Render OVMS config.json", dest=f"{s['ovms_config_dir']}/config.json", content=render_config(r),
+        public=True,
     )
     started = managed_services([Service("ovms", render_unit(r), restart_on=[current, config])], "OVMS")["ovms"]
     return [Wait(f"http://{s['ovms_bind_address']}:{s['ovms_rest_port']}/v2/health/ready",

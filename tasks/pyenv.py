@@ -9,15 +9,17 @@ from pyinfra import host
 from pyinfra.api.operation import OperationMeta
 from pyinfra.operations import server
 
-from tasks import ops
+from tasks import hostos, ops
 from tasks.facts import UvEnvironment
 from tasks.hostos import is_macos
 from tasks.render import sha256_text
 
 UV = "/opt/uv/bin/uv"
-# uv and the service environments must trust the system's certificate store: TLS to the
-# package index may be intercepted on the way, and the host's store is what an operator curates.
-SYSTEM_CA = "/etc/ssl/certs/ca-certificates.crt"
+# uv-managed interpreters live beside uv, readable by the service users (uv's default is the
+# home of whoever runs it: root's, here).
+UV_PYTHONS = "/opt/uv/python"
+# What uv's own bootstrap (python3 -m venv, pip) needs from the distribution.
+UV_PACKAGES = {"debian": ["python3-venv", "ca-certificates", "curl"], "rhel": ["python3", "ca-certificates", "curl"]}
 
 
 @dataclass(frozen=True)
@@ -27,17 +29,18 @@ class PythonEnv:
     service: str  # "litellm", "mlx": the key deploys look their environment up by
     venv: str
     requirements: tuple[str, ...]
+    python: str = ""  # a version for a uv-managed interpreter; "" for the host's python3
 
 
 def _ensure_uv(uv_version: str, installed: str) -> None:
     """A pinned uv in its own virtual environment at /opt/uv (Linux: from Debian's python3).
     `installed` is the version found before this run changed anything ("" if none)."""
-    if not is_macos():
-        ops.debian_packages(
-            name="Install python3-venv and ca-certificates for uv",
-            packages=["python3-venv", "ca-certificates", "curl"],
-        )
-    cert = f"--cert {SYSTEM_CA}" if not is_macos() else ""
+    system = hostos.system()
+    if not system.macos:
+        ops.system_packages(name="Install python3-venv and ca-certificates for uv", packages=UV_PACKAGES[system.family])
+    # pip and uv trust the system's certificate store: TLS to the package index may be
+    # intercepted on the way, and the host's store is what an operator curates.
+    cert = f"--cert {system.ca_bundle}" if not system.macos else ""
     server.shell(
         name=f"Install uv {uv_version} into /opt/uv",
         commands=[
@@ -56,7 +59,7 @@ def python_environments(uv_version: str, envs: list[PythonEnv]) -> dict[str, Ope
         return {}
     # One question per environment before this run changes anything: uv's version, what the
     # environment was built from, and whether it exists.
-    found = [host.get_fact(UvEnvironment, uv=UV, venv=env.venv) for env in envs]
+    found = [host.get_fact(UvEnvironment, uv=UV, venv=env.venv, **ops.AS_LOGIN) for env in envs]
     _ensure_uv(uv_version, found[0]["uv"])
     return {env.service: _uv_environment(env, state) for env, state in zip(envs, found)}
 
@@ -69,13 +72,19 @@ def _uv_environment(env: PythonEnv, found: dict) -> OperationMeta:
     # Bytecode is compiled at build time: the services run as users who cannot write
     # __pycache__ into a root-owned environment, and would otherwise recompile at every start.
     options = f"--compile-bytecode {certs}".strip()
-    # The record holds the install options too, so changing them rebuilds the environment.
-    spec_text = f"# uv pip install {options}\n" + "\n".join(env.requirements) + "\n"
+    if env.python:
+        python = f"--python {shlex.quote(env.python)} --managed-python"
+        uv_venv = f"UV_PYTHON_INSTALL_DIR={UV_PYTHONS} {UV} venv"
+    else:
+        python, uv_venv = "--python python3", f"{UV} venv"
+    # The record holds the interpreter and install options too: changing them rebuilds.
+    spec_text = (f"# uv venv {python}\n" if env.python else "") + f"# uv pip install {options}\n"
+    spec_text += "\n".join(env.requirements) + "\n"
     build = server.shell(
         name=f"Build the {env.service} environment with uv",
         commands=[
             f"rm -rf {venv}",
-            f"{UV} venv --quiet {certs} --python python3 {venv}",
+            f"{uv_venv} --quiet {certs} {python} {venv}",
             f"{UV} pip install --quiet {options} --python {venv}/bin/python "
             + " ".join(shlex.quote(r) for r in env.requirements),
         ],
@@ -85,5 +94,6 @@ def _uv_environment(env: PythonEnv, found: dict) -> OperationMeta:
         name=f"Record the {env.service} requirements it was built from",
         dest=f"{env.venv}.requirements.txt",
         content=spec_text,
+        public=True,
     )
     return build

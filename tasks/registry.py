@@ -29,6 +29,8 @@ MODEL_FIELDS = {
     "api_base": str,
     "api_key_secret": str,
     "env_prefix": str,
+    "max_tokens": int,
+    "start_timeout": int,
 }
 REQUIRED_FIELDS = {
     "mlx": ("host", "port", "upstream"),
@@ -37,8 +39,8 @@ REQUIRED_FIELDS = {
 }
 FORBIDDEN_FIELDS = {
     "mlx": ("api_base",),
-    "ovms": ("api_base", "port"),
-    "openai": ("host", "port"),
+    "ovms": ("api_base", "port", "max_tokens", "start_timeout"),
+    "openai": ("host", "port", "max_tokens", "start_timeout"),
 }
 PROXY_KEY_SECRET = "LITELLM_PROXY_KEY"
 ENV_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
@@ -55,6 +57,8 @@ class Model:
     port: int | None = None
     api_base: str | None = None
     api_key_secret: str | None = None
+    max_tokens: int | None = None  # mlx: the server's default completion length (mlx_max_tokens)
+    start_timeout: int | None = None  # mlx: seconds to wait for it after a start (mlx_start_timeout)
 
     @property
     def env_model(self) -> str:
@@ -228,6 +232,9 @@ def _model(name: Any, entry: Any, where: str, hosts: Mapping[str, HostEntry]) ->
             raise DataError(f"{where}: {key}.port {entry['port']} is privileged (< 1024)")
     if "api_base" in entry and not schema.is_http_url(entry["api_base"]):
         raise DataError(f"{where}: {key}.api_base is not an http(s) URL: {entry['api_base']!r}")
+    for fname in ("max_tokens", "start_timeout"):
+        if fname in entry and entry[fname] <= 0:
+            raise DataError(f"{where}: {key}.{fname} must be positive")
     if "api_key_secret" in entry and not ENV_NAME.match(entry["api_key_secret"]):
         raise DataError(f"{where}: {key}.api_key_secret must be an environment variable name")
     prefix = entry.get("env_prefix") or re.sub(r"[^A-Z0-9]", "_", name.upper())
@@ -235,7 +242,8 @@ def _model(name: Any, entry: Any, where: str, hosts: Mapping[str, HostEntry]) ->
         raise DataError(f"{where}: {key}.env_prefix {prefix!r} is not an environment name")
     return Model(name=name, backend=backend, upstream=entry["upstream"], env_prefix=prefix,
                  host=entry.get("host"), port=entry.get("port"), api_base=entry.get("api_base"),
-                 api_key_secret=entry.get("api_key_secret"))
+                 api_key_secret=entry.get("api_key_secret"), max_tokens=entry.get("max_tokens"),
+                 start_timeout=entry.get("start_timeout"))
 
 
 def _models(hosts: dict[str, HostEntry], proxy_host: str) -> dict[str, Model]:

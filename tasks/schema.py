@@ -84,6 +84,11 @@ def _positive(key: str, value: Any) -> None:
         raise DataError(f"{key} must be positive")
 
 
+def _fraction(key: str, value: Any) -> None:
+    if not 0 < value <= 1:
+        raise DataError(f"{key} must be above 0 and at most 1: {value}")
+
+
 def _sha256(key: str, value: Any) -> None:
     if value is not None and not re.match(r"^[0-9a-f]{64}$", value):
         raise DataError(f"{key} must be 64 lower-case hex digits")
@@ -194,8 +199,17 @@ KEYS: tuple[Key, ...] = (
     Key("mlx_model_sources", dict, {},
         "upstream id -> model folder on the control machine to upload (the lab's tiny model)", _model_sources),
     Key("mlx_bind_address", str, "0.0.0.0", "the servers' address (LiteLLM reaches them over the LAN)", _ip),
-    Key("mlx_max_tokens", int, 512, "`mlx_lm.server --max-tokens`: the default completion length", _positive),
-    Key("mlx_start_timeout", int, 120, "seconds the deploy waits for each server's `/v1/models`", _positive),
+    Key("mlx_max_tokens", int, 8192,
+        "`mlx_lm.server --max-tokens`: the completion length when a request names none (mlx_lm's own 512 "
+        "cuts coding clients off); a model's `max_tokens` field overrides it", _positive),
+    Key("mlx_start_timeout", int, 120,
+        "seconds the deploy waits for a server's `/v1/models` after a (re)start: loading, not downloading; a "
+        "model's `start_timeout` field overrides it (a 120B model loads for minutes)", _positive),
+    Key("mlx_python", str, "3.12", "macOS: the uv-managed Python the MLX environment is built on", _version),
+    Key("mlx_memory_fraction", (float, int), 0.75,
+        "share of the host's memory the MLX models' weights may take together (macOS lets the GPU wire about "
+        "three quarters)", _fraction),
+    Key("mlx_allow_overcommit", bool, False, "start the MLX servers even when their weights exceed that share"),
     Key("mlx_launchd_prefix", str, "lab.llm.mlx", "launchd labels are `<prefix>.<model>`"),
 )
 

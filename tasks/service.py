@@ -51,6 +51,7 @@ def managed_services(services: list[Service], what: str) -> dict[str, Started]:
             name=f"Install the launchd jobs of {what}",
             files={path: s.definition for path, s in jobs.values()},
             written=written,
+            public=True,
         )
         # A changed plist is loaded afresh (which starts it); an unchanged one whose program,
         # environment or model changed is restarted in place.
@@ -65,8 +66,18 @@ def managed_services(services: list[Service], what: str) -> dict[str, Started]:
             written=written,
             restarted=restarted,
         )
+        loaded = ops.Affected()
+        ops.launchd_loaded(
+            name=f"Load the launchd jobs of {what} that are not loaded",
+            jobs={label: path for label, (path, _) in jobs.items()},
+            loaded=loaded,
+        )
         return {
-            s.name: Started([lambda path=path: path in written, lambda label=label: label in restarted])
+            s.name: Started([
+                lambda path=path: path in written,
+                lambda label=label: label in restarted,
+                lambda label=label: label in loaded,
+            ])
             for label, (path, s) in jobs.items()
         }
 
@@ -75,6 +86,7 @@ def managed_services(services: list[Service], what: str) -> dict[str, Started]:
         name=f"Install the systemd units of {what}",
         files={path: s.definition for path, s in units.values()},
         written=written,
+        public=True,
     )
     server.shell(
         name="Reload systemd units",

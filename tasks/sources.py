@@ -10,8 +10,10 @@ group; a host's value is the first found in --data, its host data, its groups' d
 
 from __future__ import annotations
 
+import getpass
 import os
 import runpy
+import socket
 import types
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -139,3 +141,47 @@ def load_secrets(names: list[str], secrets_file: Path, source: str) -> dict[str,
             raise DataError(f"{source}: secret {name} holds a line break")
         secrets[name] = value
     return secrets
+
+
+@dataclass(frozen=True)
+class SshDestination:
+    hostname: str
+    user: str
+    port: int
+    identity_files: tuple[str, ...]
+
+
+def ssh_destination(name: str, data: dict[str, Any]) -> SshDestination:
+    """Where SSH goes for a host and as whom, resolved as pyinfra's SSH connector resolves it
+    (pyinfra/connectors/sshuserclient/client.py, parse_config): the host data's ssh_hostname (else
+    the host name) looked up in the ssh config (host data ssh_config_file, else ~/.ssh/config),
+    whose HostName, User and Port win; then host data ssh_user and ssh_port; else the local user
+    and port 22."""
+    import paramiko
+
+    alias = str(data.get("ssh_hostname") or name)
+    config_file = Path(os.path.expanduser(data.get("ssh_config_file") or "~/.ssh/config"))
+    found: dict[str, Any] = {}
+    if config_file.is_file():
+        config = paramiko.SSHConfig()
+        with open(config_file, encoding="utf-8") as handle:
+            config.parse(handle)
+        found = config.lookup(alias)
+    keys = [data["ssh_key"]] if data.get("ssh_key") else list(found.get("identityfile", []))
+    return SshDestination(
+        hostname=found.get("hostname", alias),
+        user=found.get("user") or data.get("ssh_user") or getpass.getuser(),
+        port=int(found.get("port") or data.get("ssh_port") or 22),
+        identity_files=tuple(os.path.expanduser(k) for k in keys),
+    )
+
+
+def check_resolves(destination: SshDestination, where: str) -> None:
+    """An SSH destination whose name has no address is refused before anything connects."""
+    try:
+        socket.getaddrinfo(destination.hostname, destination.port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise DataError(
+            f"{where}: SSH goes to {destination.hostname!r}, which resolves to no address ({exc.strerror or exc}): "
+            f"add a Host entry with its HostName to ~/.ssh/config, or set ssh_hostname"
+        ) from None

@@ -7,13 +7,13 @@ from functools import lru_cache
 from pathlib import Path
 
 import pytest
-import testinfra
 
 from lab import paths
 from tasks import preflight
 from tasks import registry as reg
 
 from .client import Secret
+from .sudohost import sudo_host
 
 ROOT = paths.ROOT
 LAB_STATE = paths.STATE_FILE
@@ -70,18 +70,25 @@ def addresses(registry):
 
 @pytest.fixture(scope="session")
 def hosts(real, addresses, lab_state):
-    """testinfra hosts over SSH, as the deploy reaches them (real hosts: by their SSH alias, so
-    the operator's ~/.ssh/config applies)."""
+    """testinfra hosts over SSH as the deploy reaches them: as the operator, checks run through
+    sudo (real hosts: by their SSH alias, so the operator's ~/.ssh/config applies; the password
+    from LLMLAB_SUDO_PASSWORD_<HOST> or LLMLAB_SUDO_PASSWORD)."""
+    from tasks.access import password_variables  # noqa: PLC0415
+
     result = {}
     for name, address in addresses.items():
         if real:
-            result[name] = testinfra.get_host(f"ssh://{name}")
+            password = next((os.environ[v] for v in password_variables(name) if os.environ.get(v)), "")
+            result[name] = sudo_host(name, password)
         else:
+            from lab import lifecycle  # noqa: PLC0415
+
             # One multiplexed SSH connection per host (testinfra sets ControlMaster but no path,
             # so without one every command paid a new handshake); the master ends itself
             # 10 s after the last command.
-            result[name] = testinfra.get_host(
-                f"ssh://root@{address}",
+            result[name] = sudo_host(
+                f"{lab_state['operator']}@{address}",
+                lifecycle.sudo_password(),
                 ssh_identity_file=str(LAB_KEY),
                 controlpath=str(LAB_KEY.parent / f"cm-{name}"),
                 controlpersist=10,

@@ -68,7 +68,7 @@ def test_pyinfra_ssh_connections_disable_nagle(lab_state):
 
     transport.disable_nagle()
     client = SSHClient()
-    client.connect(lab_state["hosts"]["mini"], username="root", key_filename=str(LAB_KEY),
+    client.connect(lab_state["hosts"]["mini"], username=lab_state["operator"], key_filename=str(LAB_KEY),
                    _pyinfra_ssh_known_hosts_file=str(LAB_KNOWN_HOSTS))
     try:
         sock = client.get_transport().sock

@@ -68,9 +68,22 @@ def test_second_up_after_an_unclean_stop(registry, timings):
 
 def test_lab_logins_start_no_user_manager():
     """lab/hosts.py no_login_sessions: an SSH login to a lab host opens no logind session, so no
-    user@0.service whose stop can hang on this machine's cgroups (119 s stalls before)."""
+    user@<uid>.service whose stop can hang on this machine's cgroups (119 s stalls before)."""
     for host in network.HOSTS:
         out = run_here(*labhosts.ssh_args(host), "loginctl list-sessions --no-legend | wc -l; "
-                      "systemctl is-active user@0.service || true", check=False)
+                      "systemctl is-active user@$(id -u).service || true", check=False)
         sessions, state = out.stdout.split()
         assert (sessions, state) == ("0", "inactive"), f"{host}: {out.stdout}"
+
+
+def test_lab_hosts_are_reached_like_real_ones(lab_state):
+    """Like the operator's hosts: root's SSH logins are refused, the operator logs in with the
+    lab's key, and sudo wants the operator's password (nothing runs as root without it)."""
+    for host, address in network.HOSTS.items():
+        as_root = subprocess.run(
+            [*labhosts.ssh_args(host)[:-1], f"root@{address}", "true"], capture_output=True, text=True, timeout=30,
+        )
+        assert as_root.returncode == 255 and "Permission denied" in as_root.stderr, as_root.stderr
+        out = run_here(*labhosts.ssh_args(host), "id -un; sudo -n true 2>&1 || true", check=False)
+        user, sudo = out.stdout.split("\n", 1)
+        assert user == lab_state["operator"] and "a password is required" in sudo, out.stdout

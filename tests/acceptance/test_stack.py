@@ -97,6 +97,27 @@ def test_chat_completion_through_the_proxy(proxy_url, proxy_key, model_name, reg
         assert body.get("system_fingerprint", "").startswith(registry.settings(registry.models[model_name].host)["mlx_lm_version"])
 
 
+def test_a_client_that_names_no_length_is_not_cut_at_512(proxy_url, proxy_key, registry):
+    """Coding clients (aider) send no max_tokens: the server's default completion length applies,
+    mlx_lm's own 512 no longer. The tiny model's end-of-text token is biased away so the length,
+    not the model, ends the answer."""
+    from lab.tinymodel import CONFIG
+
+    from tasks import mlx as mlx_task
+
+    model = next(m for m in registry.models.values() if m.backend == "mlx" and m.max_tokens)
+    expected = mlx_task.max_tokens(registry, model)
+    status, body = http(
+        "POST", f"{proxy_url}/v1/chat/completions",
+        {"model": model.name, "logit_bias": {str(CONFIG["eos_token_id"]): -100},
+         "messages": [{"role": "user", "content": "write a long answer"}]},
+        key=proxy_key, timeout=120,
+    )
+    assert status == 200, body
+    assert body["usage"]["completion_tokens"] == expected > 512, body["usage"]
+    assert body["choices"][0]["finish_reason"] == "length"
+
+
 def test_mlx_server_answers_directly(addresses, mlx_model):
     url = f"http://{addresses[mlx_model.host]}:{mlx_model.port}"
     status, body = http("GET", f"{url}/v1/models")

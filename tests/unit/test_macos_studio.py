@@ -1,133 +1,94 @@
-"""The studio deploy on macOS, run against recorded facts of a Mac (no Mac needed).
-
-As in pyinfra's own operation tests, facts come from a recording instead of a connection: any
-fact the deploy asks for that the recording lacks fails the test, so the recording is exactly
-what the deploy reads. The operations are then run in pyinfra's order with a fake executor
-that records the commands and reports them as done, so `_if` conditions see real results."""
+"""The studio deploy on a real Mac, run against recorded facts of macOS 15 on Apple silicon
+reached as its owner (chris) with a sudo password: the launchd jobs, the exact launchctl commands,
+the weights fetched into the owner's cache, the memory guard (tests/unit/recorded.py)."""
 
 from __future__ import annotations
 
-import hashlib
 import plistlib
-import re
-import runpy
-from io import BytesIO
 
 import pytest
-from pyinfra.api import Config, Inventory, State
-from pyinfra.api.command import FileUploadCommand
-from pyinfra.api.host import Host
-from pyinfra.api.state import StateStage
-from pyinfra.connectors.util import CommandOutput
-from pyinfra.context import ctx_host, ctx_inventory, ctx_state
 
-from tasks import hostos, preflight
 from tasks import mlx as mlx_task
+from tasks.hostos import System
 from tasks.pyenv import UV
 
-from .conftest import HOSTS, ROOT, build
+from .conftest import build
+from .recorded import fact_key, functions, run_deploy, sha, shell_lines, staging_paths, uploads
 
 LAUNCHD = "/Library/LaunchDaemons"
+GIB = 1 << 30
+MAC = System(os="macos", version="15.1", name="macOS 15.1", arch="arm64", kernel="Darwin", memory=256 * GIB,
+             login="chris", home="/Users/chris", sudo="password")
+# What the operator's cache already holds (bytes), as `du` reads it on the studio.
+CACHED = {
+    "halley-ai/gpt-oss-120b-MLX-6bit-gs64": 95_000_000_000,
+    "mlx-community/Qwen3-Coder-30B-A3B-Instruct-4bit": 17_200_000_000,
+    "mlx-community/Qwen3-Next-80B-A3B-Instruct-4bit": 44_800_000_000,
+    "mlx-community/Llama-3.2-3B-Instruct-4bit": 1_800_000_000,
+    "mlx-community/Qwen2.5-0.5B-Instruct-4bit": 280_000_000,
+}
 
 
 def studio_models(registry):
     return sorted(registry.served_by("studio", "mlx"), key=lambda m: m.port)
 
 
-def recorded_mac(registry, installed: bool, changed_plist: str | None = None, new_pins: bool = False):
-    """Facts of a Mac: (fact name, sorted kwargs) -> value. `installed` records a Mac the deploy
-    already converged (files as they would be rendered now); otherwise a Mac with nothing of ours."""
+def host_facts(system: System) -> dict:
+    return {"kernel": system.kernel, "arch": system.arch, "user": system.login, "home": system.home,
+            "os": system.os, "version": system.version, "name": system.name, "memory": system.memory,
+            "sudo": system.sudo}
+
+
+def spec_text(registry) -> str:
+    s = registry.settings("studio")
+    return (f"# uv venv --python {s['mlx_python']} --managed-python\n# uv pip install --compile-bytecode\n"
+            f"mlx=={s['mlx_version']}\nmlx-lm=={s['mlx_lm_version']}\n")
+
+
+def recorded_mac(registry, installed: bool, changed_plist: str | None = None, new_pins: bool = False,
+                 cached: dict | None = None, loaded: bool | None = None, system: System = MAC) -> dict:
+    """Facts of a Mac. `installed`: the deploy converged it before (files as they would be
+    rendered now, jobs loaded); otherwise a Mac with nothing of ours and an empty cache."""
     s = registry.settings("studio")
     home = s["mlx_home"]
-    facts = {("Kernel", ()): "Darwin"}
     venv = f"{home}/venv"
-    facts[("UvEnvironment", (("uv", UV), ("venv", venv)))] = (
-        {"uv": s["uv_version"], "built_from": "stale" if new_pins else _sha(_spec_text(registry)), "venv": True}
-        if installed else {"uv": "", "built_from": "", "venv": False}
-    )
-    folders = (home, s["mlx_models_dir"], f"{home}/logs")
-    facts[("DirectoryStates", (("paths", folders),))] = [
-        {"mode": "755", "user": "root", "group": "wheel"} if installed else None for _ in folders
-    ]
-    spec = f"{venv}.requirements.txt"
-    facts[("FileState", (("path", spec),))] = (
-        {"user": "root", "group": "wheel", "mode": "644", "sha256": _sha(_spec_text(registry))} if installed else None
-    )
+    cached = CACHED if cached is None and installed else (cached or {})
+    loaded = installed if loaded is None else loaded
+    root_file = {"user": "root", "group": "wheel", "mode": "644"}
+    facts = {
+        fact_key("HostFacts"): host_facts(system),
+        fact_key("EffectiveUser"): "root",
+        fact_key("UvEnvironment", uv=UV, venv=venv): (
+            {"uv": s["uv_version"], "built_from": "stale" if new_pins else sha(spec_text(registry)), "venv": True}
+            if installed else {"uv": "", "built_from": "", "venv": False}
+        ),
+        fact_key("FileState", path=f"{venv}.requirements.txt"): (
+            {**root_file, "sha256": sha(spec_text(registry))} if installed else None
+        ),
+        fact_key("DirectoryStates", paths=(home, s["mlx_models_dir"])): [
+            {"mode": "755", "user": "root", "group": "wheel"} if installed else None
+        ] * 2,
+        fact_key("DirectoryStates", paths=(f"{system.home}/Library/Logs/llm-lab",)): [
+            {"mode": "755", "user": system.login, "group": "staff"} if installed else None
+        ],
+        fact_key("HubCache", hf_home=f"{system.home}/.cache/huggingface",
+                 repos=tuple(sorted(m.upstream for m in studio_models(registry)))): {
+            m.upstream: cached.get(m.upstream) for m in studio_models(registry)
+        },
+    }
     plists, states = [], []
     for m in studio_models(registry):
         label = mlx_task.launchd_label(registry, m)
-        text = mlx_task.render_plist(registry, m)
+        text = mlx_task.render_plist(registry, m, system)
         if label == changed_plist:
             text = text.replace("<true/>", "<false/>", 1)
         plists.append(f"{LAUNCHD}/{label}.plist")
-        states.append({"user": "root", "group": "wheel", "mode": "644", "sha256": _sha(text)} if installed else None)
-    facts[("FileStates", (("paths", tuple(plists)),))] = states
+        states.append({**root_file, "sha256": sha(text)} if installed else None)
+    facts[fact_key("FileStates", paths=tuple(plists))] = states
+    facts[fact_key("LaunchdJobs", labels=tuple(mlx_task.launchd_label(registry, m) for m in studio_models(registry)))] = {
+        mlx_task.launchd_label(registry, m): loaded for m in studio_models(registry)
+    }
     return facts
-
-
-def _sha(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def _spec_text(registry) -> str:
-    s = registry.settings("studio")
-    return (
-        "# uv pip install --compile-bytecode\n"
-        f"mlx=={s['mlx_version']}\nmlx-lm=={s['mlx_lm_version']}\n"
-    )
-
-
-def run_studio_deploy(monkeypatch, registry, facts):
-    """Run deploy.py for the studio against `facts`; returns [(operation name, [commands])]."""
-    inventory = Inventory(
-        ([("mini", {"llm_address": HOSTS["mini"]}), ("studio", {"llm_address": HOSTS["studio"]})], {}),
-        mini=(["mini"], {}),
-        studio=(["studio"], {}),
-    )
-    state = State(inventory, Config(), check_for_changes=False)
-    asked = []
-
-    def get_fact(self, fact_cls, *args, **kwargs):
-        key = (fact_cls.__name__, tuple(sorted(kwargs.items())))
-        asked.append(key)
-        if key not in facts:
-            raise AssertionError(f"the deploy asked for a fact the recording lacks: {key}")
-        return facts[key]
-
-    monkeypatch.setattr(Host, "get_fact", get_fact)
-    preflight.use(registry)
-    hostos.forget()
-    studio = inventory.get_host("studio")
-    state.set_stage(StateStage.Prepare)
-    with ctx_state.use(state), ctx_inventory.use(inventory), ctx_host.use(studio):
-        runpy.run_path(str(ROOT / "deploy.py"))  # the real deploy.py, as pyinfra loads it for the studio
-        state.set_stage(StateStage.Execute)
-        state.is_executing = True  # as pyinfra's run: `_if` conditions are evaluated now
-        ran = []
-        for op_hash in state.get_op_order():
-            op = state.ops[studio].get(op_hash)
-            if op is None:
-                continue
-            commands = list(op.command_generator())
-            op.operation_meta.set_complete(True, commands, CommandOutput([]))
-            ran.append((sorted(state.op_meta[op_hash].names)[0], commands))
-    hostos.forget()
-    return ran
-
-
-def shell_lines(ran) -> list[str]:
-    return [str(c.get_raw_value()) for _, commands in ran for c in commands if not isinstance(c, FileUploadCommand)]
-
-
-def uploads(ran) -> dict[str, bytes]:
-    """Final path -> content of every file the deploy uploads (uploaded beside it, then moved)."""
-    found = {}
-    for _, commands in ran:
-        for c in commands:
-            if isinstance(c, FileUploadCommand):
-                src = c.src.getvalue() if isinstance(c.src, BytesIO) else open(c.src, "rb").read()
-                found[c.dest.removesuffix(".upload")] = src
-    return found
 
 
 @pytest.fixture
@@ -135,58 +96,112 @@ def registry(data):
     return build(data)
 
 
-def test_fresh_mac_gets_a_plist_per_model_loaded_with_launchctl(monkeypatch, registry):
-    ran = run_studio_deploy(monkeypatch, registry, recorded_mac(registry, installed=False))
+def test_fresh_mac_fetches_weights_then_loads_a_daemon_per_model(monkeypatch, registry):
+    ran = run_deploy(monkeypatch, registry, "studio", recorded_mac(registry, installed=False))
     lines = shell_lines(ran)
     files = uploads(ran)
     models = studio_models(registry)
     assert len(models) == 5
+    s = registry.settings("studio")
     for m in models:
         label = mlx_task.launchd_label(registry, m)
         path = f"{LAUNCHD}/{label}.plist"
         plist = plistlib.loads(files[path])
         assert plist["Label"] == label
+        assert plist["UserName"] == "chris"  # a daemon (starts at boot, no login) run as the owner
         assert plist["ProgramArguments"] == mlx_task.server_argv(registry, m)
-        assert plist["ProgramArguments"][0].endswith("/venv/bin/mlx_lm.server")
-        assert plist["ProgramArguments"][plist["ProgramArguments"].index("--port") + 1] == str(m.port)
         assert plist["ProgramArguments"][plist["ProgramArguments"].index("--model") + 1] == m.upstream
+        assert plist["ProgramArguments"][plist["ProgramArguments"].index("--max-tokens") + 1] == str(s["mlx_max_tokens"])
         assert plist["RunAtLoad"] is True and plist["KeepAlive"] is True
-        assert plist["StandardOutPath"].endswith(f"{m.name}.out.log")
-        assert plist["StandardErrorPath"].endswith(f"{m.name}.err.log")
-        assert plist["EnvironmentVariables"]["HF_HOME"].startswith(registry.settings("studio")["mlx_home"])
+        assert plist["StandardOutPath"] == plist["StandardErrorPath"] == f"/Users/chris/Library/Logs/llm-lab/{m.name}.log"
+        assert plist["EnvironmentVariables"]["HF_HOME"] == "/Users/chris/.cache/huggingface"
+        assert plist["EnvironmentVariables"]["HOME"] == "/Users/chris"
         assert f"chown root:wheel {path}.upload" in lines
         assert f"launchctl bootout system/{label} 2>/dev/null || true" in lines
         assert f"launchctl bootstrap system {path}" in lines
-        assert not any(f"kickstart -k system/{label}" in line for line in lines)
-    # the environment: pinned mlx (not mlx[cpu]) and mlx-lm, built by uv without Linux's cert flag
-    build = next(line for line in lines if "pip install" in line and "mlx-lm==" in line)
-    assert f"mlx=={registry.settings('studio')['mlx_version']}" in build and "mlx[cpu]" not in build
-    assert "--system-certs" not in build
-    assert not any(re.search(r"\b(systemctl|apt-get|useradd|groupadd)\b", line) for line in lines)
+    # Every upload passes through the owner's private staging folder (SFTP writes as the owner).
+    assert staging_paths(ran) and all(p.startswith("/Users/chris/.llmlab-upload/") for p in staging_paths(ran))
+    assert "install -d -m 700 -o chris /Users/chris/.llmlab-upload" in lines
+    # The weights are fetched into the owner's cache before the first job is loaded.
+    fetches = functions(ran)
+    fetched = [args[2] for name, args in fetches if name.startswith("MLX model servers | Fetch the weights")]
+    assert sorted(fetched) == sorted(m.upstream for m in models)
+    order = [name for name, _ in ran]
+    assert order.index(next(n for n in order if "Fetch the weights" in n)) < order.index(
+        next(n for n in order if "Load the changed launchd jobs" in n))
+    assert any("Check that the MLX models' weights fit in memory" in name for name, _ in fetches)
+    # The environment: a uv-managed Python, pinned mlx (not mlx[cpu]) and mlx-lm.
+    venv = next(line for line in lines if " venv " in line and "--managed-python" in line)
+    assert venv.startswith("UV_PYTHON_INSTALL_DIR=/opt/uv/python /opt/uv/bin/uv venv")
+    assert f"--python {s['mlx_python']} --managed-python" in venv
+    build_line = next(line for line in lines if "pip install" in line and "mlx-lm==" in line)
+    assert f"mlx=={s['mlx_version']}" in build_line and "mlx[cpu]" not in build_line
+    assert not any(w in line for line in lines for w in ("systemctl", "apt-get", "useradd", "groupadd"))
 
 
 def test_converged_mac_runs_nothing(monkeypatch, registry):
-    ran = run_studio_deploy(monkeypatch, registry, recorded_mac(registry, installed=True))
+    ran = run_deploy(monkeypatch, registry, "studio", recorded_mac(registry, installed=True))
     assert [(name, commands) for name, commands in ran if commands] == []
+    names = [name for name, _ in ran]
+    assert any("Weights in /Users/chris/.cache/huggingface: jerry-architect 44.8 GB, jerry-chat 95.0 GB" in n for n in names)
 
 
 def test_one_changed_plist_reloads_only_its_job(monkeypatch, registry):
-    victim = studio_models(registry)[1]
-    label = mlx_task.launchd_label(registry, victim)
-    ran = run_studio_deploy(monkeypatch, registry, recorded_mac(registry, installed=True, changed_plist=label))
-    lines = shell_lines(ran)
-    assert [line for line in lines if line.startswith("launchctl")] == [
+    label = mlx_task.launchd_label(registry, studio_models(registry)[1])
+    ran = run_deploy(monkeypatch, registry, "studio", recorded_mac(registry, installed=True, changed_plist=label))
+    assert [line for line in shell_lines(ran) if line.startswith("launchctl")] == [
         f"launchctl bootout system/{label} 2>/dev/null || true",
         f"launchctl bootstrap system {LAUNCHD}/{label}.plist",
     ]
     assert set(uploads(ran)) == {f"{LAUNCHD}/{label}.plist"}
 
 
+def test_a_booted_out_job_is_bootstrapped_again(monkeypatch, registry):
+    facts = recorded_mac(registry, installed=True)
+    labels = [mlx_task.launchd_label(registry, m) for m in studio_models(registry)]
+    facts[fact_key("LaunchdJobs", labels=tuple(labels))][labels[0]] = False
+    ran = run_deploy(monkeypatch, registry, "studio", facts)
+    assert [line for line in shell_lines(ran) if line.startswith("launchctl")] == [
+        f"launchctl bootstrap system {LAUNCHD}/{labels[0]}.plist",
+    ]
+
+
 def test_new_pins_rebuild_the_environment_and_restart_every_job(monkeypatch, registry):
-    ran = run_studio_deploy(monkeypatch, registry, recorded_mac(registry, installed=True, new_pins=True))
+    ran = run_deploy(monkeypatch, registry, "studio", recorded_mac(registry, installed=True, new_pins=True))
     lines = shell_lines(ran)
-    launchctl = [line for line in lines if line.startswith("launchctl")]
-    assert launchctl == [
+    assert [line for line in lines if line.startswith("launchctl")] == [
         f"launchctl kickstart -k system/{mlx_task.launchd_label(registry, m)}" for m in studio_models(registry)
     ]
     assert any(line.startswith(f"rm -rf {registry.settings('studio')['mlx_home']}/venv") for line in lines)
+
+
+def test_models_that_do_not_fit_are_refused_before_any_change(monkeypatch, registry):
+    small = System(**{**MAC.__dict__, "memory": 128 * GIB})
+    with pytest.raises(Exception) as err:
+        run_deploy(monkeypatch, registry, "studio", recorded_mac(registry, installed=True, system=small))
+    message = str(err.value)
+    assert "studio: the MLX models need 159.1 GB of weights but 137.4 GB x 0.75 = 103.1 GB" in message
+    assert "jerry-chat 95.0 GB, jerry-architect 44.8 GB, jerry-editor 17.2 GB" in message
+    assert "mlx_allow_overcommit" in message
+
+
+def test_overcommit_can_be_allowed(monkeypatch, data):
+    data["mlx_allow_overcommit"] = True
+    registry = build(data)
+    small = System(**{**MAC.__dict__, "memory": 128 * GIB})
+    ran = run_deploy(monkeypatch, registry, "studio", recorded_mac(registry, installed=True, system=small))
+    assert [(name, commands) for name, commands in ran if commands] == []
+
+
+def test_an_intel_mac_is_refused(monkeypatch, registry):
+    intel = System(**{**MAC.__dict__, "arch": "x86_64"})
+    with pytest.raises(Exception, match=r"studio: macOS 15.1 on x86_64 is not supported for the studio \(supported: macOS"):
+        run_deploy(monkeypatch, registry, "studio", recorded_mac(registry, installed=False, system=intel))
+
+
+def test_a_missing_sudo_password_is_refused_before_any_change(monkeypatch, registry):
+    monkeypatch.setattr("sys.stdin.isatty", lambda: False)  # as in CI: nobody to ask
+    facts = recorded_mac(registry, installed=False)
+    with pytest.raises(Exception, match="studio: sudo asks chris for a password and none was given: export "
+                                        "LLMLAB_SUDO_PASSWORD_STUDIO or LLMLAB_SUDO_PASSWORD"):
+        run_deploy(monkeypatch, registry, "studio", facts, sudo_password=None)

@@ -63,3 +63,11 @@ def test_installed_debian_packages_keeps_only_fully_installed():
     output = ["curl ii ", "libxml2 rc ", "python3-venv iU ", "@end"]
     assert InstalledDebianPackages().process(output) == ["curl"]
     assert InstalledDebianPackages().process(["@end"]) == []
+
+
+def test_installed_rpm_packages_reads_rpm_query():
+    from tasks.facts import InstalledRpmPackages
+
+    # rpm -q for one installed and one missing package (RHEL 9)
+    output = ["curl installed", "package libxml2 is not installed", "@end"]
+    assert InstalledRpmPackages().process(output) == ["curl"]

@@ -304,6 +304,8 @@ def test_one_registry_per_run(monkeypatch):
     real = sources.load_secrets
     monkeypatch.setattr(sources, "load_secrets", lambda *a: calls.append(a) or real(*a))
     monkeypatch.setenv("LITELLM_PROXY_KEY", "sk-x")
+    monkeypatch.setenv("LLMLAB_MINI_HOST", "192.0.2.71")
+    monkeypatch.setenv("LLMLAB_STUDIO_HOST", "192.0.2.72")
     built = preflight.check(ROOT / "inventory.py", ROOT, overrides={"ovms_archive_sha256": "ab" * 32})
     assert preflight.registry() is built
     assert len(calls) == 1

@@ -1,7 +1,6 @@
 """Every template rendered from the default registry, checked without any host."""
 
 import os
-import plistlib
 import re
 import stat
 import subprocess
@@ -111,18 +110,6 @@ def test_units_pass_systemd_analyze_verify(registry, tmp_path):
     assert out.returncode == 0 and not problems, out.stderr
 
 
-def test_plists_carry_the_launchd_keys(registry):
-    for m in registry.served_by("studio", "mlx"):
-        plist = plistlib.loads(mlx_task.render_plist(registry, m).encode())
-        assert plist["Label"] == f"lab.llm.mlx.{m.name}"
-        assert plist["ProgramArguments"] == mlx_task.server_argv(registry, m)
-        assert plist["ProgramArguments"][1:3] == ["--model", m.upstream]
-        assert plist["RunAtLoad"] is True and plist["KeepAlive"] is True
-        assert plist["StandardOutPath"].endswith(f"{m.name}.out.log")
-        assert plist["StandardErrorPath"].endswith(f"{m.name}.err.log")
-        assert "HF_HOME" in plist["EnvironmentVariables"]
-
-
 def test_ovms_config_lists_every_ovms_model(registry):
     import json
 
@@ -136,4 +123,13 @@ def test_mlx_servers_use_the_real_flags(registry):
     m = registry.models["jerry-test"]
     argv = mlx_task.server_argv(registry, m)
     assert argv[0].endswith("/venv/bin/mlx_lm.server")
-    assert argv[1:] == ["--model", m.upstream, "--host", "0.0.0.0", "--port", "8109", "--max-tokens", "512"]
+    assert argv[1:] == ["--model", m.upstream, "--host", "0.0.0.0", "--port", "8109", "--max-tokens", "8192"]
+
+
+def test_a_model_overrides_the_completion_length(data):
+    from .conftest import build
+
+    data["llm_models"]["jerry-test"]["max_tokens"] = 2048
+    r = build(data)
+    assert mlx_task.server_argv(r, r.models["jerry-test"])[-2:] == ["--max-tokens", "2048"]
+    assert mlx_task.server_argv(r, r.models["jerry-chat"])[-2:] == ["--max-tokens", "8192"]

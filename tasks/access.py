@@ -1,0 +1,63 @@
+"""How the deploy gets root on a host: SSH as the operator, then sudo. The sudo password comes
+from the environment (LLMLAB_SUDO_PASSWORD_<HOST>, else LLMLAB_SUDO_PASSWORD) or is asked once
+on the terminal; it is kept in this process only, never written to a file, a log or pyinfra's
+output (pyinfra hands it to sudo through an askpass helper and masks it)."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import re
+import sys
+
+from pyinfra import host
+from pyinfra.api.exceptions import DeployError, PyinfraError
+
+from tasks.facts import EffectiveUser
+from tasks.hostos import System
+
+_ASKED: dict[str, str] = {}  # login user -> password typed at the prompt, for the other hosts
+
+
+def password_variables(host_name: str) -> list[str]:
+    return [f"LLMLAB_SUDO_PASSWORD_{re.sub(r'[^A-Z0-9]', '_', host_name.upper())}", "LLMLAB_SUDO_PASSWORD"]
+
+
+def _password(system: System) -> str:
+    for name in password_variables(host.name):
+        if os.environ.get(name):
+            return os.environ[name]
+    if system.login in _ASKED:
+        return _ASKED[system.login]
+    if not sys.stdin.isatty():
+        raise DeployError(
+            f"{host.name}: sudo asks {system.login} for a password and none was given: export "
+            f"{' or '.join(password_variables(host.name))}, or run from a terminal to be asked; nothing was changed"
+        )
+    _ASKED[system.login] = getpass.getpass(f"sudo password for {system.login} on {host.name}: ")
+    return _ASKED[system.login]
+
+
+def escalate(system: System) -> None:
+    """Make every later command on this host run as root, and prove it works before any change."""
+    if system.sudo == "root":
+        return
+    if not host.data.get("_sudo"):
+        raise DeployError(
+            f"{host.name}: logs in as {system.login}, who is not root: set _sudo=True in its inventory "
+            f"host data; nothing was changed"
+        )
+    if system.sudo == "absent":
+        raise DeployError(f"{host.name}: {system.login} is not root and the host has no sudo; nothing was changed")
+    if system.sudo == "password":
+        # Host data set here lives in this process only (pyinfra's override data for this host).
+        host.data._sudo_password = _password(system)
+    try:
+        user = host.get_fact(EffectiveUser)
+    except PyinfraError:
+        user = ""
+    if user != "root":
+        raise DeployError(
+            f"{host.name}: sudo as {system.login} did not give root (wrong password, or "
+            f"{system.login} may not use sudo); nothing was changed"
+        )

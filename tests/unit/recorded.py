@@ -1,0 +1,112 @@
+"""Running the real deploy.py for one host against recorded facts, without a connection.
+
+As in pyinfra's own operation tests, facts come from a recording instead of a host: any fact the
+deploy asks for that the recording lacks fails the test, so the recording is exactly what the
+deploy reads. The operations then run in pyinfra's order with a fake executor that records their
+commands and reports them as done, so `_if` conditions see real results."""
+
+from __future__ import annotations
+
+import hashlib
+import runpy
+from io import BytesIO
+
+from pyinfra.api import Config, Inventory, State
+from pyinfra.api.command import FileUploadCommand, FunctionCommand
+from pyinfra.api.host import Host
+from pyinfra.api.state import StateStage
+from pyinfra.connectors.util import CommandOutput
+from pyinfra.context import ctx_host, ctx_inventory, ctx_state
+
+from tasks import hostos, preflight
+
+from .conftest import HOSTS, ROOT
+
+SUDO_PASSWORD = "recorded-sudo-password"
+
+
+def sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def fact_key(name: str, **kwargs) -> tuple:
+    """How a recording names a fact: its class name and its arguments (global ones left out)."""
+    return (name, tuple(sorted((k, v) for k, v in kwargs.items() if not k.startswith("_"))))
+
+
+def run_deploy(monkeypatch, registry, target: str, facts: dict, sudo: bool = True,
+               sudo_password: str | None = SUDO_PASSWORD):
+    """deploy.py for host `target` against `facts`; returns [(operation name, [commands])].
+    sudo_password: what the environment gives (None: nothing)."""
+    for name in ("LLMLAB_SUDO_PASSWORD", f"LLMLAB_SUDO_PASSWORD_{target.upper()}"):
+        monkeypatch.delenv(name, raising=False)
+    if sudo_password is not None:
+        monkeypatch.setenv("LLMLAB_SUDO_PASSWORD", sudo_password)
+    inventory = Inventory(
+        ([(name, {"llm_address": address, "_sudo": sudo}) for name, address in HOSTS.items()], {}),
+        mini=(["mini"], {}),
+        studio=(["studio"], {}),
+    )
+    # TEMP_DIR given: pyinfra memoizes the TmpDir fact across hosts, which would make what is
+    # asked depend on the order of the tests.
+    state = State(inventory, Config(TEMP_DIR="/tmp"), check_for_changes=False)
+    asked = set()
+
+    def get_fact(self, fact_cls, *args, **kwargs):
+        key = fact_key(fact_cls.__name__, **kwargs)
+        asked.add(key)
+        if key not in facts:
+            raise AssertionError(f"the deploy asked for a fact the recording lacks: {key}")
+        return facts[key]
+
+    monkeypatch.setattr(Host, "get_fact", get_fact)
+    preflight.use(registry)
+    hostos.forget()
+    host = inventory.get_host(target)
+    state.set_stage(StateStage.Prepare)
+    try:
+        with ctx_state.use(state), ctx_inventory.use(inventory), ctx_host.use(host):
+            runpy.run_path(str(ROOT / "deploy.py"))  # the real deploy.py, as pyinfra loads it
+            state.set_stage(StateStage.Execute)
+            state.is_executing = True  # as pyinfra's run: `_if` conditions are evaluated now
+            ran = []
+            for op_hash in state.get_op_order():
+                op = state.ops[host].get(op_hash)
+                if op is None:
+                    continue
+                commands = list(op.command_generator())
+                op.operation_meta.set_complete(True, commands, CommandOutput([]))
+                ran.append((sorted(state.op_meta[op_hash].names)[0], commands))
+    finally:
+        hostos.forget()
+    unused = set(facts) - asked
+    assert not unused, f"the recording holds facts the deploy never asked for: {sorted(unused)}"
+    return ran
+
+
+def shell_lines(ran) -> list[str]:
+    return [
+        str(c.get_raw_value()) for _, commands in ran for c in commands
+        if not isinstance(c, (FileUploadCommand, FunctionCommand))
+    ]
+
+
+def functions(ran) -> list[tuple[str, tuple]]:
+    """(operation name, arguments) of every step run on the control machine (FunctionCommand)."""
+    return [(name, c.args) for name, commands in ran for c in commands if isinstance(c, FunctionCommand)]
+
+
+def uploads(ran) -> dict[str, bytes]:
+    """Final path -> content of every file the deploy uploads (uploaded beside it, then moved)."""
+    found = {}
+    for _, commands in ran:
+        for c in commands:
+            if isinstance(c, FileUploadCommand):
+                src = c.src.getvalue() if isinstance(c.src, BytesIO) else open(c.src, "rb").read()
+                found[c.dest.removesuffix(".upload")] = src
+    return found
+
+
+def staging_paths(ran) -> set[str]:
+    """Where each upload passed through before sudo copied it into place."""
+    return {c.remote_temp_filename for _, commands in ran for c in commands if isinstance(c, FileUploadCommand)}

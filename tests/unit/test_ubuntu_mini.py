@@ -1,0 +1,134 @@
+"""The mini deploy on a real Linux box, run against recorded facts of Ubuntu 24.04 on x86_64
+reached as the operator (chris) with a sudo password: a fresh box and a converged one, every fact
+recorded (tests/unit/recorded.py); other systems refused before any change."""
+
+from __future__ import annotations
+
+import pytest
+
+from tasks import litellm as litellm_task
+from tasks import ovms as ovms_task
+from tasks.hostos import System
+from tasks.pyenv import UV
+
+from .conftest import build
+from .recorded import fact_key, run_deploy, sha, shell_lines, staging_paths, uploads
+
+UBUNTU = System(os="ubuntu", version="24.04", name="Ubuntu 24.04.1 LTS", arch="x86_64", kernel="Linux",
+                memory=64 << 30, login="chris", home="/home/chris", sudo="password")
+
+
+def host_facts(system: System) -> dict:
+    return {"kernel": system.kernel, "arch": system.arch, "user": system.login, "home": system.home,
+            "os": system.os, "version": system.version, "name": system.name, "memory": system.memory,
+            "sudo": system.sudo}
+
+
+def recorded_fresh_mini(registry, system: System = UBUNTU) -> dict:
+    """A box with nothing of ours: no uv, no users, no folders, no files, no units."""
+    s = registry.proxy
+    conf, home, ovms_home = s["litellm_config_dir"], s["litellm_home"], s["ovms_home"]
+    release = f"{ovms_home}/{s['ovms_version']}"
+    ovms_folders = (f"{ovms_home}/archives", s["ovms_models_dir"],
+                    *[f"{s['ovms_models_dir']}/{m.upstream}" for m in registry.served_by("mini", "ovms")],
+                    s["ovms_config_dir"])
+    return {
+        fact_key("HostFacts"): host_facts(system),
+        fact_key("EffectiveUser"): "root",
+        fact_key("UvEnvironment", uv=UV, venv=f"{home}/venv"): {"uv": "", "built_from": "", "venv": False},
+        fact_key("InstalledDebianPackages", packages=("python3-venv", "ca-certificates", "curl")): ["ca-certificates"],
+        fact_key("FileState", path=f"{home}/venv.requirements.txt"): None,
+        fact_key("InstalledDebianPackages", packages=tuple(s["ovms_packages"])): [],
+        fact_key("Account", user=s["ovms_user"]): None,
+        fact_key("DirectoryStates", paths=ovms_folders): [None] * len(ovms_folders),
+        fact_key("Which", command="curl"): "/usr/bin/curl",
+        fact_key("File", path=f"{ovms_home}/archives/ovms-{s['ovms_version']}.tar.gz"): None,
+        fact_key("File", path=f"{release}/ovms/bin/ovms"): None,
+        fact_key("Directory", path=ovms_home): {"mode": 755, "user": "root", "group": "root"},
+        fact_key("Link", path=f"{ovms_home}/current"): None,
+        fact_key("FileState", path=f"{s['ovms_config_dir']}/config.json"): None,
+        fact_key("FileStates", paths=("/etc/systemd/system/ovms.service",)): [None],
+        fact_key("UnitStates", units=("ovms.service",)): {"ovms.service": ("", "inactive")},
+        fact_key("Account", user=s["litellm_user"]): None,
+        fact_key("DirectoryStates", paths=(home, conf, f"{conf}/candidate")): [None] * 3,
+        fact_key("FileState", path=f"{home}/check_config.py"): None,
+        fact_key("FileState", path=f"{conf}/candidate/router.yaml"): None,
+        fact_key("FileState", path=f"{conf}/candidate/env.local"): None,
+        fact_key("Sha256File", path=f"{conf}/router.yaml"): None,
+        # env.local's digest is not asked: router.yaml's already says the live pair will change.
+        fact_key("FileState", path=f"{conf}/router.yaml"): None,
+        fact_key("FileState", path=f"{conf}/env.local"): None,
+        fact_key("FileStates", paths=("/etc/systemd/system/litellm.service",)): [None],
+        fact_key("UnitStates", units=("litellm.service",)): {"litellm.service": ("", "inactive")},
+    }
+
+
+@pytest.fixture
+def registry(data):
+    return build(data)
+
+
+def test_fresh_ubuntu_mini_as_an_ordinary_user_with_sudo(monkeypatch, registry):
+    ran = run_deploy(monkeypatch, registry, "mini", recorded_fresh_mini(registry))
+    lines = shell_lines(ran)
+    files = uploads(ran)
+    s = registry.proxy
+    conf = s["litellm_config_dir"]
+    assert "apt-get update -qq" in lines
+    assert any(line.startswith("DEBIAN_FRONTEND=noninteractive apt-get install") and "python3-venv" in line for line in lines)
+    assert files[f"{conf}/router.yaml"].decode() == litellm_task.render_router_yaml(registry)
+    assert files["/etc/ovms/config.json"].decode() == ovms_task.render_config(registry)
+    assert "systemctl enable litellm.service" in lines and "systemctl start litellm.service" in lines
+    # Uploads pass through the operator's private staging folder, then sudo copies them.
+    assert staging_paths(ran) and all(p.startswith("/home/chris/.llmlab-upload/") for p in staging_paths(ran))
+    assert "install -d -m 700 -o chris /home/chris/.llmlab-upload" in lines
+    # The secret env.local is owned by the service user and never readable by others.
+    assert f"chown {s['litellm_user']}:{s['litellm_user']} {conf}/env.local.upload" in lines
+    assert "chmod 600 /etc/litellm/env.local.upload" in lines
+    assert not any("launchctl" in line for line in lines)
+
+
+@pytest.mark.parametrize(
+    "system, complaint",
+    [
+        (System(**{**UBUNTU.__dict__, "version": "20.04", "name": "Ubuntu 20.04.6 LTS"}),
+         "mini: Ubuntu 20.04.6 LTS on x86_64 is not supported for the mini (supported: Ubuntu 22.04/24.04 (x86_64), "
+         "RHEL 9.6 (x86_64), Debian 12 (x86_64/aarch64)); nothing was changed"),
+        (System(**{**UBUNTU.__dict__, "os": "fedora", "version": "41", "name": "Fedora Linux 41"}),
+         "mini: Fedora Linux 41 on x86_64 is not supported for the mini"),
+        (System(**{**UBUNTU.__dict__, "arch": "aarch64"}),
+         "mini: Ubuntu 24.04.1 LTS on aarch64 is not supported for the mini"),
+    ],
+    ids=["ubuntu-20.04", "fedora", "ubuntu-arm"],
+)
+def test_an_unsupported_system_is_refused_before_any_change(monkeypatch, registry, system, complaint):
+    facts = {fact_key("HostFacts"): host_facts(system)}  # the first and only question asked
+    with pytest.raises(Exception) as err:
+        run_deploy(monkeypatch, registry, "mini", facts)
+    assert complaint in str(err.value)
+
+
+def test_a_wrong_sudo_password_is_refused_before_any_change(monkeypatch, registry):
+    facts = {fact_key("HostFacts"): host_facts(UBUNTU), fact_key("EffectiveUser"): "chris"}
+    with pytest.raises(Exception, match=r"mini: sudo as chris did not give root \(wrong password, or chris may not"):
+        run_deploy(monkeypatch, registry, "mini", facts)
+
+
+def test_logging_in_as_a_user_without_sudo_set_is_refused(monkeypatch, registry):
+    facts = {fact_key("HostFacts"): host_facts(UBUNTU)}
+    with pytest.raises(Exception, match="mini: logs in as chris, who is not root: set _sudo=True"):
+        run_deploy(monkeypatch, registry, "mini", facts, sudo=False)
+
+
+def test_rhel_installs_with_dnf(monkeypatch, registry):
+    rhel = System(**{**UBUNTU.__dict__, "os": "rhel", "version": "9.6", "name": "Red Hat Enterprise Linux 9.6 (Plow)"})
+    facts = recorded_fresh_mini(registry, rhel)
+    del facts[fact_key("InstalledDebianPackages", packages=("python3-venv", "ca-certificates", "curl"))]
+    del facts[fact_key("InstalledDebianPackages", packages=tuple(registry.proxy["ovms_packages"]))]
+    facts[fact_key("InstalledRpmPackages", packages=("python3", "ca-certificates", "curl"))] = ["python3"]
+    facts[fact_key("InstalledRpmPackages", packages=tuple(registry.proxy["ovms_packages"]))] = []
+    ran = run_deploy(monkeypatch, registry, "mini", facts)
+    lines = shell_lines(ran)
+    assert "dnf install -y -q ca-certificates curl" in lines
+    assert not any("apt-get" in line for line in lines)
+    assert any("--cert /etc/pki/tls/certs/ca-bundle.crt" in line for line in lines)
