@@ -30,13 +30,13 @@ from bench.optimes import timed_deploy  # noqa: E402
 from lab import hosts, lifecycle  # noqa: E402
 from lab.network import HOSTS  # noqa: E402
 from lab.proc import run as run_here  # noqa: E402
-from lab.run import PYINFRA  # noqa: E402
+from lab.run import PYINFRA, deploy_env  # noqa: E402
 
 ENV_OPS = re.compile(r"Install uv|environment with uv|Record the .* requirements")
 
 
 def deploy(*extra: str):
-    run = timed_deploy(PYINFRA + list(extra), cwd=str(ROOT))
+    run = timed_deploy(PYINFRA + list(extra), cwd=str(ROOT), env=deploy_env())
     if run.code != 0:
         sys.exit(f"bench: the deploy failed (exit {run.code}):\n{run.output[-3000:]}")
     return run
@@ -96,18 +96,18 @@ def pip_vs_uv(settings: dict) -> tuple[float, float]:
 
 def remote_commands() -> dict[str, int]:
     """Remote commands a converged run sends each host (pyinfra --debug logs each one)."""
-    out = subprocess.run(PYINFRA + ["--debug"], cwd=ROOT, capture_output=True, text=True)
+    out = subprocess.run(PYINFRA + ["--debug"], cwd=ROOT, env=deploy_env(), capture_output=True, text=True)
     text = out.stdout + out.stderr
     return {h: len(re.findall(rf"Running command on {h}:", text)) for h in HOSTS}
 
 
 def fact_floor(runs: int) -> list[float]:
     """pyinfra's own floor: start, connect to both hosts and gather one fact each."""
-    cmd = [str(Path(sys.executable).parent / "pyinfra"), "-y", "lab/inventory.py", "fact", "server.Kernel"]
+    cmd = [str(Path(sys.executable).parent / "pyinfra"), "-y", "--data", "_sudo=False", "lab/inventory.py", "fact", "server.Kernel"]
     times = []
     for _ in range(runs):
         started = time.monotonic()
-        subprocess.run(cmd, cwd=ROOT, capture_output=True, check=True)
+        subprocess.run(cmd, cwd=ROOT, env=deploy_env(), capture_output=True, check=True)
         times.append(time.monotonic() - started)
     return times
 
