@@ -1,7 +1,7 @@
 """How the deploy gets root on a host: SSH as the operator, then sudo. The sudo password comes
 from the environment (LLMLAB_SUDO_PASSWORD_<HOST>, else LLMLAB_SUDO_PASSWORD) or is asked once
 on the terminal; it is kept in this process only, never written to a file, a log or pyinfra's
-output (pyinfra hands it to sudo through an askpass helper and masks it)."""
+output, --debug included (pyinfra hands it to sudo through an askpass helper and masks it)."""
 
 from __future__ import annotations
 
@@ -50,8 +50,10 @@ def escalate(system: System) -> None:
     if system.sudo == "absent":
         raise DeployError(f"{host.name}: {system.login} is not root and the host has no sudo; nothing was changed")
     if system.sudo == "password":
-        # Host data set here lives in this process only (pyinfra's override data for this host).
-        host.data._sudo_password = _password(system)
+        # Where pyinfra keeps a password it prompted for itself (pyinfra/connectors/util.py): it
+        # hands it to sudo through its askpass helper. Not host data: pyinfra's --debug prints
+        # every deploy's arguments, host data defaults included.
+        host.connector_data["prompted_sudo_password"] = _password(system)
     try:
         user = host.get_fact(EffectiveUser)
     except PyinfraError:

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from pyinfra import host
 from pyinfra.api import deploy
-from pyinfra.facts.files import Sha256File
 from pyinfra.operations import server
 
 from tasks import ops
+from tasks.facts import FileStates
 from tasks.pyenv import PythonEnv
 from tasks.registry import PROXY_KEY_SECRET, Registry
 from tasks.render import FILES, render, sha256_text, to_yaml
@@ -82,37 +82,32 @@ def deploy_litellm(r: Registry, envs: dict) -> list[Wait]:
 
     router_text = render_router_yaml(r)
     env_text = render_env_local(r)
-    cand_router = ops.text_file(
-        name="Stage the new router.yaml", dest=f"{candidate}/router.yaml", content=router_text, mode="600"
-    )
-    cand_env = ops.text_file(
-        name="Stage the new env.local (contents not shown)", dest=f"{candidate}/env.local", content=env_text,
-        mode="600", secret=True,
+    staged = ops.text_files(
+        name="Stage the new router.yaml and env.local (env.local not shown)",
+        files={f"{candidate}/router.yaml": ops.Text(router_text, mode="600"),
+               f"{candidate}/env.local": ops.Text(env_text, mode="600", secret=True)},
     )
     # LiteLLM itself judges the staged pair; a rejection stops this host's deploy here, before
     # the live files or the running proxy are touched. It judges whenever the live pair is about
     # to change (read before this run changed anything), so re-running a rejected deploy is
     # rejected again even though its staged files are already in place, and whenever the
     # LiteLLM environment or the checker changed.
-    live_will_change = (
-        host.get_fact(Sha256File, path=f"{conf}/router.yaml") != sha256_text(router_text)
-        or host.get_fact(Sha256File, path=f"{conf}/env.local") != sha256_text(env_text)
-    )
+    live = {f"{conf}/router.yaml": router_text, f"{conf}/env.local": env_text}
+    found = host.get_fact(FileStates, paths=tuple(live))
+    live_will_change = any(f is None or f["sha256"] != sha256_text(text) for f, text in zip(found, live.values()))
     offline = " ".join(f"{k}={v}" for k, v in OFFLINE_ENV.items())
     server.shell(
         name="Validate the staged router.yaml with LiteLLM",
         commands=[f"{offline} {venv}/bin/python {home}/check_config.py {candidate}/router.yaml {candidate}/env.local"],
-        _if=lambda: live_will_change or any(m.did_change() for m in (cand_router, cand_env, env, check)),
+        _if=lambda: live_will_change or any(m.did_change() for m in (staged, env, check)),
     )
-    live_router = ops.text_file(
-        name=f"Render {conf}/router.yaml", dest=f"{conf}/router.yaml", content=router_text, group=user, mode="640"
-    )
-    live_env = ops.text_file(
-        name=f"Render {conf}/env.local (contents not shown)", dest=f"{conf}/env.local", content=env_text,
-        user=user, group=user, mode="600", secret=True,
+    rendered = ops.text_files(
+        name=f"Render {conf}/router.yaml and env.local (env.local not shown)",
+        files={f"{conf}/router.yaml": ops.Text(router_text, group=user, mode="640"),
+               f"{conf}/env.local": ops.Text(env_text, user=user, group=user, mode="600", secret=True)},
     )
     started = managed_services(
-        [Service("litellm", render_unit(r), restart_on=[env, live_router, live_env])], "the LiteLLM proxy"
+        [Service("litellm", render_unit(r), restart_on=[env, rendered])], "the LiteLLM proxy"
     )["litellm"]
     return [Wait(f"http://127.0.0.1:{s['litellm_port']}/health/liveliness", s["litellm_start_timeout"],
                  "the LiteLLM proxy", started)]

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import shlex
+from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
 
@@ -137,18 +138,30 @@ def text_file(dest: str, content: str, user: str = "root", group: str | None = N
     yield from _text(dest, content, current, user, group or root_group(), mode, show_diff=not secret)
 
 
+@dataclass(frozen=True)
+class Text:
+    """One file of text_files() with its own owner and mode; a secret one is never shown."""
+
+    content: str
+    user: str = "root"
+    group: str | None = None  # root's group unless given
+    mode: str = "644"
+    secret: bool = False
+
+
 @operation()
 def text_files(files: dict, user: str = "root", group: str | None = None, mode: str = "644",
                written: Affected | None = None, public: bool = False):
-    """Several files with exactly these contents (dest -> text), owner and mode, read in one
-    command. `written` collects the paths whose content this run uploaded. Not for secrets: a
-    changed file is diffed under --dry (use text_file(secret=True))."""
-    group = group or root_group()
+    """Several files with exactly these contents, owners and modes, read in one command: dest ->
+    text (with the owner and mode given here) or Text (its own). `written` collects the paths
+    whose content this run uploaded. A changed file is diffed under --dry unless it is secret."""
     if written is not None:
         written.reset()
     paths = list(files)
     for dest, current in zip(paths, host.get_fact(FileStates, paths=tuple(paths), **_as(public))):
-        uploaded = yield from _text(dest, files[dest], current, user, group, mode, show_diff=True)
+        spec = files[dest] if isinstance(files[dest], Text) else Text(files[dest], user, group, mode)
+        uploaded = yield from _text(dest, spec.content, current, spec.user, spec.group or root_group(), spec.mode,
+                                    show_diff=not spec.secret)
         if uploaded and written is not None:
             written.add(dest)
 

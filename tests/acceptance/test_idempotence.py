@@ -15,6 +15,19 @@ def test_second_deploy_changes_nothing(lab_state, timings):
     assert total["unchanged"] == total["operations"]
 
 
+@pytest.mark.lab_only
+def test_sudo_password_never_reaches_pyinfras_output(lab_state):
+    """pyinfra's --debug prints every command and every deploy's arguments: the sudo password
+    (and the proxy key) must be in none of it."""
+    from lab import lifecycle
+
+    code, text, _ = lab_deploy("--debug")
+    assert code == 0, text[-3000:]
+    assert "sudo -H -A -k" in text  # the deploy did go through sudo with a password
+    assert lifecycle.sudo_password() not in text
+    assert lifecycle.proxy_key() not in text
+
+
 def _main_pids(host, units):
     return {u: host.check_output(f"systemctl show -p MainPID --value {u}") for u in units}
 
