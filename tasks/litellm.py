@@ -15,6 +15,8 @@ from tasks.render import FILES, render, sha256_text, to_yaml
 from tasks.service import Service, Wait, managed_services
 
 CHECK_SCRIPT = FILES / "litellm" / "check_config.py"
+AUTH_MODULE = FILES / "litellm" / "llmlab_auth.py"
+CUSTOM_AUTH = "llmlab_auth.user_api_key_auth"  # LiteLLM loads it from beside router.yaml
 # LiteLLM fetches its model price map from the internet at import unless told not to: the one
 # place this is set, for the proxy's unit and for the config checker alike.
 OFFLINE_ENV = {"LITELLM_LOCAL_MODEL_COST_MAP": "True"}
@@ -27,11 +29,26 @@ def render_router_yaml(r: Registry) -> str:
         router_settings_yaml=to_yaml(r.router_settings()),
         litellm_settings_yaml=to_yaml(r.proxy["litellm_settings"]),
         proxy_key_env=PROXY_KEY_SECRET,
+        custom_auth=CUSTOM_AUTH,
     )
 
 
+SHELL_ESCAPED = '\\"$`'  # what a backslash escapes inside double quotes, for systemd and sh alike
+
+
+def systemd_quote(value: str) -> str:
+    """value as systemd's EnvironmentFile= parser reads it back exactly: double-quoted, with a
+    backslash before each of \\ " $ ` (systemd's env-file parser and a POSIX shell agree on
+    exactly these; systemd honours a quote only at the start of a value, so the shell's
+    '...'\\''...' splicing would not work). Line breaks cannot be carried; the preflight refuses
+    them in secrets."""
+    if "\n" in value or "\r" in value or "\0" in value:
+        raise ValueError("a line break or NUL cannot be written to env.local")
+    return '"' + "".join("\\" + c if c in SHELL_ESCAPED else c for c in value) + '"'
+
+
 def render_env_local(r: Registry) -> str:
-    return render("litellm/env.local.j2", env=r.env_local())
+    return render("litellm/env.local.j2", env={name: systemd_quote(value) for name, value in r.env_local().items()})
 
 
 def render_unit(r: Registry) -> str:
@@ -82,17 +99,19 @@ def deploy_litellm(r: Registry, envs: dict) -> list[Wait]:
 
     router_text = render_router_yaml(r)
     env_text = render_env_local(r)
+    auth_text = AUTH_MODULE.read_text()
     staged = ops.text_files(
-        name="Stage the new router.yaml and env.local (env.local not shown)",
+        name="Stage the new router.yaml, env.local (not shown) and key check",
         files={f"{candidate}/router.yaml": ops.Text(router_text, mode="600"),
-               f"{candidate}/env.local": ops.Text(env_text, mode="600", secret=True)},
+               f"{candidate}/env.local": ops.Text(env_text, mode="600", secret=True),
+               f"{candidate}/{AUTH_MODULE.name}": ops.Text(auth_text, mode="600")},
     )
     # LiteLLM itself judges the staged pair; a rejection stops this host's deploy here, before
     # the live files or the running proxy are touched. It judges whenever the live pair is about
     # to change (read before this run changed anything), so re-running a rejected deploy is
     # rejected again even though its staged files are already in place, and whenever the
     # LiteLLM environment or the checker changed.
-    live = {f"{conf}/router.yaml": router_text, f"{conf}/env.local": env_text}
+    live = {f"{conf}/router.yaml": router_text, f"{conf}/env.local": env_text, f"{conf}/{AUTH_MODULE.name}": auth_text}
     found = host.get_fact(FileStates, paths=tuple(live))
     live_will_change = any(f is None or f["sha256"] != sha256_text(text) for f, text in zip(found, live.values()))
     offline = " ".join(f"{k}={v}" for k, v in OFFLINE_ENV.items())
@@ -102,9 +121,10 @@ def deploy_litellm(r: Registry, envs: dict) -> list[Wait]:
         _if=lambda: live_will_change or any(m.did_change() for m in (staged, env, check)),
     )
     rendered = ops.text_files(
-        name=f"Render {conf}/router.yaml and env.local (env.local not shown)",
+        name=f"Render {conf}/router.yaml, env.local (not shown) and the key check",
         files={f"{conf}/router.yaml": ops.Text(router_text, group=user, mode="640"),
-               f"{conf}/env.local": ops.Text(env_text, user=user, group=user, mode="600", secret=True)},
+               f"{conf}/env.local": ops.Text(env_text, user=user, group=user, mode="600", secret=True),
+               f"{conf}/{AUTH_MODULE.name}": ops.Text(auth_text, group=user, mode="640")},
     )
     started = managed_services(
         [Service("litellm", render_unit(r), restart_on=[env, rendered])], "the LiteLLM proxy"

@@ -121,7 +121,8 @@ def host_values(host: InventoryHost, layers: list[Layer], overrides: dict[str, A
 
 
 def load_secrets(names: list[str], secrets_file: Path, source: str) -> dict[str, str]:
-    """Secrets from the operator's environment first, then the untracked secrets file."""
+    """Secrets from the operator's environment first, then the untracked secrets file (NAME=value,
+    the value as written, or wrapped whole in one pair of quotes)."""
     from_file: dict[str, str] = {}
     if secrets_file.is_file():
         for number, line in enumerate(secrets_file.read_text().splitlines(), 1):
@@ -131,7 +132,10 @@ def load_secrets(names: list[str], secrets_file: Path, source: str) -> dict[str,
             if "=" not in line:
                 raise DataError(f"{secrets_file}:{number}: expected NAME=value")
             name, value = line.split("=", 1)
-            from_file[name.strip()] = value.strip().strip("'\"")
+            value = value.strip()
+            if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+                value = value[1:-1]  # one pair of quotes around the whole value; inner ones are kept
+            from_file[name.strip()] = value
     secrets = {}
     for name in names:
         value = os.environ.get(name) or from_file.get(name)

@@ -6,6 +6,9 @@ own environment before it puts a new config live, so a bad config never reaches 
 Run it with LITELLM_LOCAL_MODEL_COST_MAP=True (tasks/litellm.py OFFLINE_ENV), as the proxy runs.
 """
 
+import asyncio
+import importlib.util
+import os
 import sys
 
 import yaml
@@ -18,15 +21,58 @@ def fail(message):
     sys.exit(1)
 
 
+def unquote(value):
+    """A value as systemd's EnvironmentFile= reads it: "..." with backslash escapes of \\ " $ `,
+    '...' literal, or bare (trimmed)."""
+    if len(value) >= 2 and value[0] == value[-1] == "'":
+        return value[1:-1]
+    if len(value) >= 2 and value[0] == value[-1] == '"':
+        out, chars = [], iter(value[1:-1])
+        for c in chars:
+            if c == "\\":
+                nxt = next(chars, "")
+                out.append(nxt if nxt in '\\"$`' else c + nxt)
+            else:
+                out.append(c)
+        return "".join(out)
+    return value.strip()
+
+
 def read_env(path):
+    """NAME="value" lines, unquoted as systemd's EnvironmentFile= (and a POSIX shell) reads them."""
     env = {}
     with open(path) as handle:
         for line in handle:
             line = line.strip()
             if line and not line.startswith("#"):
                 name, _, value = line.partition("=")
-                env[name] = value
+                env[name] = unquote(value)
     return env
+
+
+def check_custom_auth(config, router_path, env):
+    """Load the key check LiteLLM will load (beside router.yaml) and ask it: the proxy key is
+    accepted, another key is refused with 401."""
+    path = (config.get("general_settings") or {}).get("custom_auth")
+    if not path:
+        fail("general_settings.custom_auth is not set: a wrong key would get 400, not 401")
+    module_name, _, function = path.rpartition(".")
+    file = os.path.join(os.path.dirname(os.path.abspath(router_path)), *module_name.split(".")) + ".py"
+    if not os.path.exists(file):
+        fail(f"general_settings.custom_auth: {file} does not exist")
+    os.environ["LITELLM_PROXY_KEY"] = env["LITELLM_PROXY_KEY"]
+    spec = importlib.util.spec_from_file_location(module_name, file)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    auth = getattr(module, function)
+    asyncio.run(auth(None, env["LITELLM_PROXY_KEY"]))
+    try:
+        asyncio.run(auth(None, env["LITELLM_PROXY_KEY"] + "-wrong"))
+    except Exception as exc:  # fastapi's HTTPException
+        if getattr(exc, "status_code", None) != 401:
+            fail(f"custom_auth refused a wrong key with {exc!r}, not 401")
+    else:
+        fail("custom_auth accepted a wrong key")
 
 
 def resolve(value, env, where):
@@ -71,6 +117,7 @@ def main(router_path, env_path):
     master_key = (config.get("general_settings") or {}).get("master_key")
     if not master_key:
         fail("general_settings.master_key is empty: the proxy would accept any caller")
+    check_custom_auth(config, router_path, env)
     try:
         litellm.Router(model_list=config.get("model_list") or [], **settings)
     except Exception as exc:  # LiteLLM raises ValueError, TypeError or pydantic errors

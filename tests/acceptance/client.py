@@ -13,13 +13,15 @@ class Secret(str):
         return "<secret>"
 
 
-def http(method, url, body=None, key=None, timeout=60):
+def http(method, url, body=None, key=None, timeout=60, headers=None):
     """(status, parsed JSON body or error text); connection failures give status 0."""
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(url, data=data, method=method)
     request.add_header("Content-Type", "application/json")
     if key:
         request.add_header("Authorization", f"Bearer {key}")
+    for name, value in (headers or {}).items():
+        request.add_header(name, value)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, json.loads(response.read() or b"{}")

@@ -31,7 +31,8 @@ def test_router_yaml_follows_the_seed(registry):
     assert router["router_settings"]["allowed_fails"] == 2
     assert router["router_settings"]["cooldown_time"] == 15
     assert router["litellm_settings"] == {"json_logs": True}
-    assert router["general_settings"] == {"master_key": "os.environ/LITELLM_PROXY_KEY"}
+    assert router["general_settings"] == {"master_key": "os.environ/LITELLM_PROXY_KEY",
+                                          "custom_auth": "llmlab_auth.user_api_key_auth"}
 
 
 def test_env_local_holds_exactly_the_names_router_yaml_uses(registry, secrets):
@@ -41,14 +42,41 @@ def test_env_local_holds_exactly_the_names_router_yaml_uses(registry, secrets):
     defined = [line.split("=", 1)[0] for line in env_text.splitlines() if line and not line.startswith("#")]
     assert len(defined) == len(set(defined))
     assert set(defined) == referenced
-    assert "JERRY_CHAT_MODEL=openai/halley-ai/gpt-oss-120b-MLX-6bit-gs64" in env_text
-    assert "LIL_JERRY_API_BASE=http://127.0.0.1:9000/v3" in env_text
+    assert 'JERRY_CHAT_MODEL="openai/halley-ai/gpt-oss-120b-MLX-6bit-gs64"' in env_text
+    assert 'LIL_JERRY_API_BASE="http://127.0.0.1:9000/v3"' in env_text
+
+
+TRICKY = ["sk-te$t #1 \"q\" \\x'z", "plain", "'quoted'", "a\\", "$HOME ${X} `id` %n", " spaced ", "=eq=", "#hash"]
+
+
+@pytest.mark.parametrize("value", TRICKY)
+def test_env_local_values_read_back_exactly(value, registry, tmp_path):
+    """Every value is read back as given: by a POSIX shell (systemd's EnvironmentFile= follows
+    the same quoting; the lab checks systemd itself) and by the deploy's config checker."""
+    import importlib.util
+
+    registry.secrets["LITELLM_PROXY_KEY"] = value
+    env_file = tmp_path / "env.local"
+    env_file.write_text(litellm_task.render_env_local(registry))
+    out = subprocess.run(["sh", "-c", f"set -a; . {env_file}; printf %s \"$LITELLM_PROXY_KEY\""],
+                         capture_output=True, text=True, check=True)
+    assert out.stdout == value
+    spec = importlib.util.spec_from_file_location("check_config", litellm_task.CHECK_SCRIPT)
+    checker = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(checker)
+    assert checker.read_env(env_file)["LITELLM_PROXY_KEY"] == value
+
+
+def test_a_line_break_cannot_reach_env_local():
+    with pytest.raises(ValueError):
+        litellm_task.systemd_quote("a\nb")
 
 
 def check_with_litellm(registry, secrets, folder):
     """Run the deploy's own checker (LiteLLM judging the rendered pair) on this machine."""
     (folder / "router.yaml").write_text(litellm_task.render_router_yaml(registry))
     (folder / "env.local").write_text(litellm_task.render_env_local(registry))
+    (folder / litellm_task.AUTH_MODULE.name).write_text(litellm_task.AUTH_MODULE.read_text())
     return subprocess.run(
         [sys.executable, str(litellm_task.CHECK_SCRIPT), str(folder / "router.yaml"), str(folder / "env.local")],
         capture_output=True, text=True, timeout=120,
