@@ -14,6 +14,10 @@
 #             (default mlx_max_tokens)
 #   start_timeout  mlx, optional: seconds the deploy waits for the server to load the model after a
 #             (re)start (default mlx_start_timeout); the weights are fetched before, not in this wait
+#   serves    optional: another entry's name: this entry is one more deployment of that model, and
+#             LiteLLM balances the requests for that name across them
+#   fallbacks optional: model names LiteLLM answers from, in order, when this one fails (once its
+#             retries are spent), e.g. the studio's models fall back to the mini's lil-jerry
 #
 # Only jerry-chat's and lil-jerry's upstream ids come from the operator's notes; the other MLX
 # ids are examples to replace with what the studio really serves.
@@ -24,12 +28,14 @@ llm_models = {
         "port": 8100,
         "upstream": "halley-ai/gpt-oss-120b-MLX-6bit-gs64",
         "start_timeout": 900,  # about 95 GB of weights to load
+        "fallbacks": ["lil-jerry"],
     },
     "jerry-editor": {
         "backend": "mlx",
         "host": "studio",
         "port": 8101,
         "upstream": "mlx-community/Qwen3-Coder-30B-A3B-Instruct-4bit",
+        "fallbacks": ["lil-jerry"],
     },
     "jerry-architect": {
         "backend": "mlx",
@@ -37,12 +43,14 @@ llm_models = {
         "port": 8102,
         "upstream": "mlx-community/Qwen3-Next-80B-A3B-Instruct-4bit",
         "start_timeout": 600,  # about 45 GB
+        "fallbacks": ["lil-jerry"],
     },
     "jerry-weak": {
         "backend": "mlx",
         "host": "studio",
         "port": 8103,
         "upstream": "mlx-community/Llama-3.2-3B-Instruct-4bit",
+        "fallbacks": ["lil-jerry"],
     },
     "jerry-test": {
         "backend": "mlx",

@@ -31,6 +31,8 @@ MODEL_FIELDS = {
     "env_prefix": str,
     "max_tokens": int,
     "start_timeout": int,
+    "serves": str,
+    "fallbacks": list,
 }
 REQUIRED_FIELDS = {
     "mlx": ("host", "port", "upstream"),
@@ -59,6 +61,13 @@ class Model:
     api_key_secret: str | None = None
     max_tokens: int | None = None  # mlx: the server's default completion length (mlx_max_tokens)
     start_timeout: int | None = None  # mlx: seconds to wait for it after a start (mlx_start_timeout)
+    serves: str = ""  # the model name clients ask for, when several deployments share one
+    fallbacks: tuple[str, ...] = ()  # model names LiteLLM tries, in order, when this one fails
+
+    @property
+    def model_name(self) -> str:
+        """The name clients ask for: its own, or the one it shares with other deployments."""
+        return self.serves or self.name
 
     @property
     def env_model(self) -> str:
@@ -112,6 +121,14 @@ class Registry:
         """The proxy host's settings (LiteLLM and OVMS)."""
         return self.hosts[self.proxy_host].settings
 
+    def model_names(self) -> list[str]:
+        """The names clients ask for (what /v1/models lists), in registry order."""
+        return list(dict.fromkeys(m.model_name for m in self.models.values()))
+
+    def fallbacks(self) -> list[dict[str, list[str]]]:
+        """LiteLLM's router_settings.fallbacks: [{model name: [fallback names]}]."""
+        return [{m.model_name: list(m.fallbacks)} for m in self.models.values() if m.fallbacks]
+
     def served_by(self, host: str, backend: str | None = None) -> list[Model]:
         return [
             m for m in self.models.values()
@@ -131,6 +148,8 @@ class Registry:
         rendered = dict(self.proxy["litellm_router_settings"])
         if "retry_policy" in rendered:
             rendered["retry_policy"] = {schema.RETRY_FIELDS[n]: v for n, v in rendered["retry_policy"].items()}
+        if self.fallbacks():
+            rendered["fallbacks"] = self.fallbacks()
         return rendered
 
     def secret_names(self) -> list[str]:
@@ -153,14 +172,14 @@ class Registry:
             s = self.settings(name)
             if name == self.proxy_host:
                 rows.append({"host": name, "port": s["litellm_port"], "bind": s["litellm_bind_address"],
-                             "service": "litellm", "serves": ", ".join(sorted(self.models))})
+                             "service": "litellm", "serves": ", ".join(sorted(self.model_names()))})
             ovms = self.served_by(name, "ovms")
             if ovms:
                 rows.append({"host": name, "port": s["ovms_rest_port"], "bind": s["ovms_bind_address"],
                              "service": "ovms", "serves": ", ".join(m.name for m in ovms)})
             for m in sorted(self.served_by(name, "mlx"), key=lambda m: m.port):
                 rows.append({"host": name, "port": m.port, "bind": s["mlx_bind_address"],
-                             "service": f"mlx-{m.name}", "serves": m.name})
+                             "service": f"mlx-{m.name}", "serves": m.model_name})
         return rows
 
 
@@ -235,6 +254,8 @@ def _model(name: Any, entry: Any, where: str, hosts: Mapping[str, HostEntry]) ->
     for fname in ("max_tokens", "start_timeout"):
         if fname in entry and entry[fname] <= 0:
             raise DataError(f"{where}: {key}.{fname} must be positive")
+    if "fallbacks" in entry and not all(isinstance(f, str) and f for f in entry["fallbacks"]):
+        raise DataError(f"{where}: {key}.fallbacks must list model names")
     if "api_key_secret" in entry and not ENV_NAME.match(entry["api_key_secret"]):
         raise DataError(f"{where}: {key}.api_key_secret must be an environment variable name")
     prefix = entry.get("env_prefix") or re.sub(r"[^A-Z0-9]", "_", name.upper())
@@ -243,7 +264,8 @@ def _model(name: Any, entry: Any, where: str, hosts: Mapping[str, HostEntry]) ->
     return Model(name=name, backend=backend, upstream=entry["upstream"], env_prefix=prefix,
                  host=entry.get("host"), port=entry.get("port"), api_base=entry.get("api_base"),
                  api_key_secret=entry.get("api_key_secret"), max_tokens=entry.get("max_tokens"),
-                 start_timeout=entry.get("start_timeout"))
+                 start_timeout=entry.get("start_timeout"), serves=entry.get("serves", ""),
+                 fallbacks=tuple(entry.get("fallbacks", ())))
 
 
 def _models(hosts: dict[str, HostEntry], proxy_host: str) -> dict[str, Model]:
@@ -267,6 +289,7 @@ def _models(hosts: dict[str, HostEntry], proxy_host: str) -> dict[str, Model]:
     for name, entry in merged.items():
         models[name] = _model(name, entry, over_where if name in overrides else models_where, hosts)
 
+    _check_names_and_fallbacks(models, models_where, over_where, overrides)
     taken: dict[tuple[str, int], str] = {}
     env_owner: dict[str, str] = {}
     ovms_upstreams: dict[str, str] = {}
@@ -297,6 +320,30 @@ def _models(hosts: dict[str, HostEntry], proxy_host: str) -> dict[str, Model]:
             raise DataError(f"{where}: llm_models[{m.name!r}].host {m.host!r} is not in the inventory group "
                             f"{MLX_GROUP!r}, whose hosts run the MLX servers")
     return models
+
+
+def _check_names_and_fallbacks(models: dict[str, Model], models_where: str, over_where: str, overrides) -> None:
+    """serves names a model that serves itself; fallbacks name model names, never their own,
+    and are given once per model name (on the deployment that carries the name)."""
+    names = {m.model_name for m in models.values()}
+    for m in models.values():
+        where = over_where if m.name in overrides else models_where
+        key = f"llm_models[{m.name!r}]"
+        if m.serves:
+            target = models.get(m.serves)
+            if target is None or target.serves:
+                raise DataError(f"{where}: {key}.serves {m.serves!r} is not a model of its own name "
+                                f"(known: {', '.join(sorted(n for n, t in models.items() if not t.serves))})")
+            if m.fallbacks:
+                raise DataError(f"{where}: {key}.fallbacks: give the fallbacks of {m.serves!r} on llm_models[{m.serves!r}]")
+        for fallback in m.fallbacks:
+            if fallback not in names:
+                raise DataError(f"{where}: {key}.fallbacks names {fallback!r}, which is no model (known: "
+                                f"{', '.join(sorted(names))})")
+            if fallback == m.model_name:
+                raise DataError(f"{where}: {key}.fallbacks names the model itself")
+        if len(set(m.fallbacks)) != len(m.fallbacks):
+            raise DataError(f"{where}: {key}.fallbacks names a model twice")
 
 
 def build(hosts: list[HostInput], for_deploy: bool = True) -> Registry:

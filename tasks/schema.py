@@ -119,6 +119,8 @@ def _router_settings(key: str, settings: Any) -> None:
         value = settings.get(name, 0)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
             raise DataError(f"{key}.{name} must be a non-negative number")
+    if "fallbacks" in settings:
+        raise DataError(f"{key}.fallbacks: give each model's fallbacks in its llm_models entry (fallbacks)")
     policy = settings.get("retry_policy", {})
     if not isinstance(policy, dict):
         raise DataError(f"{key}.retry_policy must be a mapping")
@@ -148,7 +150,8 @@ KEYS: tuple[Key, ...] = (
     # --- the registry and what every host shares
     Key("llm_models", dict, REQUIRED,
         "the model registry: name -> `backend` (`mlx`, `ovms`, `openai`), `host`, `port` (mlx), `upstream` "
-        "model id, `api_base` (openai), `api_key_secret`, `env_prefix` (see group_data/all.py)", shared=True),
+        "model id, `api_base` (openai), `api_key_secret`, `env_prefix`, `max_tokens`, `start_timeout`, `serves` "
+        "(another deployment of that name), `fallbacks` (see group_data/all.py)", shared=True),
     Key("llm_model_overrides", dict, {}, "per-model field overrides layered over `llm_models` (the lab uses it)",
         shared=True),
     Key("llm_secrets_file", str, "secrets.env",

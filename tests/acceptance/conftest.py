@@ -37,7 +37,7 @@ def pytest_generate_tests(metafunc):
     if "service_on_host" in metafunc.fixturenames:
         metafunc.parametrize("service_on_host", services, ids=[f"{h}:{s}" for h, s in services])
     if "model_name" in metafunc.fixturenames:
-        metafunc.parametrize("model_name", list(r.models))
+        metafunc.parametrize("model_name", r.model_names())
     if "mlx_model" in metafunc.fixturenames:
         mlx = [m for m in r.models.values() if m.backend == "mlx"]
         metafunc.parametrize("mlx_model", mlx, ids=[m.name for m in mlx])

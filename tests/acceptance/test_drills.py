@@ -38,7 +38,7 @@ def test_drill_upstream_down_cools_down_and_recovers(hosts, registry, proxy_url,
     """Stop one MLX server: its model fails with a clear error, the others keep answering, LiteLLM
     cools the deployment down for the seed's cooldown_time after allowed_fails, and once the
     server is back the model answers again; the proxy is never touched."""
-    victim = [m for m in registry.models.values() if m.backend == "mlx"][-1]
+    victim = [m for m in registry.models.values() if m.backend == "mlx" and not m.fallbacks][-1]
     unit = f"mlx-{victim.name}"
     server_host, mini = hosts[victim.host], hosts[registry.proxy_host]
     settings = registry.proxy["litellm_router_settings"]
@@ -63,7 +63,7 @@ def test_drill_upstream_down_cools_down_and_recovers(hosts, registry, proxy_url,
         assert status == 429 and COOLDOWN_ERROR in body, f"no cooldown after {len(replies)} requests: {replies}"
         assert re.search(rf"Try again in {cooldown}(\.0)? seconds", body), body
 
-        for other in registry.models:
+        for other in registry.model_names():
             if other != victim.name:
                 assert answers(proxy_url, proxy_key, other), f"{other} stopped answering while {unit} was down"
 
@@ -93,6 +93,47 @@ def test_drill_upstream_down_cools_down_and_recovers(hosts, registry, proxy_url,
     assert (proxy_after["MainPID"], proxy_after["NRestarts"]) == (proxy_before["MainPID"], proxy_before["NRestarts"])
 
 
+def mlx_answered(body, registry, model) -> bool:
+    """The real mlx_lm.server marks its answers with its own fingerprint; OVMS's do not."""
+    version = registry.settings(model.host)["mlx_lm_version"]
+    return isinstance(body, dict) and str(body.get("system_fingerprint", "")).startswith(version)
+
+
+def test_drill_upstream_down_is_answered_by_its_fallback(hosts, registry, proxy_url, proxy_key, addresses, timings):
+    """Stop the MLX server of a model that has fallbacks: every request for it is still answered
+    (200), by the fallback, during the outage and the cooldown; once the server is back and the
+    cooldown has passed, the model's own server answers again."""
+    victim = [m for m in registry.models.values() if m.backend == "mlx" and m.fallbacks][-1]
+    unit = f"mlx-{victim.name}"
+    server_host = hosts[victim.host]
+    cooldown = registry.proxy["litellm_router_settings"]["cooldown_time"]
+    status, body = chat(proxy_url, victim.model_name, key=proxy_key, timeout=30)
+    assert status == 200 and mlx_answered(body, registry, victim), body
+
+    server_host.check_output(f"systemctl stop {unit}")
+    try:
+        replies = [chat(proxy_url, victim.model_name, key=proxy_key, timeout=60) for _ in range(6)]
+        for status, body in replies:
+            assert status == 200, (status, body)
+            assert not mlx_answered(body, registry, victim), body  # its server is down: the fallback answered
+            assert body["choices"][0]["message"]["content"]
+    finally:
+        server_host.run(f"systemctl start {unit}")
+    stopped = time.monotonic()
+    direct = f"http://{addresses[victim.host]}:{victim.port}/v1/models"
+    up, _ = wait_until(lambda: http("GET", direct, timeout=2)[0] == 200, 60)
+    assert up, f"{unit} did not come back within 60 s"
+
+    def own_server_answers():
+        status, body = chat(proxy_url, victim.model_name, key=proxy_key, timeout=30)
+        assert status == 200, (status, body)  # answered throughout: by the fallback until then
+        return mlx_answered(body, registry, victim)
+
+    back, waited = wait_until(own_server_answers, cooldown + 30, interval=1)
+    timings["drill: fallback until the model's own server answers again"] = time.monotonic() - stopped
+    assert back, f"{victim.name}'s own server did not answer within {cooldown + 30} s of coming back"
+
+
 def test_drill_proxy_killed_comes_back_within_15s(hosts, registry, proxy_url, proxy_key, timings):
     mini = hosts[registry.proxy_host]
     before = service_state(mini, "litellm")
@@ -107,7 +148,7 @@ def test_drill_proxy_killed_comes_back_within_15s(hosts, registry, proxy_url, pr
     assert after["MainPID"] != before["MainPID"]
     assert int(after["NRestarts"]) == int(before["NRestarts"]) + 1
     started = time.monotonic()
-    assert answers(proxy_url, proxy_key, next(iter(registry.models)))
+    assert answers(proxy_url, proxy_key, registry.model_names()[0])
     timings["drill: first chat after kill -9"] = time.monotonic() - started
 
 
@@ -122,7 +163,7 @@ def test_drill_mini_reboot_comes_back_without_a_deploy(hosts, registry, proxy_ur
     assert mini.check_output("cat /proc/sys/kernel/random/boot_id") != boot_id, "the host did not reboot"
     for unit in ("litellm", "ovms"):
         assert service_state(mini, unit)["ActiveState"] == "active", unit
-    for model in registry.models:
+    for model in registry.model_names():
         ok, _ = wait_until(lambda: answers(proxy_url, proxy_key, model), 30, interval=1)
         assert ok, f"{model} does not answer through the proxy after the reboot"
 
@@ -145,7 +186,7 @@ def test_drill_bad_config_is_refused_and_the_proxy_keeps_serving(hosts, registry
         assert proxy_key not in text
         assert mini.check_output(f"sha256sum {conf}/router.yaml") == live_router
         assert service_state(mini, "litellm")["MainPID"] == before["MainPID"]
-        assert answers(proxy_url, proxy_key, next(iter(registry.models)))
+        assert answers(proxy_url, proxy_key, registry.model_names()[0])
 
     # The good data again: only the staged copy changes back; the proxy is not restarted.
     code, text, _ = lab_deploy()

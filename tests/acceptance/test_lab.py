@@ -61,7 +61,7 @@ def test_second_up_after_an_unclean_stop(registry, timings):
     assert code == 0, text[-3000:]
     key = Secret(lifecycle.proxy_key())  # the second up made a new one
     proxy = f"http://{network.HOSTS[registry.proxy_host]}:{registry.proxy['litellm_port']}"
-    for model in registry.models:
+    for model in registry.model_names():
         ok, _ = wait_until(lambda: chat(proxy, model, key=key, timeout=30)[0] == 200, 30, interval=1)
         assert ok, f"{model} does not answer through the proxy after the second up"
 

@@ -57,7 +57,7 @@ def test_router_yaml_matches_the_registry(hosts, registry):
     router = hosts[registry.proxy_host].file(f"{registry.proxy['litellm_config_dir']}/router.yaml")
     assert router.content_string == litellm_task.render_router_yaml(registry)
     names = [m["model_name"] for m in yaml.safe_load(router.content_string)["model_list"]]
-    assert names == list(registry.models)
+    assert names == [m.model_name for m in registry.models.values()]
 
 
 def test_litellm_liveness_and_readiness(proxy_url):
@@ -70,7 +70,7 @@ def test_litellm_liveness_and_readiness(proxy_url):
 def test_models_lists_exactly_the_registry(proxy_url, proxy_key, registry):
     status, body = http("GET", f"{proxy_url}/v1/models", key=proxy_key)
     assert status == 200, body
-    assert sorted(m["id"] for m in body["data"]) == sorted(registry.models)
+    assert sorted(m["id"] for m in body["data"]) == sorted(registry.model_names())
 
 
 def test_request_without_key_is_refused(proxy_url):

@@ -94,6 +94,13 @@ BAD = {
     "negative retries": (setting("litellm_router_settings", {"retry_policy": {"Timeout": -1}}), "retry_policy.Timeout must be a non-negative integer"),
     "allowed_fails as string": (setting("litellm_router_settings", {"allowed_fails": "two"}), "allowed_fails must be a non-negative number"),
     "zero timeout": (setting("litellm_start_timeout", 0), "litellm_start_timeout must be positive"),
+    "fallback to no model": (change_model("jerry-chat", fallbacks=["jerry-gone"]), "llm_models['jerry-chat'].fallbacks names 'jerry-gone', which is no model"),
+    "fallback to itself": (change_model("jerry-chat", fallbacks=["jerry-chat"]), "fallbacks names the model itself"),
+    "fallbacks not a list of names": (change_model("jerry-chat", fallbacks=[1]), "fallbacks must list model names"),
+    "serves no model": (add_model("jerry-weak-b", {**mlx(8104), "serves": "jerry-nope"}), "serves 'jerry-nope' is not a model of its own name"),
+    "fallbacks in router settings": (setting("litellm_router_settings", {"fallbacks": [{"jerry-chat": ["lil-jerry"]}]}), "litellm_router_settings.fallbacks: give each model's fallbacks in its llm_models entry"),
+    "zero max_tokens": (change_model("jerry-chat", max_tokens=0), "llm_models['jerry-chat'].max_tokens must be positive"),
+    "max_tokens on ovms": (change_model("lil-jerry", max_tokens=100), "max_tokens does not apply to backend ovms"),
 }
 
 
@@ -126,6 +133,7 @@ def test_default_registry_is_the_seed(registry):
 
 def test_seed_retry_names_become_litellm_fields(registry):
     assert registry.router_settings() == {
+        "fallbacks": [{name: ["lil-jerry"]} for name in ("jerry-chat", "jerry-editor", "jerry-architect", "jerry-weak")],
         "allowed_fails": 2,
         "cooldown_time": 15,
         "retry_policy": {

@@ -18,7 +18,7 @@ from tasks import ovms as ovms_task
 def test_router_yaml_follows_the_seed(registry):
     router = yaml.safe_load(litellm_task.render_router_yaml(registry))
     names = [entry["model_name"] for entry in router["model_list"]]
-    assert names == list(registry.models)
+    assert names == registry.model_names() == list(registry.models)
     chat = router["model_list"][0]
     assert chat == {
         "model_name": "jerry-chat",
@@ -33,6 +33,26 @@ def test_router_yaml_follows_the_seed(registry):
     assert router["litellm_settings"] == {"json_logs": True}
     assert router["general_settings"] == {"master_key": "os.environ/LITELLM_PROXY_KEY",
                                           "custom_auth": "llmlab_auth.user_api_key_auth"}
+
+
+def test_two_deployments_of_one_name_and_its_fallbacks(data, tmp_path):
+    """A second MLX server for jerry-weak: router.yaml gets two deployments named jerry-weak (LiteLLM
+    balances between them), each with its own env.local names; fallbacks render as LiteLLM's; and
+    LiteLLM itself accepts the result."""
+    from .conftest import build
+
+    data["llm_models"]["jerry-weak-b"] = {"backend": "mlx", "host": "studio", "port": 8104,
+                                          "upstream": "mlx-community/Llama-3.2-3B-Instruct-4bit", "serves": "jerry-weak"}
+    r = build(data)
+    router = yaml.safe_load(litellm_task.render_router_yaml(r))
+    weak = [m for m in router["model_list"] if m["model_name"] == "jerry-weak"]
+    assert [m["litellm_params"]["api_base"] for m in weak] == ["os.environ/JERRY_WEAK_API_BASE",
+                                                                 "os.environ/JERRY_WEAK_B_API_BASE"]
+    assert {"jerry-weak": ["lil-jerry"]} in router["router_settings"]["fallbacks"]
+    assert r.model_names().count("jerry-weak") == 1 and "jerry-weak-b" not in r.model_names()
+    assert 'JERRY_WEAK_B_API_BASE="http://192.0.2.72:8104/v1"' in litellm_task.render_env_local(r)
+    out = check_with_litellm(r, r.secrets, tmp_path)
+    assert out.returncode == 0, out.stderr
 
 
 def test_env_local_holds_exactly_the_names_router_yaml_uses(registry, secrets):
