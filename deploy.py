@@ -8,7 +8,7 @@ Every service deploy has the same shape: deploy_<service>(registry, envs) -> [wa
 
 from pyinfra import host
 
-from tasks import access, hostos, litellm, mlx, ovms, preflight, pyenv, service
+from tasks import access, hostos, litellm, mlx, ovms, preflight, pyenv, redis, service
 from tasks.registry import MLX_GROUP, PROXY_GROUP
 
 r = preflight.registry()  # built and validated by config.py before any connection
@@ -21,8 +21,8 @@ deploys = []
 if MLX_GROUP in roles:  # studio
     deploys.append((mlx.python_env(r), mlx.deploy_mlx))
 if PROXY_GROUP in roles:  # mini
-    # OVMS first: LiteLLM's env.local points at it, and the proxy is the last thing to restart.
-    deploys += [(None, ovms.deploy_ovms), (litellm.python_env(r), litellm.deploy_litellm)]
+    # Redis and OVMS first: LiteLLM's config points at both, and the proxy restarts last.
+    deploys += [(None, redis.deploy_redis), (None, ovms.deploy_ovms), (litellm.python_env(r), litellm.deploy_litellm)]
 
 # First, on every host at once: the pinned uv and each service's Python environment, the slow
 # part of a rebuild. Called from this one line, they are the same pyinfra operations on every

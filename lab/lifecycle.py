@@ -81,7 +81,8 @@ def up() -> None:
     # The lab's proxy key: new for every lab, kept only in the ignored state folder.
     # The proxy key carries the characters systemd's EnvironmentFile= and shells treat specially
     # (a space, $, #, both quotes, a backslash), so every lab proves they reach LiteLLM intact.
-    _private_file(paths.SECRETS, f"LITELLM_PROXY_KEY=sk-lab-{secrets.token_hex(16)}-te$t #1 \"q\" \\x'z\n")
+    _private_file(paths.SECRETS, f"LITELLM_PROXY_KEY=sk-lab-{secrets.token_hex(16)}-te$t #1 \"q\" \\x'z\n"
+                                 f"LITELLM_REDIS_PASSWORD={secrets.token_hex(24)}\n")
     # The operator's sudo password on every lab host: new for every lab, like the proxy key.
     _private_file(paths.SUDO_PASSWORD, secrets.token_urlsafe(18) + "\n")
     pubkey = paths.KEY.with_suffix(".pub").read_text()

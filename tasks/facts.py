@@ -181,7 +181,7 @@ class DirectoryStates(_PathStates):
 
 class HostFacts(FactBase):
     """What a host is, read first and without sudo, in one command: kernel, CPU architecture,
-    operating system id, version and name, memory in bytes, the login user, its home, and what
+    operating system id, version and name, CPUs, memory in bytes, the login user, its home, and what
     sudo asks of it ("root": no sudo needed, "nopasswd", "password", "absent")."""
 
     def command(self):
@@ -191,6 +191,7 @@ class HostFacts(FactBase):
             'echo "name=$PRETTY_NAME"); fi; '
             "if command -v sw_vers >/dev/null 2>&1; then v=$(sw_vers -productVersion); "
             'echo "os=macos"; echo "version=$v"; echo "name=macOS $v"; fi; '
+            'echo "cpus=$(getconf _NPROCESSORS_ONLN 2>/dev/null || sysctl -n hw.ncpu)"; '
             'echo "memory=$(sysctl -n hw.memsize 2>/dev/null || awk \'/^MemTotal:/ {print $2 "k"}\' /proc/meminfo)"; '
             'if [ "$(id -u)" = 0 ]; then echo sudo=root; elif ! command -v sudo >/dev/null 2>&1; then echo sudo=absent; '
             "elif sudo -n true 2>/dev/null; then echo sudo=nopasswd; else echo sudo=password; fi"
@@ -204,6 +205,7 @@ class HostFacts(FactBase):
                 values[key] = value.strip().strip('"')
         memory = values.get("memory") or "0"  # bytes (sysctl) or "<kB>k" (/proc/meminfo)
         values["memory"] = int(memory[:-1]) * 1024 if memory.endswith("k") else int(memory)
+        values["cpus"] = int(values.get("cpus") or 1)
         return values
 
 

@@ -36,6 +36,7 @@ class System:
     arch: str
     kernel: str
     memory: int  # bytes
+    cpus: int
     login: str  # the user SSH logs in as
     home: str  # its home folder
     sudo: str  # "root", "nopasswd", "password", "absent"
@@ -82,7 +83,7 @@ def check(roles: list[str]) -> System:
         facts["os"] = "macos"
     system = System(
         os=facts.get("os", "unknown"), version=facts.get("version", ""), name=facts.get("name") or facts.get("os", "?"),
-        arch=facts.get("arch", "?"), kernel=facts.get("kernel", "?"), memory=facts["memory"],
+        arch=facts.get("arch", "?"), kernel=facts.get("kernel", "?"), memory=facts["memory"], cpus=facts["cpus"],
         login=facts.get("user", "?"), home=facts.get("home", ""), sudo=facts.get("sudo", "absent"),
     )
     for role in roles:

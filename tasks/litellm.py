@@ -7,12 +7,12 @@ from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.operations import server
 
-from tasks import ops
+from tasks import hostos, ops
 from tasks.facts import FileStates
 from tasks.pyenv import PythonEnv
 from tasks.registry import PROXY_KEY_SECRET, Registry
 from tasks.render import FILES, render, sha256_text, to_yaml
-from tasks.service import Service, Wait, managed_services
+from tasks.service import Service, Wait, answers_http, managed_services
 
 CHECK_SCRIPT = FILES / "litellm" / "check_config.py"
 AUTH_MODULE = FILES / "litellm" / "llmlab_auth.py"
@@ -20,6 +20,10 @@ CUSTOM_AUTH = "llmlab_auth.user_api_key_auth"  # LiteLLM loads it from beside ro
 # LiteLLM fetches its model price map from the internet at import unless told not to: the one
 # place this is set, for the proxy's unit and for the config checker alike.
 OFFLINE_ENV = {"LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+# A worker re-reads the cooldowns in Redis at most this often (LiteLLM's default: 1 s). With 0 it
+# reads them on every request (one loopback GET), so a cooldown another worker started holds at
+# once, not up to a second later (litellm/router_utils/cooldown_cache.py).
+SHARED_STATE_ENV = {"DEFAULT_COOLDOWN_REDIS_READ_INTERVAL_SECONDS": "0"}
 
 
 def render_router_yaml(r: Registry) -> str:
@@ -51,7 +55,12 @@ def render_env_local(r: Registry) -> str:
     return render("litellm/env.local.j2", env={name: systemd_quote(value) for name, value in r.env_local().items()})
 
 
-def render_unit(r: Registry) -> str:
+def workers(r: Registry, cpus: int) -> int:
+    """The proxy's worker processes: the data's count, else one per CPU of the host."""
+    return r.proxy["litellm_workers"] or cpus
+
+
+def render_unit(r: Registry, cpus: int) -> str:
     s = r.proxy
     return render(
         "litellm/litellm.service.j2",
@@ -61,7 +70,8 @@ def render_unit(r: Registry) -> str:
         config_dir=s["litellm_config_dir"],
         bind=s["litellm_bind_address"],
         port=s["litellm_port"],
-        environment=OFFLINE_ENV,
+        environment={**OFFLINE_ENV, **SHARED_STATE_ENV},
+        workers=workers(r, cpus),
     )
 
 
@@ -127,7 +137,8 @@ def deploy_litellm(r: Registry, envs: dict) -> list[Wait]:
                f"{conf}/{AUTH_MODULE.name}": ops.Text(auth_text, group=user, mode="640")},
     )
     started = managed_services(
-        [Service("litellm", render_unit(r), restart_on=[env, rendered])], "the LiteLLM proxy"
+        [Service("litellm", render_unit(r, hostos.system().cpus), restart_on=[env, rendered])], "the LiteLLM proxy"
     )["litellm"]
-    return [Wait(f"http://127.0.0.1:{s['litellm_port']}/health/liveliness", s["litellm_start_timeout"],
+    # Readiness, not only liveness: LiteLLM's own endpoint answers once the router is loaded.
+    return [Wait(answers_http(f"http://127.0.0.1:{s['litellm_port']}/health/readiness"), s["litellm_start_timeout"],
                  "the LiteLLM proxy", started)]

@@ -24,7 +24,7 @@ from tasks.hostos import System, is_macos
 from tasks.pyenv import PythonEnv
 from tasks.registry import Model, Registry
 from tasks.render import render
-from tasks.service import Service, Wait, managed_services
+from tasks.service import Service, Wait, answers_http, managed_services
 
 LOG_FOLDER = "Library/Logs/llm-lab"  # under the operator's home: where Console.app looks
 
@@ -224,7 +224,7 @@ def deploy_mlx(r: Registry, envs: dict) -> list[Wait]:
     ]
     started = managed_services(services, "the MLX servers")
     return [
-        Wait(f"http://127.0.0.1:{m.port}/v1/models", m.start_timeout or s["mlx_start_timeout"],
+        Wait(answers_http(f"http://127.0.0.1:{m.port}/v1/models"), m.start_timeout or s["mlx_start_timeout"],
              f"the {m.name} MLX server", started[unit_name(m)])
         for m in models
     ]

@@ -314,15 +314,25 @@ def launchd_loaded(jobs: dict, loaded: Affected):
 
 @operation()
 def services_answer(checks: list):
-    """For each (url, timeout, what, started) whose `started` operation changed something, wait
-    until url answers 200, failing with a clear message after timeout seconds."""
-    for url, timeout, what, started in checks:
+    """For each (probe, timeout, what, started) whose `started` operation changed something, run
+    the shell command probe until it succeeds, failing with a clear message after timeout s."""
+    for probe, timeout, what, started in checks:
         if not started.did_change():
             continue
         yield StringCommand(
             f"deadline=$(( $(date +%s) + {int(timeout)} )); "
-            f"until curl -fsS -o /dev/null --max-time 5 {shlex.quote(url)}; do "
+            f"until {probe} >/dev/null 2>&1; do "
             f"if [ $(date +%s) -ge $deadline ]; then "
-            f"echo {shlex.quote(f'{what} did not answer {url} within {int(timeout)} s')} >&2; exit 1; fi; "
+            f"echo {shlex.quote(f'{what} did not answer within {int(timeout)} s')} >&2; exit 1; fi; "
             f"sleep 0.5; done"
         )
+
+
+@operation()
+def units_masked(units: list):
+    """systemd units stopped and masked (another unit of ours does their job), read in one command."""
+    states = host.get_fact(UnitStates, units=tuple(units), **AS_LOGIN)
+    to_mask = [u for u in units if states.get(u, ("", ""))[0] != "masked"]
+    running = [u for u in units if states.get(u, ("", ""))[1] in ("active", "activating", "reloading")]
+    if to_mask or running:
+        yield StringCommand("systemctl", "mask", "--now", *[Q(u) for u in dict.fromkeys(to_mask + running)])

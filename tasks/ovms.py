@@ -17,7 +17,7 @@ from pyinfra.operations import files, server
 from tasks import ops
 from tasks.registry import Registry
 from tasks.render import render
-from tasks.service import Service, Wait, managed_services
+from tasks.service import Service, Wait, answers_http, managed_services
 
 
 def render_config(r: Registry) -> str:
@@ -97,5 +97,5 @@ def deploy_ovms(r: Registry, envs: dict) -> list[Wait]:
         public=True,
     )
     started = managed_services([Service("ovms", render_unit(r), restart_on=[current, config])], "OVMS")["ovms"]
-    return [Wait(f"http://{s['ovms_bind_address']}:{s['ovms_rest_port']}/v2/health/ready",
+    return [Wait(answers_http(f"http://{s['ovms_bind_address']}:{s['ovms_rest_port']}/v2/health/ready"),
                  s["ovms_start_timeout"], "OVMS", started)]

@@ -42,6 +42,7 @@ def build(inventory_file: Path, cwd: Path, extra_group_data: list[Path] = (), ov
             secrets_file = cwd / secrets_file
         where = proxy.sources.get("llm_secrets_file", "tasks/schema.py (default)") + ": llm_secrets_file"
         registry.secrets = sources.load_secrets(registry.secret_names(), secrets_file, where)
+        registry.check_secret_values(where)
     return registry
 
 

@@ -20,7 +20,7 @@ BACKENDS = ("mlx", "ovms", "openai")
 PROXY_GROUP = "mini"  # the inventory group whose one host runs LiteLLM and OVMS
 MLX_GROUP = "studio"  # the inventory group whose hosts run MLX servers
 # Ports the proxy host's own services hold; no model server may take them.
-RESERVED_PORT_KEYS = ("litellm_port", "ovms_rest_port")
+RESERVED_PORT_KEYS = ("litellm_port", "ovms_rest_port", "redis_port")
 MODEL_FIELDS = {
     "backend": str,
     "host": str,
@@ -45,6 +45,9 @@ FORBIDDEN_FIELDS = {
     "openai": ("host", "port", "max_tokens", "start_timeout"),
 }
 PROXY_KEY_SECRET = "LITELLM_PROXY_KEY"
+REDIS_SECRET = "LITELLM_REDIS_PASSWORD"  # Redis's requirepass, and LiteLLM's redis_password
+# Characters a Redis password may not hold: it is written into redis.conf between double quotes.
+REDIS_PASSWORD_REFUSED = set('"\\\'') | {chr(c) for c in range(33)} | {chr(127)}
 ENV_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
 MODEL_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 
@@ -150,14 +153,26 @@ class Registry:
             rendered["retry_policy"] = {schema.RETRY_FIELDS[n]: v for n, v in rendered["retry_policy"].items()}
         if self.fallbacks():
             rendered["fallbacks"] = self.fallbacks()
+        # Every worker shares cooldowns and failure counts through Redis on the proxy host.
+        rendered["redis_host"] = self.proxy["redis_bind_address"]
+        rendered["redis_port"] = self.proxy["redis_port"]
+        rendered["redis_password"] = f"os.environ/{REDIS_SECRET}"
         return rendered
 
     def secret_names(self) -> list[str]:
-        return [PROXY_KEY_SECRET] + sorted({m.api_key_secret for m in self.models.values() if m.api_key_secret})
+        names = [PROXY_KEY_SECRET, REDIS_SECRET]
+        return names + sorted({m.api_key_secret for m in self.models.values() if m.api_key_secret} - set(names))
+
+    def check_secret_values(self, where: str) -> None:
+        """Secrets that cannot reach their program intact are refused, naming the characters."""
+        bad = sorted(set(self.secrets.get(REDIS_SECRET, "")) & REDIS_PASSWORD_REFUSED)
+        if bad:
+            raise DataError(f"{where}: secret {REDIS_SECRET} holds characters redis.conf cannot carry: "
+                            f"{', '.join(repr(c) for c in bad)}")
 
     def env_local(self) -> dict[str, str]:
         """Every name router.yaml refers to through os.environ/, with its value."""
-        env = {PROXY_KEY_SECRET: self.secrets[PROXY_KEY_SECRET]}
+        env = {PROXY_KEY_SECRET: self.secrets[PROXY_KEY_SECRET], REDIS_SECRET: self.secrets[REDIS_SECRET]}
         for m in self.models.values():
             env[m.env_model] = m.litellm_model
             env[m.env_api_base] = self.api_base(m)
@@ -173,6 +188,8 @@ class Registry:
             if name == self.proxy_host:
                 rows.append({"host": name, "port": s["litellm_port"], "bind": s["litellm_bind_address"],
                              "service": "litellm", "serves": ", ".join(sorted(self.model_names()))})
+                rows.append({"host": name, "port": s["redis_port"], "bind": s["redis_bind_address"],
+                             "service": "redis-llm", "serves": "LiteLLM's router state"})
             ovms = self.served_by(name, "ovms")
             if ovms:
                 rows.append({"host": name, "port": s["ovms_rest_port"], "bind": s["ovms_bind_address"],
@@ -211,9 +228,12 @@ def _settings(host: HostInput) -> dict[str, Any]:
         except DataError as exc:
             raise DataError(f"{where}: {exc}") from None
         settings[key.name] = host.values[key.name]
-    if settings["litellm_port"] == settings["ovms_rest_port"]:
-        raise DataError(f"{host.sources.get('ovms_rest_port', 'tasks/schema.py (default)')}: ovms_rest_port "
-                        f"equals litellm_port ({settings['litellm_port']})")
+    seen: dict[int, str] = {}
+    for key in RESERVED_PORT_KEYS:
+        if settings[key] in seen:
+            raise DataError(f"{host.sources.get(key, 'tasks/schema.py (default)')}: {key} equals {seen[settings[key]]} "
+                            f"({settings[key]})")
+        seen[settings[key]] = key
     return settings
 
 

@@ -57,6 +57,22 @@ def _ip(key: str, value: Any) -> None:
         raise DataError(f"{key} is not an IP address: {value!r}") from None
 
 
+def _loopback(key: str, value: Any) -> None:
+    _ip(key, value)
+    if not ipaddress.ip_address(value).is_loopback:
+        raise DataError(f"{key} must be a loopback address (Redis is for the proxy on the same host): {value!r}")
+
+
+def _workers(key: str, value: Any) -> None:
+    if value is not None and value < 1:
+        raise DataError(f"{key} must be at least 1 (or unset: one per CPU): {value}")
+
+
+def _redis_size(key: str, value: Any) -> None:
+    if not re.match(r"^[1-9][0-9]*(b|kb|mb|gb)?$", value.lower()):
+        raise DataError(f"{key} must be a Redis size such as 64mb: {value!r}")
+
+
 def _abs_path(key: str, value: Any) -> None:
     if not value.startswith("/") or ".." in value.split("/"):
         raise DataError(f"{key} must be an absolute path")
@@ -175,6 +191,15 @@ KEYS: tuple[Key, ...] = (
         _router_settings),
     Key("litellm_settings", dict, {"json_logs": True}, "LiteLLM's `litellm_settings`"),
     Key("litellm_start_timeout", int, 120, "seconds the deploy waits for the proxy after a restart", _positive),
+    Key("litellm_workers", (int, _NONE), None,
+        "the proxy's worker processes (unset: one per CPU of the host); they share the router's state "
+        "through Redis", _workers),
+    # --- Redis (the proxy's shared router state)
+    Key("redis_port", int, 6379, "Redis's port (on the proxy host)", _port),
+    Key("redis_bind_address", str, "127.0.0.1", "Redis's address: loopback only", _loopback),
+    Key("redis_maxmemory", str, "64mb", "Redis's memory cap (the state is small; least recently used keys go)",
+        _redis_size),
+    Key("redis_start_timeout", int, 30, "seconds the deploy waits for Redis after a restart", _positive),
     # --- OpenVINO Model Server
     Key("ovms_version", str, "2025.4", "names the versioned install folder", _version),
     Key("ovms_archive_url", str,

@@ -9,6 +9,7 @@ operations, not twenty."""
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass, field
 
 from pyinfra.api.operation import OperationMeta
@@ -115,12 +116,18 @@ def managed_services(services: list[Service], what: str) -> dict[str, Started]:
 
 @dataclass(frozen=True)
 class Wait:
-    """After the deploys: url must answer 200 within timeout seconds if `started` did_change()."""
+    """After the deploys: the shell command `probe` must succeed within timeout seconds if
+    `started` did_change()."""
 
-    url: str
+    probe: str
     timeout: int
     what: str
     started: Started
+
+
+def answers_http(url: str) -> str:
+    """A probe: url answers 200."""
+    return f"curl -fsS -o /dev/null --max-time 5 {shlex.quote(url)}"
 
 
 def wait_for(waits: list[Wait]):
@@ -129,5 +136,5 @@ def wait_for(waits: list[Wait]):
     and it is the same operation on every host, so the hosts wait side by side too."""
     return ops.services_answer(
         name="Wait for the (re)started services to answer",
-        checks=[(w.url, w.timeout, w.what, w.started) for w in waits],
+        checks=[(w.probe, w.timeout, w.what, w.started) for w in waits],
     )

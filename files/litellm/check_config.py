@@ -118,6 +118,12 @@ def main(router_path, env_path):
     if not master_key:
         fail("general_settings.master_key is empty: the proxy would accept any caller")
     check_custom_auth(config, router_path, env)
+    # The Router is built without Redis: connecting is the running proxy's job (the deploy waits
+    # for Redis before the proxy), and a Router that cannot reach it spends seconds retrying.
+    for key in ("redis_host", "redis_port", "redis_password"):
+        if key in settings and not settings[key]:
+            fail(f"router_settings.{key} is empty")
+        settings.pop(key, None)
     try:
         litellm.Router(model_list=config.get("model_list") or [], **settings)
     except Exception as exc:  # LiteLLM raises ValueError, TypeError or pydantic errors

@@ -31,7 +31,7 @@ def expected(real: bool) -> reg.Registry:
 
 def pytest_generate_tests(metafunc):
     r = expected(metafunc.config.getoption("--real-hosts"))
-    services = [("mini", "litellm"), ("mini", "ovms")] + [
+    services = [(r.proxy_host, "litellm"), (r.proxy_host, "ovms"), (r.proxy_host, "redis-llm")] + [
         (m.host, f"mlx-{m.name}") for m in r.models.values() if m.backend == "mlx"
     ]
     if "service_on_host" in metafunc.fixturenames:

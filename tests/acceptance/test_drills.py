@@ -62,6 +62,21 @@ def test_drill_upstream_down_cools_down_and_recovers(hosts, registry, proxy_url,
         status, body = replies[-1]
         assert status == 429 and COOLDOWN_ERROR in body, f"no cooldown after {len(replies)} requests: {replies}"
         assert re.search(rf"Try again in {cooldown}(\.0)? seconds", body), body
+        # The cooldown is shared by every worker (through Redis): no worker calls the stopped
+        # server again while it lasts. A worker with its own state would answer "Connection error".
+        # uvicorn's worker processes share the master's listening socket
+        port = registry.proxy["litellm_port"]
+        workers = int(mini.check_output(f"ss -Htlnp 'sport = :{port}' | grep -o 'pid=[0-9]*' | sort -u | wc -l")) - 1
+        assert workers >= 2, f"the proxy runs {workers} worker(s): nothing to share"
+        keys = mini.check_output(
+            "REDISCLI_AUTH=\"$(sed -n 's/^requirepass \"\\(.*\\)\"$/\\1/p' /etc/redis-llm/redis.conf)\" "
+            "redis-cli --no-auth-warning -p %s --scan --pattern '*:cooldown'", str(registry.proxy["redis_port"]))
+        assert keys.strip(), "the cooldown is not in Redis"
+        later = []  # while the cooldown lasts (each refusal takes LiteLLM about 2 s)
+        while time.monotonic() < cooled_at + cooldown - 4 and len(later) < 4 * workers:
+            later.append(chat(proxy_url, victim.name, key=proxy_key, timeout=60))
+        assert len(later) >= 2 * workers, f"only {len(later)} requests fit in the cooldown"
+        assert all(status == 429 and COOLDOWN_ERROR in body for status, body in later), later
 
         for other in registry.model_names():
             if other != victim.name:
@@ -132,6 +147,29 @@ def test_drill_upstream_down_is_answered_by_its_fallback(hosts, registry, proxy_
     back, waited = wait_until(own_server_answers, cooldown + 30, interval=1)
     timings["drill: fallback until the model's own server answers again"] = time.monotonic() - stopped
     assert back, f"{victim.name}'s own server did not answer within {cooldown + 30} s of coming back"
+
+
+def test_drill_redis_down_the_proxy_keeps_serving(hosts, registry, proxy_url, proxy_key, timings):
+    """Stop Redis: every model still answers (what degrades: each worker keeps its own cooldowns
+    and failure counts until Redis is back); start it again: the proxy uses it again, with no
+    restart of the proxy."""
+    mini = hosts[registry.proxy_host]
+    before = service_state(mini, "litellm")
+    mini.check_output("systemctl stop redis-llm")
+    try:
+        started = time.monotonic()
+        for model in registry.model_names():
+            assert answers(proxy_url, proxy_key, model), f"{model} does not answer with Redis down"
+        timings["drill: every model answers with Redis down"] = time.monotonic() - started
+    finally:
+        mini.run("systemctl start redis-llm")
+    port = registry.proxy["redis_port"]
+    up, _ = wait_until(lambda: "NOAUTH" in mini.run(f"redis-cli -p {port} ping").stdout, 30)
+    assert up, "Redis did not come back"
+    for model in registry.model_names():
+        assert answers(proxy_url, proxy_key, model), f"{model} does not answer after Redis is back"
+    after = service_state(mini, "litellm")
+    assert (after["MainPID"], after["NRestarts"]) == (before["MainPID"], before["NRestarts"])
 
 
 def test_drill_proxy_killed_comes_back_within_15s(hosts, registry, proxy_url, proxy_key, timings):

@@ -191,7 +191,29 @@ def test_ovms_answers_its_own_endpoints(hosts, registry):
     assert {m["id"] for m in models["data"]} == served
 
 
-def test_litellm_unit_is_hardened(hosts, registry):
-    out = hosts[registry.proxy_host].run("systemd-analyze security --no-pager litellm.service | tail -1")
-    score = float(out.stdout.split("Overall exposure level for litellm.service:")[1].split()[0])
+@pytest.mark.parametrize("unit", ["litellm.service", "redis-llm.service"])
+def test_unit_is_hardened(hosts, registry, unit):
+    out = hosts[registry.proxy_host].run(f"systemd-analyze security --no-pager {unit} | tail -1")
+    score = float(out.stdout.split(f"Overall exposure level for {unit}:")[1].split()[0])
     assert score <= 4.0, out.stdout
+
+
+def test_redis_is_loopback_only_and_wants_its_password(hosts, registry):
+    mini = hosts[registry.proxy_host]
+    port = registry.proxy["redis_port"]
+    listening = [s for s in mini.socket.get_listening_sockets() if s.endswith(f":{port}")]
+    assert listening == [f"tcp://127.0.0.1:{port}"], listening
+    assert "NOAUTH" in mini.run(f"redis-cli -p {port} ping").stdout
+    wrong = mini.run(f"redis-cli -p {port} --no-auth-warning -a wrong-password ping")
+    assert "WRONGPASS" in wrong.stderr and "PONG" not in wrong.stdout
+    assert mini.run("systemctl is-enabled redis-server").stdout.strip() == "masked"  # the distribution's own
+
+
+def test_proxy_runs_a_worker_per_cpu(hosts, registry):
+    from tasks import litellm as litellm_task
+
+    mini = hosts[registry.proxy_host]
+    cpus = int(mini.check_output("getconf _NPROCESSORS_ONLN"))
+    port = registry.proxy["litellm_port"]
+    pids = int(mini.check_output(f"ss -Htlnp 'sport = :{port}' | grep -o 'pid=[0-9]*' | sort -u | wc -l"))
+    assert pids - 1 == litellm_task.workers(registry, cpus) == cpus

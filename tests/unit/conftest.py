@@ -23,7 +23,7 @@ def build(data: dict, where: dict | None = None, for_deploy: bool = True,
         for name, address in HOSTS.items()
     ]
     registry = reg.build(inputs, for_deploy=for_deploy)
-    registry.secrets = dict(secrets or {"LITELLM_PROXY_KEY": "sk-unit-test-key"})
+    registry.secrets = {"LITELLM_REDIS_PASSWORD": "unit-test-redis", **(secrets or {"LITELLM_PROXY_KEY": "sk-unit-test-key"})}
     return registry
 
 
@@ -50,7 +50,7 @@ def sources_(base_data):
 
 @pytest.fixture
 def secrets():
-    return {"LITELLM_PROXY_KEY": "sk-unit-test-key"}
+    return {"LITELLM_PROXY_KEY": "sk-unit-test-key", "LITELLM_REDIS_PASSWORD": "unit-test-redis"}
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from .recorded import fact_key, functions, run_deploy, sha, shell_lines, staging
 
 LAUNCHD = "/Library/LaunchDaemons"
 GIB = 1 << 30
-MAC = System(os="macos", version="15.1", name="macOS 15.1", arch="arm64", kernel="Darwin", memory=256 * GIB,
+MAC = System(os="macos", version="15.1", name="macOS 15.1", arch="arm64", kernel="Darwin", memory=256 * GIB, cpus=24,
              login="chris", home="/Users/chris", sudo="password")
 # What the operator's cache already holds (bytes), as `du` reads it on the studio.
 CACHED = {
@@ -35,7 +35,7 @@ def studio_models(registry):
 
 def host_facts(system: System) -> dict:
     return {"kernel": system.kernel, "arch": system.arch, "user": system.login, "home": system.home,
-            "os": system.os, "version": system.version, "name": system.name, "memory": system.memory,
+            "os": system.os, "version": system.version, "name": system.name, "memory": system.memory, "cpus": system.cpus,
             "sudo": system.sudo}
 
 

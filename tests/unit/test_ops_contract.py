@@ -15,7 +15,7 @@ from tasks import hostos, ops
 from tasks.render import sha256_text
 
 ROOT_DEBIAN = hostos.System(os="debian", version="12", name="Debian GNU/Linux 12 (bookworm)", arch="x86_64",
-                            kernel="Linux", memory=8 << 30, login="root", home="/root", sudo="root")
+                            kernel="Linux", memory=8 << 30, cpus=2, login="root", home="/root", sudo="root")
 UNITS = {"a.service": "/etc/systemd/system/a.service", "b.service": "/etc/systemd/system/b.service"}
 TEXT = {path: f"[Unit]\nDescription={unit}\n" for unit, path in UNITS.items()}
 

@@ -100,6 +100,9 @@ BAD = {
     "serves no model": (add_model("jerry-weak-b", {**mlx(8104), "serves": "jerry-nope"}), "serves 'jerry-nope' is not a model of its own name"),
     "fallbacks in router settings": (setting("litellm_router_settings", {"fallbacks": [{"jerry-chat": ["lil-jerry"]}]}), "litellm_router_settings.fallbacks: give each model's fallbacks in its llm_models entry"),
     "zero max_tokens": (change_model("jerry-chat", max_tokens=0), "llm_models['jerry-chat'].max_tokens must be positive"),
+    "workers below 1": (setting("litellm_workers", 0), "litellm_workers must be at least 1"),
+    "redis off loopback": (setting("redis_bind_address", "0.0.0.0"), "redis_bind_address must be a loopback address"),
+    "redis port equals litellm": (setting("redis_port", 4000), "redis_port equals litellm_port"),
     "max_tokens on ovms": (change_model("lil-jerry", max_tokens=100), "max_tokens does not apply to backend ovms"),
 }
 
@@ -142,6 +145,9 @@ def test_seed_retry_names_become_litellm_fields(registry):
             "RateLimitErrorRetries": 0,
             "ServiceUnavailableErrorRetries": 1,
         },
+        "redis_host": "127.0.0.1",
+        "redis_port": 6379,
+        "redis_password": "os.environ/LITELLM_REDIS_PASSWORD",
     }
 
 
@@ -161,6 +167,13 @@ def test_tinyagents_router_is_one_data_entry(data, secrets):
     assert "TINYAGENTS_API_KEY" in r.secret_names()
 
 
+def test_a_redis_password_redis_conf_cannot_carry_is_refused(registry):
+    registry.secrets["LITELLM_REDIS_PASSWORD"] = 'a b"c'
+    with pytest.raises(DataError, match="group_data/all.py: secret LITELLM_REDIS_PASSWORD holds characters "
+                                        "redis.conf cannot carry: ' ', '\"'"):
+        registry.check_secret_values("group_data/all.py")
+
+
 def test_missing_secret_is_named(tmp_path, monkeypatch, registry):
     monkeypatch.delenv("LITELLM_PROXY_KEY", raising=False)
     with pytest.raises(DataError, match="secret LITELLM_PROXY_KEY is not set"):
@@ -170,8 +183,10 @@ def test_missing_secret_is_named(tmp_path, monkeypatch, registry):
 def test_secret_from_file(tmp_path, monkeypatch, registry):
     monkeypatch.delenv("LITELLM_PROXY_KEY", raising=False)
     path = tmp_path / "secrets.env"
-    path.write_text("# lab\nLITELLM_PROXY_KEY=sk-from-file\n")
-    assert sources.load_secrets(registry.secret_names(), path, "x") == {"LITELLM_PROXY_KEY": "sk-from-file"}
+    monkeypatch.delenv("LITELLM_REDIS_PASSWORD", raising=False)
+    path.write_text("# lab\nLITELLM_PROXY_KEY=sk-from-file\nLITELLM_REDIS_PASSWORD='quoted whole'\n")
+    assert sources.load_secrets(registry.secret_names(), path, "x") == {
+        "LITELLM_PROXY_KEY": "sk-from-file", "LITELLM_REDIS_PASSWORD": "quoted whole"}
 
 
 def test_bad_data_file_is_named(tmp_path):
@@ -312,6 +327,7 @@ def test_one_registry_per_run(monkeypatch):
     real = sources.load_secrets
     monkeypatch.setattr(sources, "load_secrets", lambda *a: calls.append(a) or real(*a))
     monkeypatch.setenv("LITELLM_PROXY_KEY", "sk-x")
+    monkeypatch.setenv("LITELLM_REDIS_PASSWORD", "redis-x")
     monkeypatch.setenv("LLMLAB_MINI_HOST", "192.0.2.71")
     monkeypatch.setenv("LLMLAB_STUDIO_HOST", "192.0.2.72")
     built = preflight.check(ROOT / "inventory.py", ROOT, overrides={"ovms_archive_sha256": "ab" * 32})

@@ -58,6 +58,7 @@ def test_without_a_config_the_local_user_logs_in(tmp_path, monkeypatch):
 
 def test_an_alias_that_resolves_to_nothing_is_refused_before_connecting(operator_home, monkeypatch):
     monkeypatch.setenv("LITELLM_PROXY_KEY", "sk-x")
+    monkeypatch.setenv("LITELLM_REDIS_PASSWORD", "redis-x")
     monkeypatch.setenv("LLMLAB_STUDIO_HOST", "studio-nowhere.invalid")
     with pytest.raises(DataError) as err:
         preflight.build(ROOT / "inventory.py", ROOT, overrides={"ovms_archive_sha256": "ab" * 32})

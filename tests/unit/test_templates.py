@@ -12,6 +12,7 @@ import yaml
 from tasks import litellm as litellm_task
 from tasks import mlx as mlx_task
 from tasks import ovms as ovms_task
+from tasks import redis as redis_task
 
 
 
@@ -128,7 +129,8 @@ def test_litellm_rejects_a_bad_config(registry, secrets, tmp_path, change, compl
 
 
 def _units(registry):
-    units = {"litellm.service": litellm_task.render_unit(registry), "ovms.service": ovms_task.render_unit(registry)}
+    units = {"litellm.service": litellm_task.render_unit(registry, cpus=2), "ovms.service": ovms_task.render_unit(registry),
+             "redis-llm.service": redis_task.render_unit(registry)}
     for m in registry.served_by("studio", "mlx"):
         units[f"{mlx_task.unit_name(m)}.service"] = mlx_task.render_unit(registry, m)
     return units

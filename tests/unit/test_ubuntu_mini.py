@@ -15,12 +15,12 @@ from .conftest import build
 from .recorded import fact_key, run_deploy, sha, shell_lines, staging_paths, uploads
 
 UBUNTU = System(os="ubuntu", version="24.04", name="Ubuntu 24.04.1 LTS", arch="x86_64", kernel="Linux",
-                memory=64 << 30, login="chris", home="/home/chris", sudo="password")
+                memory=64 << 30, cpus=8, login="chris", home="/home/chris", sudo="password")
 
 
 def host_facts(system: System) -> dict:
     return {"kernel": system.kernel, "arch": system.arch, "user": system.login, "home": system.home,
-            "os": system.os, "version": system.version, "name": system.name, "memory": system.memory,
+            "os": system.os, "version": system.version, "name": system.name, "memory": system.memory, "cpus": system.cpus,
             "sudo": system.sudo}
 
 
@@ -38,6 +38,12 @@ def recorded_fresh_mini(registry, system: System = UBUNTU) -> dict:
         fact_key("UvEnvironment", uv=UV, venv=f"{home}/venv"): {"uv": "", "built_from": "", "venv": False},
         fact_key("InstalledDebianPackages", packages=("python3-venv", "ca-certificates", "curl")): ["ca-certificates"],
         fact_key("FileState", path=f"{home}/venv.requirements.txt"): None,
+        fact_key("InstalledDebianPackages", packages=("redis-server",)): [],
+        fact_key("UnitStates", units=("redis-server.service",)): {"redis-server.service": ("enabled", "active")},
+        fact_key("DirectoryStates", paths=("/etc/redis-llm",)): [None],
+        fact_key("FileState", path="/etc/redis-llm/redis.conf"): None,
+        fact_key("FileStates", paths=("/etc/systemd/system/redis-llm.service",)): [None],
+        fact_key("UnitStates", units=("redis-llm.service",)): {"redis-llm.service": ("", "inactive")},
         fact_key("InstalledDebianPackages", packages=tuple(s["ovms_packages"])): [],
         fact_key("Account", user=s["ovms_user"]): None,
         fact_key("DirectoryStates", paths=ovms_folders): [None] * len(ovms_folders),
@@ -83,6 +89,14 @@ def test_fresh_ubuntu_mini_as_an_ordinary_user_with_sudo(monkeypatch, registry):
     assert f"chown {s['litellm_user']}:{s['litellm_user']} {conf}/env.local.upload" in lines
     assert "chmod 600 /etc/litellm/env.local.upload" in lines
     assert not any("launchctl" in line for line in lines)
+    # Redis from the distribution, its own unit masked; ours bound to loopback with a password.
+    assert "systemctl mask --now redis-server.service" in lines
+    assert "systemctl enable redis-llm.service" in lines
+    conf = files["/etc/redis-llm/redis.conf"].decode()
+    assert "bind 127.0.0.1\n" in conf and 'requirepass "unit-test-redis"' in conf
+    assert "chown root:redis /etc/redis-llm/redis.conf.upload" in lines and "chmod 640 /etc/redis-llm/redis.conf.upload" in lines
+    unit = files["/etc/systemd/system/litellm.service"].decode()
+    assert "--num_workers 8" in unit  # one per CPU of the host
 
 
 @pytest.mark.parametrize(
@@ -122,10 +136,15 @@ def test_rhel_installs_with_dnf(monkeypatch, registry):
     facts = recorded_fresh_mini(registry, rhel)
     del facts[fact_key("InstalledDebianPackages", packages=("python3-venv", "ca-certificates", "curl"))]
     del facts[fact_key("InstalledDebianPackages", packages=tuple(registry.proxy["ovms_packages"]))]
+    del facts[fact_key("InstalledDebianPackages", packages=("redis-server",))]
+    del facts[fact_key("UnitStates", units=("redis-server.service",))]
+    facts[fact_key("InstalledRpmPackages", packages=("redis",))] = []
+    facts[fact_key("UnitStates", units=("redis.service",))] = {"redis.service": ("disabled", "inactive")}
     facts[fact_key("InstalledRpmPackages", packages=("python3", "ca-certificates", "curl"))] = ["python3"]
     facts[fact_key("InstalledRpmPackages", packages=tuple(registry.proxy["ovms_packages"]))] = []
     ran = run_deploy(monkeypatch, registry, "mini", facts)
     lines = shell_lines(ran)
-    assert "dnf install -y -q ca-certificates curl" in lines
+    assert "dnf install -y -q ca-certificates curl" in lines and "dnf install -y -q redis" in lines
+    assert "systemctl mask --now redis.service" in lines
     assert not any("apt-get" in line for line in lines)
     assert any("--cert /etc/pki/tls/certs/ca-bundle.crt" in line for line in lines)
