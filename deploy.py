@@ -8,28 +8,33 @@ Every service deploy has the same shape: deploy_<service>(registry, envs) -> [wa
 
 from pyinfra import host
 
-from tasks import access, hostos, litellm, mlx, ovms, preflight, pyenv, redis, service
+from tasks import access, firewall, hostos, litellm, mlx, ops, ovms, preflight, pyenv, redis, service
 from tasks.registry import MLX_GROUP, PROXY_GROUP
 
 r = preflight.registry()  # built and validated by config.py before any connection
 roles = [role for role in (PROXY_GROUP, MLX_GROUP) if role in host.groups]
 
 # Before any change: what the host is (refused if unsupported), then root through sudo.
-access.escalate(hostos.check(roles))
+system = hostos.check(roles)
+access.escalate(system)
 
-deploys = []
-if MLX_GROUP in roles:  # studio
-    deploys.append((mlx.python_env(r), mlx.deploy_mlx))
-if PROXY_GROUP in roles:  # mini
-    # Redis and OVMS first: LiteLLM's config points at both, and the proxy restarts last.
-    deploys += [(None, redis.deploy_redis), (None, ovms.deploy_ovms), (litellm.python_env(r), litellm.deploy_litellm)]
+# Each service module: packages(r, system), python_env(r), deploy_<service>(r, envs) -> [waits].
+services = []
+if MLX_GROUP in roles:  # studio; the firewall first: the servers' ports close before they open
+    services += [(firewall, firewall.deploy_firewall), (mlx, mlx.deploy_mlx)]
+if PROXY_GROUP in roles:  # mini; Redis and OVMS first: LiteLLM points at both and restarts last
+    services += [(redis, redis.deploy_redis), (ovms, ovms.deploy_ovms), (litellm, litellm.deploy_litellm)]
 
-# First, on every host at once: the pinned uv and each service's Python environment, the slow
-# part of a rebuild. Called from this one line, they are the same pyinfra operations on every
-# host, so pyinfra runs them side by side instead of one host after the other.
-envs = pyenv.python_environments(r.settings(host.name)["uv_version"], [e for e, _ in deploys if e])
+# The distribution's packages of every service at once: one package-list refresh, not one each.
+ops.system_packages(name="Install the system packages the services need",
+                    packages=list(dict.fromkeys(pyenv.packages(system) + [p for m, _ in services for p in m.packages(r, system)])))
 
-waits = [wait for _, deploy_service in deploys for wait in deploy_service(r, envs)]
+# On every host at once: the pinned uv and each service's Python environment, the slow part of
+# a rebuild. Called from this one line, they are the same pyinfra operations on every host, so
+# pyinfra runs them side by side instead of one host after the other.
+envs = pyenv.python_environments(r.settings(host.name)["uv_version"], [e for e in (m.python_env(r) for m, _ in services) if e])
+
+waits = [wait for _, deploy_service in services for wait in deploy_service(r, envs)]
 
 # Last, on every host at once: wait until each service this run (re)started answers.
 service.wait_for(waits)

@@ -15,6 +15,7 @@ import json
 import os
 import platform
 import re
+import shlex
 import statistics
 import subprocess
 import sys
@@ -136,11 +137,42 @@ def latencies(url: str, model: str, key: str | None, concurrency: int, requests:
         return list(pool.map(lambda _: one_request(url, body, key), range(requests)))
 
 
+REMOTE_LOAD = """
+import json, sys, time, urllib.request
+from concurrent.futures import ThreadPoolExecutor
+url, model, concurrency, requests = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+body = json.dumps({"model": model, "max_tokens": 4, "temperature": 0,
+                   "messages": [{"role": "user", "content": "hello"}]}).encode()
+def one(_):
+    request = urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": "application/json"})
+    started = time.perf_counter()
+    with urllib.request.urlopen(request, timeout=60) as response:
+        response.read()
+    return time.perf_counter() - started
+for _ in range(3):
+    one(0)
+with ThreadPoolExecutor(max_workers=concurrency) as pool:
+    print(json.dumps(list(pool.map(one, range(requests)))))
+"""
+
+
+def latencies_from_mini(url: str, model: str, concurrency: int, requests: int) -> list[float]:
+    """The same bounded request loop, run on the mini: the studio's firewall admits the MLX ports
+    only from there, which is also the path LiteLLM's own requests take."""
+    out = run_here(*hosts.ssh_args("mini"), "python3 - " + " ".join(
+        shlex.quote(a) for a in (url, model, str(concurrency), str(requests))), input=REMOTE_LOAD, timeout=600)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def proxy_cpu_seconds() -> float:
-    """CPU time (user + system) the running LiteLLM process has used so far, read on the mini."""
-    out = run_here(*hosts.ssh_args("mini"), "pid=$(systemctl show -p MainPID --value litellm); "
-                  "cut -d' ' -f14,15 /proc/$pid/stat; getconf CLK_TCK").stdout.split()
-    return (int(out[0]) + int(out[1])) / int(out[2])
+    """CPU time (user + system) LiteLLM has used so far, all its processes (master and workers):
+    its unit's cgroup, read on the mini."""
+    out = run_here(*hosts.ssh_args("mini"), "systemctl show -p CPUUsageNSec --value litellm").stdout.strip()
+    if out.isdigit():
+        return int(out) / 1e9
+    out = run_here(*hosts.ssh_args("mini"), "sed -n 's/^usage_usec //p' "
+                   "/sys/fs/cgroup/system.slice/litellm.service/cpu.stat").stdout.strip()
+    return int(out) / 1e6
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -209,7 +241,7 @@ def main(argv: list[str]) -> int:
         figures = {"direct": {"p50": [], "p95": []}, "proxy": {"p50": [], "p95": []}, "overhead": {"p50": [], "p95": []}}
         cpu = []
         for _ in range(args.runs):
-            d = latencies(direct, model.upstream, None, concurrency, args.requests)
+            d = latencies_from_mini(direct, model.upstream, concurrency, args.requests)
             before = proxy_cpu_seconds()
             p = latencies(proxy, model.name, key, concurrency, args.requests)
             cpu.append((proxy_cpu_seconds() - before) / (args.requests + 3))  # + the warm-up requests

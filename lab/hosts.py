@@ -145,6 +145,8 @@ def boot(host: str) -> int:
         [
             "systemd-nspawn", f"--directory={paths.MACHINES / host}", "--boot", f"--machine={namespace(host)}",
             "--register=no", "--keep-unit", f"--network-namespace-path=/run/netns/{namespace(host)}",
+            # The host's own firewall (nftables) in its own network namespace, as on a real host.
+            "--capability=CAP_NET_ADMIN",
             "--console=passive", "--resolv-conf=off", "--timezone=off", "--link-journal=no",
         ],
         stdin=subprocess.DEVNULL, stdout=logfile, stderr=subprocess.STDOUT, start_new_session=True,

@@ -23,11 +23,11 @@ def ports_markdown(registry: Registry) -> str:
         "Generated from the model registry (`group_data/`) and the inventory by `python -m tasks.docs ports`;",
         "a unit test fails when this file and the data disagree.",
         "",
-        "| host | port | bound to | service | serves |",
-        "| --- | --- | --- | --- | --- |",
+        "| host | port | bound to | service | serves | who may reach it |",
+        "| --- | --- | --- | --- | --- | --- |",
     ]
     for row in registry.ports():
-        lines.append(f"| {row['host']} | {row['port']} | {row['bind']} | {row['service']} | {row['serves']} |")
+        lines.append(f"| {row['host']} | {row['port']} | {row['bind']} | {row['service']} | {row['serves']} | {row['from']} |")
     lines += ["", "| model | backend | upstream | LiteLLM reaches it at |", "| --- | --- | --- | --- |"]
     for m in registry.models.values():
         lines.append(f"| {m.name} | {m.backend} | `{m.upstream}` | {registry.api_base(m)} |")

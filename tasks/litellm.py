@@ -75,6 +75,10 @@ def render_unit(r: Registry, cpus: int) -> str:
     )
 
 
+def packages(r: Registry, system) -> list[str]:
+    return []
+
+
 def python_env(r: Registry) -> PythonEnv:
     s = r.proxy
     # prisma: LiteLLM's auth error handler imports it, and without it a request that lacks the

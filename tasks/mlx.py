@@ -90,6 +90,10 @@ def render_plist(r: Registry, m: Model, system: System) -> str:
     )
 
 
+def packages(r: Registry, system) -> list[str]:
+    return []
+
+
 def python_env(r: Registry) -> PythonEnv | None:
     """This host's MLX environment, if it serves any MLX model: on a Mac on a uv-managed Python,
     on Linux on the host's python3 with mlx's CPU build."""

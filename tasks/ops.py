@@ -187,6 +187,8 @@ def system_packages(packages: list):
     """The distribution's packages installed (apt on Debian and Ubuntu, dnf on RHEL). The package
     lists are refreshed only when something is missing, so a converged host is asked one
     question and nothing changes."""
+    if not packages:
+        return
     if hostos.system().family == "rhel":
         installed = set(host.get_fact(InstalledRpmPackages, packages=tuple(packages), **AS_LOGIN))
         missing = [p for p in packages if p not in installed]

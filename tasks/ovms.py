@@ -14,7 +14,7 @@ from pyinfra.api import deploy
 from pyinfra.facts.files import File
 from pyinfra.operations import files, server
 
-from tasks import ops
+from tasks import hostos, ops
 from tasks.registry import Registry
 from tasks.render import render
 from tasks.service import Service, Wait, answers_http, managed_services
@@ -53,6 +53,15 @@ def local_archive(url: str) -> str | None:
     return None
 
 
+def python_env(r: Registry) -> None:
+    return None
+
+
+def packages(r: Registry, system: hostos.System) -> list[str]:
+    """The libraries the OVMS release links against."""
+    return list(r.proxy["ovms_packages"])
+
+
 @deploy("OpenVINO Model Server")
 def deploy_ovms(r: Registry, envs: dict) -> list[Wait]:
     """envs: unused (OVMS is no Python environment); the same signature as every service deploy."""
@@ -61,7 +70,6 @@ def deploy_ovms(r: Registry, envs: dict) -> list[Wait]:
     release = f"{home}/{version}"
     archive = f"{home}/archives/ovms-{version}.tar.gz"
 
-    ops.system_packages(name="Install the libraries the OVMS release needs", packages=s["ovms_packages"])
     ops.system_account(name=f"Create service user {user}", user=user, home=home)
     model_dirs = [f"{s['ovms_models_dir']}/{m.upstream}" for m in r.served_by(r.proxy_host, "ovms")]
     folders = [f"{home}/archives", s["ovms_models_dir"], *model_dirs, s["ovms_config_dir"]]

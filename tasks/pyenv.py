@@ -22,6 +22,11 @@ UV_PYTHONS = "/opt/uv/python"
 UV_PACKAGES = {"debian": ["python3-venv", "ca-certificates", "curl"], "rhel": ["python3", "ca-certificates", "curl"]}
 
 
+def packages(system: hostos.System) -> list[str]:
+    """What uv's own bootstrap needs from the distribution (nothing on macOS)."""
+    return [] if system.macos else UV_PACKAGES[system.family]
+
+
 @dataclass(frozen=True)
 class PythonEnv:
     """A service's virtual environment: the service it serves, where it lives, its pinned requirements."""
@@ -36,8 +41,6 @@ def _ensure_uv(uv_version: str, installed: str) -> None:
     """A pinned uv in its own virtual environment at /opt/uv (Linux: from Debian's python3).
     `installed` is the version found before this run changed anything ("" if none)."""
     system = hostos.system()
-    if not system.macos:
-        ops.system_packages(name="Install python3-venv and ca-certificates for uv", packages=UV_PACKAGES[system.family])
     # pip and uv trust the system's certificate store: TLS to the package index may be
     # intercepted on the way, and the host's store is what an operator curates.
     cert = f"--cert {system.ca_bundle}" if not system.macos else ""

@@ -31,12 +31,19 @@ def render_unit(r: Registry) -> str:
                   server=SERVER, config=CONFIG, state_dir=STATE_DIR)
 
 
+def python_env(r: Registry) -> None:
+    return None
+
+
+def packages(r: Registry, system: hostos.System) -> list[str]:
+    return PACKAGES[system.family]
+
+
 @deploy("Redis for LiteLLM")
 def deploy_redis(r: Registry, envs: dict) -> list[Wait]:
     """envs: unused (Redis is no Python environment); the same signature as every service deploy."""
     s = r.proxy
     family = hostos.system().family
-    ops.system_packages(name="Install Redis from the distribution", packages=PACKAGES[family])
     ops.units_masked(name="Stop and mask the distribution's own Redis unit", units=DISTRO_UNITS[family])
     ops.directories(name="Create /etc/redis-llm", paths=[("/etc/redis-llm", USER, "750")], public=True)
     config = ops.text_file(name=f"Render {CONFIG} (password not shown)", dest=CONFIG, content=render_config(r),

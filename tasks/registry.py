@@ -187,16 +187,19 @@ class Registry:
             s = self.settings(name)
             if name == self.proxy_host:
                 rows.append({"host": name, "port": s["litellm_port"], "bind": s["litellm_bind_address"],
-                             "service": "litellm", "serves": ", ".join(sorted(self.model_names()))})
+                             "service": "litellm", "serves": ", ".join(sorted(self.model_names())),
+                             "from": "the LAN, with the proxy key"})
                 rows.append({"host": name, "port": s["redis_port"], "bind": s["redis_bind_address"],
-                             "service": "redis-llm", "serves": "LiteLLM's router state"})
+                             "service": "redis-llm", "serves": "LiteLLM's router state", "from": "this host, with its password"})
             ovms = self.served_by(name, "ovms")
             if ovms:
                 rows.append({"host": name, "port": s["ovms_rest_port"], "bind": s["ovms_bind_address"],
-                             "service": "ovms", "serves": ", ".join(m.name for m in ovms)})
+                             "service": "ovms", "serves": ", ".join(m.name for m in ovms), "from": "this host"})
             for m in sorted(self.served_by(name, "mlx"), key=lambda m: m.port):
+                clients = [self.hosts[self.proxy_host].address, *s["mlx_allowed_clients"]]
                 rows.append({"host": name, "port": m.port, "bind": s["mlx_bind_address"],
-                             "service": f"mlx-{m.name}", "serves": m.model_name})
+                             "service": f"mlx-{m.name}", "serves": m.model_name,
+                             "from": f"{self.proxy_host} only (firewall: {', '.join(dict.fromkeys(clients))})"})
         return rows
 
 

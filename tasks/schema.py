@@ -57,6 +57,14 @@ def _ip(key: str, value: Any) -> None:
         raise DataError(f"{key} is not an IP address: {value!r}") from None
 
 
+def _networks(key: str, value: Any) -> None:
+    for item in value:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except (TypeError, ValueError):
+            raise DataError(f"{key} must list IP addresses or networks: {item!r}") from None
+
+
 def _loopback(key: str, value: Any) -> None:
     _ip(key, value)
     if not ipaddress.ip_address(value).is_loopback:
@@ -227,6 +235,9 @@ KEYS: tuple[Key, ...] = (
     Key("mlx_model_sources", dict, {},
         "upstream id -> model folder on the control machine to upload (the lab's tiny model)", _model_sources),
     Key("mlx_bind_address", str, "0.0.0.0", "the servers' address (LiteLLM reaches them over the LAN)", _ip),
+    Key("mlx_allowed_clients", list, [],
+        "addresses or networks besides the proxy host that the studio's firewall admits to the MLX ports",
+        _networks),
     Key("mlx_max_tokens", int, 8192,
         "`mlx_lm.server --max-tokens`: the completion length when a request names none (mlx_lm's own 512 "
         "cuts coding clients off); a model's `max_tokens` field overrides it", _positive),

@@ -170,16 +170,26 @@ def test_a_client_that_names_no_length_is_not_cut_at_512(proxy_url, proxy_key, r
     assert body["choices"][0]["finish_reason"] == "length"
 
 
-def test_mlx_server_answers_directly(addresses, mlx_model):
+def test_mlx_server_answers_the_proxy_host(hosts, registry, addresses, mlx_model):
+    """From the proxy host (the one its firewall admits), the server answers its own API."""
+    mini = hosts[registry.proxy_host]
     url = f"http://{addresses[mlx_model.host]}:{mlx_model.port}"
-    status, body = http("GET", f"{url}/v1/models")
-    assert status == 200, body
-    status, body = http(
-        "POST", f"{url}/v1/chat/completions",
-        {"model": mlx_model.upstream, "max_tokens": 4, "messages": [{"role": "user", "content": "hi"}]},
-    )
-    assert status == 200, body
-    assert body["usage"]["completion_tokens"] > 0
+    # mlx_lm.server's /v1/models lists its hub cache (empty here: the lab's model is a folder)
+    assert mini.check_output(f"curl -sS -o /dev/null -w '%{{http_code}}' --max-time 10 {url}/v1/models") == "200"
+    body = {"model": mlx_model.upstream, "max_tokens": 4, "messages": [{"role": "user", "content": "hi"}]}
+    reply = json.loads(mini.check_output(
+        f"curl -fsS --max-time 30 -H 'Content-Type: application/json' -d %s {url}/v1/chat/completions", json.dumps(body)))
+    assert reply["usage"]["completion_tokens"] > 0
+
+
+def test_mlx_ports_refuse_everyone_but_the_proxy_host(addresses, mlx_model):
+    """The proxy is the only door: this machine (on the lab's bridge, like any LAN client) is
+    refused by the studio's firewall, while the server itself listens on all addresses."""
+    import socket
+
+    with pytest.raises(OSError) as refused:
+        socket.create_connection((addresses[mlx_model.host], mlx_model.port), timeout=5).close()
+    assert isinstance(refused.value, ConnectionRefusedError), refused.value
 
 
 def test_ovms_answers_its_own_endpoints(hosts, registry):

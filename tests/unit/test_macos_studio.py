@@ -85,6 +85,14 @@ def recorded_mac(registry, installed: bool, changed_plist: str | None = None, ne
         plists.append(f"{LAUNCHD}/{label}.plist")
         states.append({**root_file, "sha256": sha(text)} if installed else None)
     facts[fact_key("FileStates", paths=tuple(plists))] = states
+    # The firewall: a pf anchor and the daemon that loads it at boot.
+    from tasks import firewall
+
+    facts[fact_key("FileState", path=firewall.PF_RULES)] = (
+        {**root_file, "sha256": sha(firewall.render_pf(registry, "studio"))} if installed else None)
+    facts[fact_key("FileStates", paths=(f"{LAUNCHD}/{firewall.PF_LABEL}.plist",))] = [
+        {**root_file, "sha256": sha(firewall.render_pf_plist())} if installed else None]
+    facts[fact_key("LaunchdJobs", labels=(firewall.PF_LABEL,))] = {firewall.PF_LABEL: loaded}
     facts[fact_key("LaunchdJobs", labels=tuple(mlx_task.launchd_label(registry, m) for m in studio_models(registry)))] = {
         mlx_task.launchd_label(registry, m): loaded for m in studio_models(registry)
     }
@@ -128,8 +136,14 @@ def test_fresh_mac_fetches_weights_then_loads_a_daemon_per_model(monkeypatch, re
     assert sorted(fetched) == sorted(m.upstream for m in models)
     order = [name for name, _ in ran]
     assert order.index(next(n for n in order if "Fetch the weights" in n)) < order.index(
-        next(n for n in order if "Load the changed launchd jobs" in n))
+        next(n for n in order if "Load the changed launchd jobs of the MLX servers" in n))
     assert any("Check that the MLX models' weights fit in memory" in name for name, _ in fetches)
+    # The firewall is loaded (pfctl, from a daemon) before any MLX server.
+    fw = plistlib.loads(files["/Library/LaunchDaemons/lab.llm.firewall.plist"])
+    assert fw["ProgramArguments"] == ["/sbin/pfctl", "-E", "-a", "com.apple/llmlab-mlx", "-f", "/etc/pf.anchors/llmlab-mlx"]
+    assert lines.index("launchctl bootstrap system /Library/LaunchDaemons/lab.llm.firewall.plist") < min(
+        lines.index(f"launchctl bootstrap system {LAUNCHD}/{mlx_task.launchd_label(registry, m)}.plist") for m in models)
+    assert "<llmlab_mlx_clients> const { 192.0.2.71 }" in files["/etc/pf.anchors/llmlab-mlx"].decode()
     # The environment: a uv-managed Python, pinned mlx (not mlx[cpu]) and mlx-lm.
     venv = next(line for line in lines if " venv " in line and "--managed-python" in line)
     assert venv.startswith("UV_PYTHON_INSTALL_DIR=/opt/uv/python /opt/uv/bin/uv venv")

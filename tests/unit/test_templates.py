@@ -11,6 +11,7 @@ import yaml
 
 from tasks import litellm as litellm_task
 from tasks import mlx as mlx_task
+from tasks import firewall as firewall_task
 from tasks import ovms as ovms_task
 from tasks import redis as redis_task
 
@@ -130,7 +131,8 @@ def test_litellm_rejects_a_bad_config(registry, secrets, tmp_path, change, compl
 
 def _units(registry):
     units = {"litellm.service": litellm_task.render_unit(registry, cpus=2), "ovms.service": ovms_task.render_unit(registry),
-             "redis-llm.service": redis_task.render_unit(registry)}
+             "redis-llm.service": redis_task.render_unit(registry),
+             "llm-firewall.service": firewall_task.render_unit(registry, "studio")}
     for m in registry.served_by("studio", "mlx"):
         units[f"{mlx_task.unit_name(m)}.service"] = mlx_task.render_unit(registry, m)
     return units
@@ -183,3 +185,19 @@ def test_a_model_overrides_the_completion_length(data):
     r = build(data)
     assert mlx_task.server_argv(r, r.models["jerry-test"])[-2:] == ["--max-tokens", "2048"]
     assert mlx_task.server_argv(r, r.models["jerry-chat"])[-2:] == ["--max-tokens", "8192"]
+
+
+def test_firewall_admits_only_the_proxy_host_and_listed_clients(data):
+    from .conftest import build
+
+    data["mlx_allowed_clients"] = ["192.0.2.50", "2001:db8::/64"]
+    r = build(data)
+    rules = firewall_task.render_nft(r, "studio")
+    ports = ", ".join(str(m.port) for m in sorted(r.served_by("studio", "mlx"), key=lambda m: m.port))
+    assert f"ip saddr {{ 192.0.2.71/32, 192.0.2.50/32 }} tcp dport {{ {ports} }} accept" in rules
+    assert f"ip6 saddr {{ 2001:db8::/64 }} tcp dport {{ {ports} }} accept" in rules
+    assert f"tcp dport {{ {ports} }} reject with tcp reset" in rules
+    assert rules.index("accept\n    ip6") < rules.index("reject")
+    pf = firewall_task.render_pf(r, "studio")
+    assert "table <llmlab_mlx_clients> const { 192.0.2.71, 192.0.2.50, 2001:db8::/64 }" in pf
+    assert f"block return in quick proto tcp from ! <llmlab_mlx_clients> to any port {{ {ports} }}" in pf
