@@ -177,16 +177,26 @@ def test_drill_redis_down_the_proxy_keeps_serving(hosts, registry, proxy_url, pr
     assert (after["MainPID"], after["NRestarts"]) == (before["MainPID"], before["NRestarts"])
 
 
-def test_drill_proxy_killed_comes_back_within_15s(hosts, registry, proxy_url, proxy_key, timings):
+def test_drill_proxy_killed_comes_back_within_30s(hosts, registry, proxy_url, proxy_key, timings):
     mini = hosts[registry.proxy_host]
     before = service_state(mini, "litellm")
     mini.check_output(f"kill -9 {before['MainPID']}")
     killed = time.monotonic()
-    back, _ = wait_until(lambda: live(proxy_url), 15, interval=0.25)
+
+    def restarted_and_live():
+        # The workers outlive their master for a moment and keep answering: wait for systemd's
+        # restart (a new main process) and for that one to answer.
+        now = service_state(mini, "litellm")
+        return (int(now["NRestarts"]) > int(before["NRestarts"]) and now["ActiveState"] == "active"
+                and now["MainPID"] not in ("0", before["MainPID"]) and live(proxy_url))
+
+    # One worker came back in 6.5-11 s; two, loading LiteLLM side by side on the lab's two cores,
+    # in about 13 s.
+    back, _ = wait_until(restarted_and_live, 30, interval=0.25)
     seconds = time.monotonic() - killed
     timings["drill: proxy back after kill -9"] = seconds
     log = mini.run("journalctl -u litellm --no-pager -n 20").stdout
-    assert back, f"the proxy did not answer within 15 s of kill -9; recent log:\n{log}"
+    assert back, f"the proxy did not answer within 30 s of kill -9; recent log:\n{log}"
     after = service_state(mini, "litellm")
     assert after["MainPID"] != before["MainPID"]
     assert int(after["NRestarts"]) == int(before["NRestarts"]) + 1
