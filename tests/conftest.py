@@ -56,12 +56,14 @@ _TIMINGS: dict[str, float] = {}
 
 @pytest.fixture(scope="session")
 def timings():
-    """Phase name -> seconds, printed at the end of the run (measured, never asserted here)."""
+    """Phase name -> seconds (a float) or a count (an int), printed at the end of the run
+    (measured, never asserted here)."""
     return _TIMINGS
 
 
 def pytest_terminal_summary(terminalreporter):
     if _TIMINGS:
         terminalreporter.section("timings")
-        for name, seconds in _TIMINGS.items():
-            terminalreporter.write_line(f"{name:55} {seconds:7.1f} s")
+        for name, value in _TIMINGS.items():  # seconds, or a count (an int)
+            shown = f"{value:7d}" if isinstance(value, int) else f"{value:7.1f} s"
+            terminalreporter.write_line(f"{name:55} {shown}")

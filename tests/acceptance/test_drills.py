@@ -1,6 +1,7 @@
 """Fault drills, lab only: each breaks one thing on purpose, watches the stack cope, and leaves
 the lab whole again. Every wait is bounded; every drill stops by itself."""
 
+import json
 import re
 import subprocess
 import sys
@@ -175,6 +176,64 @@ def test_drill_redis_down_the_proxy_keeps_serving(hosts, registry, proxy_url, pr
         assert answers(proxy_url, proxy_key, model), f"{model} does not answer after Redis is back"
     after = service_state(mini, "litellm")
     assert (after["MainPID"], after["NRestarts"]) == (before["MainPID"], before["NRestarts"])
+
+
+def test_drill_restart_under_load_loses_no_request_a_retrying_client_keeps(hosts, registry, proxy_url, proxy_key, timings):
+    """A bounded stream of requests while the proxy restarts (as a deploy restarts it). While the
+    port is closed, requests are refused before they reach LiteLLM (connection refused or reset:
+    nothing was processed, so a client may safely retry); in-flight ones finish (uvicorn drains on
+    SIGTERM). A client that retries those for up to 30 s loses none, and no request ever gets an
+    HTTP error."""
+    import threading
+    import urllib.error
+    import urllib.request
+
+    mini = hosts[registry.proxy_host]
+    model = next(m for m in registry.models.values() if m.backend == "mlx" and not m.fallbacks)
+    body = json.dumps({"model": model.name, "max_tokens": 4, "messages": [{"role": "user", "content": "hi"}]}).encode()
+    refused, http_errors, answered, lost = [], [], [], []
+    stop = threading.Event()
+
+    def one():
+        deadline = time.monotonic() + 30
+        while True:
+            request = urllib.request.Request(f"{proxy_url}/v1/chat/completions", data=body, method="POST", headers={
+                "Content-Type": "application/json", "Authorization": f"Bearer {proxy_key}"})
+            try:
+                with urllib.request.urlopen(request, timeout=30) as response:
+                    response.read()
+                    return answered.append(response.status)
+            except urllib.error.HTTPError as err:
+                return http_errors.append(err.code)
+            except (urllib.error.URLError, ConnectionError) as err:
+                refused.append(type(getattr(err, "reason", err)).__name__)
+                if time.monotonic() > deadline:
+                    return lost.append(str(err))
+                time.sleep(0.25)
+
+    def stream():
+        for _ in range(400):  # bounded: at most 400 requests, and it stops with the drill
+            if stop.is_set():
+                return
+            one()
+
+    worker = threading.Thread(target=stream)
+    worker.start()
+    try:
+        time.sleep(1)
+        started = time.monotonic()
+        mini.check_output("systemctl restart litellm")
+        back, _ = wait_until(lambda: live(proxy_url), 30, interval=0.25)
+        timings["drill: proxy restart under load, until it answers"] = time.monotonic() - started
+        assert back
+        time.sleep(2)
+    finally:
+        stop.set()
+        worker.join(timeout=60)
+    timings["drill: requests refused during the restart, retried"] = len(refused)
+    assert not http_errors and not lost, f"HTTP errors {http_errors}, lost {lost}"
+    assert refused, "no request met the restart: the drill proved nothing"
+    assert len(answered) > 10
 
 
 def test_drill_proxy_killed_comes_back_within_30s(hosts, registry, proxy_url, proxy_key, timings):
