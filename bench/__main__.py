@@ -165,14 +165,21 @@ def latencies_from_mini(url: str, model: str, concurrency: int, requests: int) -
 
 
 def proxy_cpu_seconds() -> float:
-    """CPU time (user + system) LiteLLM has used so far, all its processes (master and workers):
-    its unit's cgroup, read on the mini."""
+    """CPU time (user + system) LiteLLM's processes (master and workers) have used so far, read on
+    the mini: systemd's accounting where it has it, else /proc of every process in its cgroup
+    (the lab's nspawn hosts have no CPU controller)."""
     out = run_here(*hosts.ssh_args("mini"), "systemctl show -p CPUUsageNSec --value litellm").stdout.strip()
     if out.isdigit():
         return int(out) / 1e9
-    out = run_here(*hosts.ssh_args("mini"), "sed -n 's/^usage_usec //p' "
-                   "/sys/fs/cgroup/system.slice/litellm.service/cpu.stat").stdout.strip()
-    return int(out) / 1e6
+    script = (
+        "procs=/sys/fs/cgroup/system.slice/litellm.service/cgroup.procs; "
+        "[ -r $procs ] || procs=/sys/fs/cgroup/systemd/system.slice/litellm.service/cgroup.procs; "
+        "for p in $(cat $procs); do cut -d' ' -f14,15 /proc/$p/stat; done; echo tck $(getconf CLK_TCK)"
+    )
+    lines = run_here(*hosts.ssh_args("mini"), script).stdout.split("\n")
+    tck = int(next(line.split()[1] for line in lines if line.startswith("tck")))
+    ticks = sum(int(a) + int(b) for a, b in (line.split() for line in lines if line and not line.startswith("tck")))
+    return ticks / tck
 
 
 def percentile(values: list[float], p: float) -> float:

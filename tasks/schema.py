@@ -197,7 +197,8 @@ KEYS: tuple[Key, ...] = (
     Key("litellm_router_settings", dict, SEED_ROUTER_SETTINGS,
         "`allowed_fails`, `cooldown_time`, `retry_policy` by exception name (the seed's; see below)",
         _router_settings),
-    Key("litellm_settings", dict, {"json_logs": True}, "LiteLLM's `litellm_settings`"),
+    Key("litellm_settings", dict, {"json_logs": True, "turn_off_message_logging": True},
+        "LiteLLM's `litellm_settings`: the seed's json_logs, and no prompts or answers in the logs"),
     Key("litellm_start_timeout", int, 120, "seconds the deploy waits for the proxy after a restart", _positive),
     Key("litellm_workers", (int, _NONE), None,
         "the proxy's worker processes (unset: one per CPU of the host); they share the router's state "

@@ -32,7 +32,7 @@ def test_router_yaml_follows_the_seed(registry):
     }
     assert router["router_settings"]["allowed_fails"] == 2
     assert router["router_settings"]["cooldown_time"] == 15
-    assert router["litellm_settings"] == {"json_logs": True}
+    assert router["litellm_settings"] == {"json_logs": True, "turn_off_message_logging": True}
     assert router["general_settings"] == {"master_key": "os.environ/LITELLM_PROXY_KEY",
                                           "custom_auth": "llmlab_auth.user_api_key_auth"}
 
