@@ -132,22 +132,48 @@ class InstalledRpmPackages(FactBase):
         return [line.split()[0] for line in output if line.strip().endswith(" installed") and len(line.split()) == 2]
 
 
-class UvEnvironment(FactBase):
-    """What a uv-built environment at venv looks like, in one command: the version of the
-    shared uv, the sha256 of the requirements record it was built from, and whether it exists."""
+# Run by the environment's own interpreter: each pinned distribution's installed version and how
+# many of the files its RECORD lists are missing (a half-removed package shows here).
+_DIST_PROBE = (
+    "import importlib.metadata as m, os, sys\n"
+    "for name in sys.argv[1:]:\n"
+    "    try:\n"
+    "        d = m.distribution(name)\n"
+    "    except m.PackageNotFoundError:\n"
+    "        print('dist', name, '-', 0); continue\n"
+    "    gone = sum(1 for f in d.files or () if not os.path.exists(d.locate_file(f)))\n"
+    "    print('dist', name, d.version, gone)\n"
+)
 
-    def command(self, uv, venv):
+
+class UvEnvironment(FactBase):
+    """What a uv-built environment at venv is, judged on the host, in one command: the shared uv's
+    version, the sha256 of the requirements record it was built from, whether its interpreter and
+    the service's entry point run, and each pinned distribution's installed version and missing
+    files ({name: (version or "-", missing files)})."""
+
+    def command(self, uv, venv, entry_point="", dists=()):
         v, spec = shlex.quote(venv), shlex.quote(f"{venv}.requirements.txt")
+        entry = shlex.quote(f"{venv}/bin/{entry_point}") if entry_point else "/bin/true"
+        probe = f"{v}/bin/python -c {shlex.quote(_DIST_PROBE)} {' '.join(shlex.quote(d) for d in dists)}"
         return (
             f'echo "uv=$({shlex.quote(uv)} --version 2>/dev/null | cut -d" " -f2)"; '
             f'echo "built_from=$([ -f {spec} ] && {SHA256.format(p=spec)})"; '
-            f'echo "venv=$([ -f {v}/pyvenv.cfg ] && echo yes)"'
+            f'echo "venv=$([ -f {v}/pyvenv.cfg ] && echo yes)"; '
+            f'if [ -x {entry} ] && {probe} 2>/dev/null; then echo runs=yes; else echo runs=no; fi'
         )
 
     def process(self, output):
-        values = dict(line.strip().partition("=")[::2] for line in output)
+        values, dists = {}, {}
+        for line in output:
+            if line.startswith("dist "):
+                _, name, version, gone = line.split()
+                dists[name] = (version, int(gone))
+            else:
+                key, _, value = line.strip().partition("=")
+                values[key] = value
         return {"uv": values.get("uv", ""), "built_from": values.get("built_from", ""),
-                "venv": values.get("venv") == "yes"}
+                "venv": values.get("venv") == "yes", "runs": values.get("runs") == "yes", "dists": dists}
 
 
 class _PathStates(FactBase):

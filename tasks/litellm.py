@@ -87,6 +87,7 @@ def python_env(r: Registry) -> PythonEnv:
         "litellm",
         f"{s['litellm_home']}/venv",
         (f"litellm[proxy]=={s['litellm_version']}", f"prisma=={s['litellm_prisma_version']}"),
+        entry_point="litellm",
     )
 
 

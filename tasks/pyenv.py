@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shlex
 from dataclasses import dataclass
 
@@ -33,8 +34,14 @@ class PythonEnv:
 
     service: str  # "litellm", "mlx": the key deploys look their environment up by
     venv: str
-    requirements: tuple[str, ...]
+    requirements: tuple[str, ...]  # name[extras]==version
     python: str = ""  # a version for a uv-managed interpreter; "" for the host's python3
+    entry_point: str = ""  # the service's program in <venv>/bin, which must exist
+
+    @property
+    def pins(self) -> dict[str, str]:
+        """Distribution name -> pinned version."""
+        return {re.split(r"[\[=]", r, 1)[0].lower(): r.split("==", 1)[1] for r in self.requirements}
 
 
 def _ensure_uv(uv_version: str, installed: str) -> None:
@@ -62,14 +69,35 @@ def python_environments(uv_version: str, envs: list[PythonEnv]) -> dict[str, Ope
         return {}
     # One question per environment before this run changes anything: uv's version, what the
     # environment was built from, and whether it exists.
-    found = [host.get_fact(UvEnvironment, uv=UV, venv=env.venv, **ops.AS_LOGIN) for env in envs]
+    found = [host.get_fact(UvEnvironment, uv=UV, venv=env.venv, entry_point=env.entry_point,
+                           dists=tuple(env.pins), **ops.AS_LOGIN) for env in envs]
     _ensure_uv(uv_version, found[0]["uv"])
     return {env.service: _uv_environment(env, state) for env, state in zip(envs, found)}
 
 
+def needs_build(env: PythonEnv, found: dict, spec_text: str) -> str:
+    """Why the environment must be (re)built, judged by what is on the host, or "" if it need not:
+    its record, but also its interpreter and entry point running, the installed versions
+    matching the pins and no file of the pinned packages missing."""
+    if not found["venv"]:
+        return "missing"
+    if found["built_from"] != sha256_text(spec_text):
+        return "built from other pins or options"
+    if not found["runs"]:
+        return "its interpreter or entry point does not run"
+    for name, version in env.pins.items():
+        installed, gone = found["dists"].get(name, ("-", 0))
+        if installed != version:
+            return f"{name} is {installed}, not {version}"
+        if gone:
+            return f"{gone} files of {name} are missing"
+    return ""
+
+
 def _uv_environment(env: PythonEnv, found: dict) -> OperationMeta:
-    """Rebuilt when the pins change or the environment is missing. The pins are recorded
-    beside it only after a build succeeded, so a build that failed half-way is built again."""
+    """Rebuilt when the host's environment is not what the pins say (needs_build); the pins are
+    recorded beside it only after a build succeeded, so a build that failed half-way is built
+    again."""
     venv = shlex.quote(env.venv)
     certs = "--system-certs" if not is_macos() else ""
     # Bytecode is compiled at build time: the services run as users who cannot write
@@ -91,7 +119,7 @@ def _uv_environment(env: PythonEnv, found: dict) -> OperationMeta:
             f"{UV} pip install --quiet {options} --python {venv}/bin/python "
             + " ".join(shlex.quote(r) for r in env.requirements),
         ],
-        _if=lambda: found["built_from"] != sha256_text(spec_text) or not found["venv"],
+        _if=lambda: bool(needs_build(env, found, spec_text)),
     )
     ops.text_file(
         name=f"Record the {env.service} requirements it was built from",

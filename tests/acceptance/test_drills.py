@@ -308,6 +308,24 @@ def test_drill_bad_config_is_refused_and_the_proxy_keeps_serving(hosts, registry
     assert service_state(mini, "litellm")["MainPID"] == before["MainPID"]
 
 
+def test_drill_a_broken_environment_is_rebuilt_by_one_deploy(hosts, registry, proxy_url, proxy_key, timings):
+    """The environment is judged by what is on the host, not by its record: half of a package's
+    folder removed and the entry point deleted, by hand, are repaired by the next deploy, which
+    rebuilds the environment and restarts the proxy; the deploy after that changes nothing."""
+    mini = hosts[registry.proxy_host]
+    venv = f"{registry.proxy['litellm_home']}/venv"
+    mini.check_output(f"rm -rf {venv}/lib/python3*/site-packages/litellm/proxy/auth && rm -f {venv}/bin/litellm")
+    code, text, seconds = lab_deploy()
+    timings["drill: deploy repairing a broken environment"] = seconds
+    assert code == 0, text[-3000:]
+    assert any("Build the litellm environment" in row for row in changed_rows(text)), changed_rows(text)
+    assert mini.file(f"{venv}/bin/litellm").exists
+    ok, _ = wait_until(lambda: answers(proxy_url, proxy_key, registry.model_names()[0]), 60, interval=1)
+    assert ok, "the proxy does not answer after the repair"
+    code, text, _ = lab_deploy()
+    assert code == 0 and not changed_rows(text), changed_rows(text)
+
+
 def test_drill_rebuild_studio_from_nothing(hosts, registry, timings):
     """Destroy the studio, boot it empty, deploy: the acceptance checks pass again."""
     studio = next(m.host for m in registry.models.values() if m.backend == "mlx")

@@ -58,9 +58,10 @@ def recorded_mac(registry, installed: bool, changed_plist: str | None = None, ne
     facts = {
         fact_key("HostFacts"): host_facts(system),
         fact_key("EffectiveUser"): "root",
-        fact_key("UvEnvironment", uv=UV, venv=venv): (
-            {"uv": s["uv_version"], "built_from": "stale" if new_pins else sha(spec_text(registry)), "venv": True}
-            if installed else {"uv": "", "built_from": "", "venv": False}
+        fact_key("UvEnvironment", uv=UV, venv=venv, entry_point="mlx_lm.server", dists=("mlx", "mlx-lm")): (
+            {"uv": s["uv_version"], "built_from": "stale" if new_pins else sha(spec_text(registry)), "venv": True,
+             "runs": True, "dists": {"mlx": (s["mlx_version"], 0), "mlx-lm": (s["mlx_lm_version"], 0)}}
+            if installed else {"uv": "", "built_from": "", "venv": False, "runs": False, "dists": {}}
         ),
         fact_key("FileState", path=f"{venv}.requirements.txt"): (
             {**root_file, "sha256": sha(spec_text(registry))} if installed else None

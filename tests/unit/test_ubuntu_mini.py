@@ -36,7 +36,8 @@ def recorded_fresh_mini(registry, system: System = UBUNTU) -> dict:
     return {
         fact_key("HostFacts"): host_facts(system),
         fact_key("EffectiveUser"): "root",
-        fact_key("UvEnvironment", uv=UV, venv=f"{home}/venv"): {"uv": "", "built_from": "", "venv": False},
+        fact_key("UvEnvironment", uv=UV, venv=f"{home}/venv", entry_point="litellm", dists=("litellm", "prisma")): {
+            "uv": "", "built_from": "", "venv": False, "runs": False, "dists": {}},
         fact_key("InstalledDebianPackages", packages=PACKAGES): ["ca-certificates"],
         fact_key("FileState", path=f"{home}/venv.requirements.txt"): None,
         fact_key("UnitStates", units=("redis-server.service",)): {"redis-server.service": ("enabled", "active")},

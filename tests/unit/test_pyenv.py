@@ -1,0 +1,57 @@
+"""An environment is judged by what is on the host, not by its record alone: the probe run on a
+real virtual environment (this machine's own), and each reason a deploy rebuilds one."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tasks import pyenv
+from tasks.facts import UvEnvironment
+from tasks.render import sha256_text
+
+VENV = str(Path(sys.executable).parent.parent)  # the control machine's own .venv
+ENV = pyenv.PythonEnv("litellm", "/opt/litellm/venv", ("litellm[proxy]==1.106.2", "prisma==0.15.0"), entry_point="litellm")
+SPEC = "spec"
+
+
+def probe(venv: str, entry_point: str, dists: tuple) -> dict:
+    command = UvEnvironment().command(uv="/nonexistent/uv", venv=venv, entry_point=entry_point, dists=dists)
+    out = subprocess.run(["sh", "-c", command], capture_output=True, text=True, check=True)
+    return UvEnvironment().process(out.stdout.splitlines())
+
+
+def test_probe_reads_a_real_environment():
+    found = probe(VENV, "pytest", ("pytest", "no-such-dist"))
+    assert found["runs"] is True and found["venv"] is True
+    assert found["dists"]["pytest"] == (pytest.__version__, 0)
+    assert found["dists"]["no-such-dist"] == ("-", 0)
+
+
+def test_probe_sees_a_missing_entry_point():
+    assert probe(VENV, "no-such-program", ("pytest",))["runs"] is False
+
+
+def healthy() -> dict:
+    return {"venv": True, "built_from": sha256_text(SPEC), "runs": True,
+            "dists": {"litellm": ("1.106.2", 0), "prisma": ("0.15.0", 0)}}
+
+
+@pytest.mark.parametrize(
+    "change, reason",
+    [
+        ({}, ""),
+        ({"venv": False}, "missing"),
+        ({"built_from": "other"}, "built from other pins or options"),
+        ({"runs": False}, "its interpreter or entry point does not run"),
+        ({"dists": {"litellm": ("1.999.0", 0), "prisma": ("0.15.0", 0)}}, "litellm is 1.999.0, not 1.106.2"),
+        ({"dists": {"litellm": ("1.106.2", 12), "prisma": ("0.15.0", 0)}}, "12 files of litellm are missing"),
+        ({"dists": {"litellm": ("1.106.2", 0)}}, "prisma is -, not 0.15.0"),
+    ],
+    ids=["healthy", "absent", "record", "broken", "other-version", "half-removed", "dist-gone"],
+)
+def test_why_an_environment_is_rebuilt(change, reason):
+    assert pyenv.needs_build(ENV, {**healthy(), **change}, SPEC) == reason
