@@ -41,6 +41,9 @@ def _password(system: System) -> str:
 def escalate(system: System) -> None:
     """Make every later command on this host run as root, and prove it works before any change."""
     if system.sudo == "root":
+        # Logged in as root: nothing to escalate, and pyinfra's sudo upload path (copy from a
+        # temporary file) must not be taken.
+        host.data._sudo = False
         return
     if not host.data.get("_sudo"):
         raise DeployError(

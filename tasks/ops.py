@@ -29,6 +29,7 @@ from pathlib import Path
 from pyinfra import host, logger, state
 from pyinfra.api import FileUploadCommand, operation
 from pyinfra.api.command import QuoteString as Q
+from pyinfra.api.exceptions import OperationValueError
 from pyinfra.api.command import StringCommand
 from pyinfra.api.util import get_file_sha256
 from pyinfra.facts.files import FileContents
@@ -226,6 +227,8 @@ def tree(src: str, dest: str):
         for name in names:
             path = os.path.join(folder, name)
             local[os.path.relpath(path, src)] = path
+    if not local:
+        raise OperationValueError(f"{src} holds no file: refusing to empty {dest} on the host")
     remote = host.get_fact(TreeDigests, path=dest, **AS_LOGIN)  # model files: 0644 in 0755 folders
     changed = [rel for rel in sorted(local) if remote.get(rel) != get_file_sha256(local[rel])]
     for folder in sorted({os.path.dirname(rel) for rel in changed}):
@@ -287,6 +290,10 @@ def launchd_load(jobs: dict, written: Affected):
     for label, path in jobs.items():
         if path in written:
             yield f"launchctl bootout system/{shlex.quote(label)} 2>/dev/null || true"
+            # bootout returns before the job has exited (a server unloading a big model takes a
+            # while), and bootstrap fails ("5: Input/output error") while it is still there.
+            yield (f"i=0; while launchctl print system/{shlex.quote(label)} >/dev/null 2>&1 && [ $i -lt 60 ]; "
+                   f"do sleep 0.5; i=$((i+1)); done")
             yield f"launchctl bootstrap system {shlex.quote(path)}"
 
 

@@ -9,6 +9,7 @@ same for all of them.
 from __future__ import annotations
 
 import copy
+import ipaddress
 import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
@@ -141,7 +142,8 @@ class Registry:
     def api_base(self, model: Model) -> str:
         """The base URL LiteLLM calls for a model, derived from its backend kind."""
         if model.backend == "mlx":
-            return f"http://{self.hosts[model.host].address}:{model.port}/v1"
+            address = self.hosts[model.host].address
+            return f"http://{f'[{address}]' if ':' in address else address}:{model.port}/v1"
         if model.backend == "ovms":
             # OVMS serves its OpenAI-compatible API under /v3; /v1 would not answer.
             return f"http://127.0.0.1:{self.proxy['ovms_rest_port']}/v3"
@@ -376,6 +378,12 @@ def build(hosts: list[HostInput], for_deploy: bool = True) -> Registry:
     for h in hosts:
         settings = _settings(h)
         address = settings["llm_address"] or h.ssh_target or h.name
+        try:
+            ipaddress.ip_address(address)
+        except ValueError:
+            raise DataError(f"{h.sources.get('llm_address', 'inventory')}: host {h.name}: set llm_address to the IP "
+                            f"address the other hosts reach it on (found {address!r}; the studio's firewall and "
+                            f"LiteLLM's upstream URLs need an address)") from None
         entries[h.name] = HostEntry(h.name, h.groups, address, settings, h.sources)
     proxies = [name for name, e in entries.items() if PROXY_GROUP in e.groups]
     if len(proxies) != 1:

@@ -65,6 +65,11 @@ def _networks(key: str, value: Any) -> None:
             raise DataError(f"{key} must list IP addresses or networks: {item!r}") from None
 
 
+def _optional_ip(key: str, value: Any) -> None:
+    if value is not None:
+        _ip(key, value)
+
+
 def _loopback(key: str, value: Any) -> None:
     _ip(key, value)
     if not ipaddress.ip_address(value).is_loopback:
@@ -84,6 +89,8 @@ def _redis_size(key: str, value: Any) -> None:
 def _abs_path(key: str, value: Any) -> None:
     if not value.startswith("/") or ".." in value.split("/"):
         raise DataError(f"{key} must be an absolute path")
+    if not re.match(r"^[A-Za-z0-9._/+-]+$", value):
+        raise DataError(f"{key} may hold only letters, digits and . _ / + - (it goes into units and commands): {value!r}")
 
 
 def _state_dir(key: str, value: Any) -> None:
@@ -136,6 +143,12 @@ def _names(key: str, value: Any) -> None:
 def _model_sources(key: str, value: Any) -> None:
     if not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
         raise DataError(f"{key} maps upstream ids to folder paths")
+    for upstream, folder in value.items():
+        # The upload makes the host's folder equal to this one: an empty or missing folder would
+        # delete the model on the host.
+        if not os.path.isabs(folder) or not os.path.isdir(folder) or not any(os.scandir(folder)):
+            raise DataError(f"{key}[{upstream!r}]: {folder!r} is not an existing, non-empty folder (an absolute path "
+                            f"on the control machine)")
 
 
 def _router_settings(key: str, settings: Any) -> None:
@@ -181,7 +194,8 @@ KEYS: tuple[Key, ...] = (
     Key("llm_secrets_file", str, "secrets.env",
         "untracked NAME=value file for secrets not in the environment (relative to where pyinfra runs)", shared=True),
     Key("llm_address", (str, _NONE), None,
-        "inventory host data: the address other hosts reach this host on (default: its SSH address)"),
+        "inventory host data: the IP address other hosts reach this host on (default: its SSH address, "
+        "which must then be an IP address)", _optional_ip),
     Key("uv_version", str, "0.13.9", "uv that builds every Python environment", _version),
     # --- LiteLLM
     Key("litellm_version", str, "1.106.2", "pinned `litellm[proxy]` (1.107.0 was a compromised release)", _version),

@@ -100,6 +100,8 @@ BAD = {
     "serves no model": (add_model("jerry-weak-b", {**mlx(8104), "serves": "jerry-nope"}), "serves 'jerry-nope' is not a model of its own name"),
     "fallbacks in router settings": (setting("litellm_router_settings", {"fallbacks": [{"jerry-chat": ["lil-jerry"]}]}), "litellm_router_settings.fallbacks: give each model's fallbacks in its llm_models entry"),
     "zero max_tokens": (change_model("jerry-chat", max_tokens=0), "llm_models['jerry-chat'].max_tokens must be positive"),
+    "model source missing": (setting("mlx_model_sources", {"lab/tiny": "/nonexistent/tiny-model"}), "mlx_model_sources['lab/tiny']: '/nonexistent/tiny-model' is not an existing, non-empty folder"),
+    "path with a space": (setting("litellm_home", "/opt/lite llm"), "litellm_home may hold only letters"),
     "workers below 1": (setting("litellm_workers", 0), "litellm_workers must be at least 1"),
     "redis off loopback": (setting("redis_bind_address", "0.0.0.0"), "redis_bind_address must be a loopback address"),
     "redis port equals litellm": (setting("redis_port", 4000), "redis_port equals litellm_port"),
@@ -307,7 +309,8 @@ def test_per_host_layering_is_pyinfras(tmp_path):
     (inv_dir / "group_data" / "all.py").write_text("litellm_port = 4300\nmlx_start_timeout = 300\n")
     (extra / "studio.py").write_text("mlx_start_timeout = 600\nmlx_max_tokens = 2048\n")
     inventory = inv_dir / "inventory.py"
-    inventory.write_text("mini = [('mini', {'litellm_start_timeout': 30})]\nstudio = ['studio']\n")
+    inventory.write_text("mini = [('mini', {'litellm_start_timeout': 30, 'llm_address': '192.0.2.71'})]\n"
+                         "studio = [('studio', {'llm_address': '192.0.2.72'})]\n")
     out = subprocess.run([sys.executable, "-c", LAYERING_PROBE, str(inventory), str(cwd), str(extra)],
                          capture_output=True, text=True, check=True, cwd=cwd)
     pyinfra_says = json.loads(out.stdout.strip().splitlines()[-1])
@@ -341,3 +344,17 @@ def test_defaults_are_copied_per_registry(data):
     first.proxy["litellm_router_settings"]["cooldown_time"] = 99
     assert second.proxy["litellm_router_settings"]["cooldown_time"] == 15
     assert first.settings("studio")["litellm_router_settings"]["cooldown_time"] == 15
+
+
+def test_a_host_address_must_be_an_ip_address(data):
+    from tasks import registry as reg
+
+    def host(name, address):
+        return reg.HostInput(name, (name,), {**data, "llm_address": address},
+                             {"llm_address": f"inventory.py (host {name})"})
+
+    with pytest.raises(DataError, match=r"inventory.py \(host studio\): llm_address is not an IP address: 'studio.lan'"):
+        reg.build([host("mini", "192.0.2.71"), host("studio", "studio.lan")])
+    no_address = reg.HostInput("studio", ("studio",), dict(data), {}, ssh_target="studio")
+    with pytest.raises(DataError, match="host studio: set llm_address to the IP address"):
+        reg.build([host("mini", "192.0.2.71"), no_address])

@@ -201,3 +201,4 @@ def test_firewall_admits_only_the_proxy_host_and_listed_clients(data):
     pf = firewall_task.render_pf(r, "studio")
     assert "table <llmlab_mlx_clients> const { 192.0.2.71, 192.0.2.50, 2001:db8::/64 }" in pf
     assert f"block return in quick proto tcp from ! <llmlab_mlx_clients> to any port {{ {ports} }}" in pf
+    assert pf.index(f"pass in quick on lo0 proto tcp to any port {{ {ports} }}") < pf.index("block return")

@@ -144,3 +144,13 @@ def test_rhel_installs_with_dnf(monkeypatch, registry):
     assert "systemctl mask --now redis.service" in lines
     assert not any("apt-get" in line for line in lines)
     assert any("--cert /etc/pki/tls/certs/ca-bundle.crt" in line for line in lines)
+
+
+def test_logging_in_as_root_uses_no_sudo_and_no_staging(monkeypatch, registry):
+    as_root = System(**{**UBUNTU.__dict__, "login": "root", "home": "/root", "sudo": "root"})
+    facts = recorded_fresh_mini(registry, as_root)
+    del facts[fact_key("EffectiveUser")]  # nothing to escalate, so nothing to prove
+    ran = run_deploy(monkeypatch, registry, "mini", facts)
+    lines = shell_lines(ran)
+    assert not any(".llmlab-upload" in line for line in lines)
+    assert staging_paths(ran) == {f"{dest}.upload" for dest in uploads(ran)}
