@@ -351,10 +351,11 @@ def test_a_host_address_must_be_an_ip_address(data):
 
     def host(name, address):
         return reg.HostInput(name, (name,), {**data, "llm_address": address},
-                             {"llm_address": f"inventory.py (host {name})"})
+                             {**{k: "group_data/all.py" for k in data}, "llm_address": f"inventory.py (host {name})"})
 
     with pytest.raises(DataError, match=r"inventory.py \(host studio\): llm_address is not an IP address: 'studio.lan'"):
         reg.build([host("mini", "192.0.2.71"), host("studio", "studio.lan")])
-    no_address = reg.HostInput("studio", ("studio",), dict(data), {}, ssh_target="studio")
+    no_address = reg.HostInput("studio", ("studio",), dict(data), {k: "group_data/all.py" for k in data},
+                               ssh_target="studio")
     with pytest.raises(DataError, match="host studio: set llm_address to the IP address"):
         reg.build([host("mini", "192.0.2.71"), no_address])
