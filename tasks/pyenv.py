@@ -111,8 +111,9 @@ def _uv_environment(env: PythonEnv, found: dict) -> OperationMeta:
     # The record holds the interpreter and install options too: changing them rebuilds.
     spec_text = (f"# uv venv {python}\n" if env.python else "") + f"# uv pip install {options}\n"
     spec_text += "\n".join(env.requirements) + "\n"
+    reason = needs_build(env, found, spec_text)
     build = server.shell(
-        name=f"Build the {env.service} environment with uv",
+        name=f"Build the {env.service} environment with uv" + (f" ({reason})" if reason else ""),
         commands=[
             f"rm -rf {venv}",
             f"{uv_venv} --quiet {certs} {python} {venv}",
