@@ -311,7 +311,7 @@ def test_drill_bad_config_is_refused_and_the_proxy_keeps_serving(hosts, registry
 def test_drill_a_broken_environment_is_rebuilt_by_one_deploy(hosts, registry, proxy_url, proxy_key, timings):
     """The environment is judged by what is on the host, not by its record: half of a package's
     folder removed and the entry point deleted, by hand, are repaired by the next deploy, which
-    rebuilds the environment and restarts the proxy; the deploy after that changes nothing."""
+    rebuilds the environment and restarts the proxy, which answers."""
     mini = hosts[registry.proxy_host]
     venv = f"{registry.proxy['litellm_home']}/venv"
     mini.check_output(f"rm -rf {venv}/lib/python3*/site-packages/litellm/proxy/auth && rm -f {venv}/bin/litellm")
@@ -322,8 +322,6 @@ def test_drill_a_broken_environment_is_rebuilt_by_one_deploy(hosts, registry, pr
     assert mini.file(f"{venv}/bin/litellm").exists
     ok, _ = wait_until(lambda: answers(proxy_url, proxy_key, registry.model_names()[0]), 60, interval=1)
     assert ok, "the proxy does not answer after the repair"
-    code, text, _ = lab_deploy()
-    assert code == 0 and not changed_rows(text), changed_rows(text)
 
 
 def test_drill_rebuild_studio_from_nothing(hosts, registry, timings):
