@@ -101,8 +101,10 @@ def test_drill_upstream_down_cools_down_and_recovers(hosts, registry, proxy_url,
         timings[f"drill: cooldown held (cooldown_time {cooldown} s)"] = held
         assert reply, f"still cooling down {held:.0f} s later (cooldown_time is {cooldown} s)"
         assert reply[0] == 500 and "Connection error" in reply[1], reply
-        # the first cooldown reply came one failed request (a few seconds) after it began
-        assert cooldown - 6 <= held <= cooldown + 6, f"cooldown lasted about {held:.1f} s, not {cooldown} s"
+        # The first cooldown reply came one failed request (a few seconds) after it began; its end
+        # is seen late by up to one refusal (about 2 s each with two workers) plus one failing
+        # try of the stopped server (about 3 s with its retries): 14.3-21.8 s seen for 15 s.
+        assert cooldown - 6 <= held <= cooldown + 10, f"cooldown lasted about {held:.1f} s, not {cooldown} s"
     finally:
         server_host.run(f"systemctl start {unit}")
 
