@@ -120,7 +120,7 @@ def _uv_environment(env: PythonEnv, found: dict) -> OperationMeta:
             f"{UV} pip install --quiet {options} --python {venv}/bin/python "
             + " ".join(shlex.quote(r) for r in env.requirements),
         ],
-        _if=lambda: bool(needs_build(env, found, spec_text)),
+        _if=lambda: bool(reason),  # judged once, from the facts read before this run changed anything
     )
     ops.text_file(
         name=f"Record the {env.service} requirements it was built from",

@@ -34,6 +34,13 @@ def fact_key(name: str, **kwargs) -> tuple:
     return (name, tuple(sorted((k, v) for k, v in kwargs.items() if not k.startswith("_"))))
 
 
+def host_facts(system) -> dict:
+    """What the HostFacts fact reads on a host that is `system` (a tasks.hostos.System)."""
+    return {"kernel": system.kernel, "arch": system.arch, "user": system.login, "home": system.home,
+            "os": system.os, "version": system.version, "name": system.name, "memory": system.memory,
+            "cpus": system.cpus, "sudo": system.sudo}
+
+
 def run_deploy(monkeypatch, registry, target: str, facts: dict, sudo: bool = True,
                sudo_password: str | None = SUDO_PASSWORD):
     """deploy.py for host `target` against `facts`; returns [(operation name, [commands])].

@@ -13,7 +13,7 @@ from tasks.hostos import System
 from tasks.pyenv import UV
 
 from .conftest import build
-from .recorded import fact_key, functions, run_deploy, sha, shell_lines, staging_paths, uploads
+from .recorded import fact_key, host_facts, functions, run_deploy, sha, shell_lines, staging_paths, uploads
 
 LAUNCHD = "/Library/LaunchDaemons"
 GIB = 1 << 30
@@ -31,12 +31,6 @@ CACHED = {
 
 def studio_models(registry):
     return sorted(registry.served_by("studio", "mlx"), key=lambda m: m.port)
-
-
-def host_facts(system: System) -> dict:
-    return {"kernel": system.kernel, "arch": system.arch, "user": system.login, "home": system.home,
-            "os": system.os, "version": system.version, "name": system.name, "memory": system.memory, "cpus": system.cpus,
-            "sudo": system.sudo}
 
 
 def spec_text(registry) -> str:

@@ -12,17 +12,11 @@ from tasks.hostos import System
 from tasks.pyenv import UV
 
 from .conftest import build
-from .recorded import fact_key, run_deploy, sha, shell_lines, staging_paths, uploads
+from .recorded import fact_key, host_facts, run_deploy, sha, shell_lines, staging_paths, uploads
 
 PACKAGES = ("python3-venv", "ca-certificates", "curl", "redis-server", "libxml2")  # uv's, Redis, OVMS's
 UBUNTU = System(os="ubuntu", version="24.04", name="Ubuntu 24.04.1 LTS", arch="x86_64", kernel="Linux",
                 memory=64 << 30, cpus=8, login="chris", home="/home/chris", sudo="password")
-
-
-def host_facts(system: System) -> dict:
-    return {"kernel": system.kernel, "arch": system.arch, "user": system.login, "home": system.home,
-            "os": system.os, "version": system.version, "name": system.name, "memory": system.memory, "cpus": system.cpus,
-            "sudo": system.sudo}
 
 
 def recorded_fresh_mini(registry, system: System = UBUNTU) -> dict:
