@@ -1,4 +1,4 @@
-"""The lab's hosts: the cached Debian root filesystem, each host's copy of it, booting it with
+"""The lab's hosts: the cached root filesystem of each one's system, each host's copy of it, booting it with
 systemd-nspawn into its namespace, waiting for it, stopping it, and reaching it over SSH."""
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from lab import paths
@@ -22,38 +23,95 @@ from lab.proc import LabError, log, run
 OPERATOR = "chris"
 SSHD_DROPIN = "# lab: like the real hosts, root cannot log in over SSH\nPermitRootLogin no\n"
 
-SUITE = "bookworm"
-MIRROR = "http://deb.debian.org/debian"
-PACKAGES = [
+BASE_PACKAGES = [
     "systemd", "systemd-sysv", "dbus", "openssh-server", "ca-certificates", "python3",
     "iproute2", "procps", "curl", "sudo", "libpam-systemd",
 ]
 # Host keys are made at first boot so every machine copied from the cached root has its own.
-# Debian's own ExecStartPre (sshd -t) needs the keys, so the list is reset with keygen first.
+# The distribution's own ExecStartPre (sshd -t) needs the keys, so the list is reset with keygen first.
 SSH_KEYGEN_DROPIN = (
     "[Service]\nExecStartPre=\nExecStartPre=/usr/bin/ssh-keygen -A\nExecStartPre=/usr/sbin/sshd -t\n"
 )
-RECIPE = json.dumps({"suite": SUITE, "mirror": MIRROR, "packages": PACKAGES,
-                     "variant": "minbase", "dropin": SSH_KEYGEN_DROPIN, "v": 1})
 
 
-def recipe_hash() -> str:
-    return hashlib.sha256(RECIPE.encode()).hexdigest()[:12]
+@dataclass(frozen=True)
+class Distro:
+    """A root filesystem debootstrap builds: the system a lab host runs."""
+
+    name: str
+    suite: str
+    mirror: str
+    script: str = ""  # debootstrap's script when its own list lacks the suite
+    keyring: tuple[str, str, str] = ()  # (.deb URL, its sha256, keyring path inside) when the host lacks it
+    sources: str = ""  # /etc/apt/sources.list (debootstrap writes only the release and main)
 
 
-def base_rootfs() -> Path:
-    """The cached Debian root, rebuilt only when the recipe changes."""
-    base = paths.CACHE / f"rootfs-{recipe_hash()}"
+DEBIAN_12 = Distro("Debian 12", "bookworm", "http://deb.debian.org/debian")
+# The real mini runs Ubuntu 24.04 (README, "Your real hosts"), and OVMS publishes builds for
+# Ubuntu, not Debian. Debian 12 carries no Ubuntu keyring: the keyring package is fetched from
+# Ubuntu's archive and held to the digest recorded here (first fetched 2026-11-25).
+UBUNTU_2404 = Distro(
+    "Ubuntu 24.04", "noble", "http://archive.ubuntu.com/ubuntu", script="/usr/share/debootstrap/scripts/gutsy",
+    keyring=("http://archive.ubuntu.com/ubuntu/pool/main/u/ubuntu-keyring/ubuntu-keyring_2023.11.28.1_all.deb",
+             "36de43b15853ccae0028e9a767613770c704833f82586f28eb262f0311adb8a8",
+             "usr/share/keyrings/ubuntu-archive-keyring.gpg"),
+    sources="".join(f"deb http://archive.ubuntu.com/ubuntu {suite} main universe\n"
+                    for suite in ("noble", "noble-updates", "noble-security")),
+)
+# The mini like the real one; the studio stands in for a Mac, which the lab cannot run.
+SYSTEMS = {"mini": UBUNTU_2404, "studio": DEBIAN_12}
+
+
+def recipe(distro: Distro) -> str:
+    return json.dumps({"distro": asdict(distro), "packages": BASE_PACKAGES, "variant": "minbase",
+                       "dropin": SSH_KEYGEN_DROPIN, "v": 2})
+
+
+def recipe_hash(distro: Distro) -> str:
+    return hashlib.sha256(recipe(distro).encode()).hexdigest()[:12]
+
+
+def _keyring(distro: Distro) -> list[str]:
+    """debootstrap's --keyring argument: the distribution's archive keyring, from its package
+    held to the recorded digest (none needed for Debian's own)."""
+    if not distro.keyring:
+        return []
+    url, digest, inside = distro.keyring
+    target = paths.CACHE / f"keyring-{digest[:12]}.gpg"
+    if not target.exists():
+        deb = paths.CACHE / f"keyring-{digest[:12]}.deb"
+        run("curl", "-fsS", "--max-time", "60", "-o", str(deb), url)
+        found = hashlib.sha256(deb.read_bytes()).hexdigest()
+        if found != digest:
+            deb.unlink()
+            raise LabError(f"{url}: sha256 {found}, not the recorded {digest}")
+        unpacked = paths.CACHE / f"keyring-{digest[:12]}"
+        shutil.rmtree(unpacked, ignore_errors=True)
+        run("dpkg-deb", "-x", str(deb), str(unpacked))
+        shutil.copy(unpacked / inside, target)
+        shutil.rmtree(unpacked)
+        deb.unlink()
+    return [f"--keyring={target}"]
+
+
+def base_rootfs(host: str) -> Path:
+    """The cached root of the host's system, rebuilt only when its recipe changes."""
+    distro = SYSTEMS[host]
+    tag = distro.suite
+    base = paths.CACHE / f"rootfs-{tag}-{recipe_hash(distro)}"
     if (base / "etc" / "os-release").exists():
         return base
-    for old in paths.CACHE.glob("rootfs-*"):
+    for old in [*paths.CACHE.glob(f"rootfs-{tag}-*"), *paths.CACHE.glob("rootfs-" + "?" * 12)]:
         shutil.rmtree(old, ignore_errors=True)
-    tmp = paths.CACHE / f"rootfs-{recipe_hash()}.tmp"
+    tmp = base.with_name(base.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     paths.CACHE.mkdir(parents=True, exist_ok=True)
-    log(f"building the Debian {SUITE} root filesystem (debootstrap, cached in {paths.CACHE})")
+    log(f"building the {distro.name} root filesystem (debootstrap, cached in {paths.CACHE})")
     started = time.monotonic()
-    run("debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}", SUITE, str(tmp), MIRROR)
+    run("debootstrap", "--variant=minbase", *_keyring(distro), f"--include={','.join(BASE_PACKAGES)}",
+        distro.suite, str(tmp), distro.mirror, *([distro.script] if distro.script else []))
+    if distro.sources:
+        (tmp / "etc/apt/sources.list").write_text(distro.sources)
     dropin = tmp / "etc/systemd/system/ssh.service.d"
     dropin.mkdir(parents=True, exist_ok=True)
     (dropin / "keygen.conf").write_text(SSH_KEYGEN_DROPIN)
@@ -62,7 +120,7 @@ def base_rootfs() -> Path:
     (tmp / "etc/machine-id").write_text("")
     run("chroot", str(tmp), "apt-get", "clean")
     tmp.rename(base)
-    log(f"root filesystem built in {time.monotonic() - started:.1f} s")
+    log(f"{distro.name} root filesystem built in {time.monotonic() - started:.1f} s")
     return base
 
 

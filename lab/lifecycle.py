@@ -69,7 +69,7 @@ def up() -> None:
         hosts.stop(host)
     network.down(None)
     started = time.monotonic()
-    base = hosts.base_rootfs()
+    bases = {host: hosts.base_rootfs(host) for host in HOSTS}
     rootfs_seconds = time.monotonic() - started
     build_artifacts()
 
@@ -92,7 +92,7 @@ def up() -> None:
                 "operator": hosts.OPERATOR})
     started = time.monotonic()
     for host in HOSTS:
-        hosts.prepare_machine(host, base, pubkey, sudo_password())
+        hosts.prepare_machine(host, bases[host], pubkey, sudo_password())
         hosts.boot(host)
     for host in HOSTS:
         hosts.wait_ready(host)
@@ -105,7 +105,7 @@ def recreate(host: str) -> float:
     from destroying it until it is ready."""
     started = time.monotonic()
     hosts.stop(host)
-    hosts.prepare_machine(host, hosts.base_rootfs(), paths.KEY.with_suffix(".pub").read_text(), sudo_password())
+    hosts.prepare_machine(host, hosts.base_rootfs(host), paths.KEY.with_suffix(".pub").read_text(), sudo_password())
     # The new host has new host keys (ssh-keygen -R also finds hashed entries).
     run("ssh-keygen", "-q", "-R", HOSTS[host], "-f", str(paths.KNOWN_HOSTS), check=False)
     Path(f"{paths.KNOWN_HOSTS}.old").unlink(missing_ok=True)
