@@ -133,16 +133,23 @@ class InstalledRpmPackages(FactBase):
 
 
 # Run by the environment's own interpreter: each pinned distribution's installed version and how
-# many of the files its RECORD lists are missing (a half-removed package shows here).
+# many of the files its RECORD lists are missing (a half-removed package shows here). Read from
+# the .dist-info folders directly: importing importlib.metadata alone costs about 60 ms.
 _DIST_PROBE = (
-    "import importlib.metadata as m, os, sys\n"
+    "import csv, os, re, sys\n"
+    "site = next(p for p in sys.path if p.endswith('site-packages') and os.path.isdir(p))\n"
+    "infos = {}\n"
+    "for entry in os.listdir(site):\n"
+    "    if entry.endswith('.dist-info'):\n"
+    "        name, _, version = entry[:-10].partition('-')\n"
+    "        infos[re.sub(r'[-_.]+', '_', name).lower()] = (version, entry)\n"
     "for name in sys.argv[1:]:\n"
-    "    try:\n"
-    "        d = m.distribution(name)\n"
-    "    except m.PackageNotFoundError:\n"
+    "    found = infos.get(re.sub(r'[-_.]+', '_', name).lower())\n"
+    "    if not found:\n"
     "        print('dist', name, '-', 0); continue\n"
-    "    gone = sum(1 for f in d.files or () if not os.path.exists(d.locate_file(f)))\n"
-    "    print('dist', name, d.version, gone)\n"
+    "    with open(os.path.join(site, found[1], 'RECORD'), newline='') as record:\n"
+    "        gone = sum(1 for row in csv.reader(record) if row and not os.path.exists(os.path.join(site, row[0])))\n"
+    "    print('dist', name, found[0], gone)\n"
 )
 
 

@@ -31,6 +31,22 @@ def test_probe_reads_a_real_environment():
     assert found["dists"]["no-such-dist"] == ("-", 0)
 
 
+def test_probe_counts_the_missing_files_of_a_half_removed_package(tmp_path):
+    """A real environment with a small package installed, then half of it removed by hand."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    site = next(venv.glob("lib/python*/site-packages"))
+    (site / "Tiny_Pkg-1.2.3.dist-info").mkdir()
+    (site / "tiny_pkg").mkdir()
+    for name in ("__init__.py", "core.py"):
+        (site / "tiny_pkg" / name).write_text("")
+    (site / "Tiny_Pkg-1.2.3.dist-info" / "RECORD").write_text(
+        "tiny_pkg/__init__.py,sha256=x,0\ntiny_pkg/core.py,sha256=x,0\nTiny_Pkg-1.2.3.dist-info/RECORD,,\n")
+    assert probe(str(venv), "", ("tiny-pkg",))["dists"] == {"tiny-pkg": ("1.2.3", 0)}
+    (site / "tiny_pkg" / "core.py").unlink()
+    assert probe(str(venv), "", ("tiny-pkg",))["dists"] == {"tiny-pkg": ("1.2.3", 1)}
+
+
 def test_probe_sees_a_missing_entry_point():
     assert probe(VENV, "no-such-program", ("pytest",))["runs"] is False
 
