@@ -164,6 +164,37 @@ def latencies_from_mini(url: str, model: str, concurrency: int, requests: int) -
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+TOKENS = """
+import json, sys, time, urllib.request
+url, model, key, requests = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+runs = []
+for i in range(requests + 1):  # the first warms up
+    body = json.dumps({"model": model, "max_tokens": 128, "temperature": 1.0, "seed": i,
+                       "messages": [{"role": "user", "content": "hello world , how are you today ?"}]}).encode()
+    headers = {"Content-Type": "application/json", **({"Authorization": "Bearer " + key} if key else {})}
+    request = urllib.request.Request(url, data=body, method="POST", headers=headers)
+    started = time.perf_counter()
+    with urllib.request.urlopen(request, timeout=120) as response:
+        tokens = json.loads(response.read())["usage"]["completion_tokens"]
+    if i:
+        runs.append([time.perf_counter() - started, tokens])
+print(json.dumps(runs))
+"""
+
+
+def tokens_per_second(url: str, model: str, key: str, requests: int, on_mini: bool) -> float:
+    """Completion tokens per second of one request at a time (128 tokens asked, sampled), run on
+    the mini (OVMS listens on its loopback) or here (through the proxy, like any client)."""
+    args = (url, model, key, str(requests))
+    if on_mini:
+        out = run_here(*hosts.ssh_args("mini"), "python3 - " + " ".join(shlex.quote(a) for a in args),
+                       input=TOKENS, timeout=600).stdout
+    else:
+        out = run_here(sys.executable, "-", *args, input=TOKENS, timeout=600).stdout
+    runs = json.loads(out.strip().splitlines()[-1])
+    return sum(t for _, t in runs) / sum(s for s, _ in runs)
+
+
 def proxy_cpu_seconds() -> float:
     """CPU time (user + system) LiteLLM's processes (master and workers) have used so far, read on
     the mini: systemd's accounting where it has it, else /proc of every process in its cgroup
@@ -262,6 +293,14 @@ def main(argv: list[str]) -> int:
             rows.append((f"c={concurrency} {what}, p50 / p95 (ms)",
                          f"{ms(figures[kind]['p50'])} / {ms(figures[kind]['p95'])}"))
         rows.append((f"c={concurrency} LiteLLM CPU time per request (ms)", ms(cpu)))
+
+    for m in (m for m in registry.models.values() if m.backend == "ovms"):
+        print(f"bench: {m.name} tokens per second x{args.runs}", flush=True)
+        ovms = f"http://127.0.0.1:{registry.proxy['ovms_rest_port']}/v3/chat/completions"
+        direct = [tokens_per_second(ovms, m.upstream, "", 5, on_mini=True) for _ in range(args.runs)]
+        through = [tokens_per_second(proxy, m.name, key, 5, on_mini=False) for _ in range(args.runs)]
+        rows.append((f"{m.name} (OVMS) completion tokens/s, direct on the mini", stats(direct)))
+        rows.append((f"{m.name} (OVMS) completion tokens/s, through LiteLLM", stats(through)))
 
     print()
     print(f"Machine: {machine()}  ")

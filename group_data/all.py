@@ -18,6 +18,11 @@
 #             LiteLLM balances the requests for that name across them
 #   fallbacks optional: model names LiteLLM answers from, in order, when this one fails (once its
 #             retries are spent), e.g. the studio's models fall back to the mini's lil-jerry
+#   source    ovms: where the model's OpenVINO files come from: a Hugging Face repo id of a
+#             pre-converted model ("org/name", pulled by OVMS on the host), or an absolute path
+#             to such a folder on the control machine (uploaded)
+#   graph     ovms, optional: graph.pbtxt settings over the host's ovms_graph (device,
+#             cache_size, max_num_seqs, enable_prefix_caching)
 #
 # Only jerry-chat's and lil-jerry's upstream ids come from the operator's notes; the other MLX
 # ids are examples to replace with what the studio really serves.
@@ -62,6 +67,10 @@ llm_models = {
         "backend": "ovms",
         "host": "mini",
         "upstream": "llama-3-2-3b-instruct",
+        # Meta's licence keeps Llama 3.2 out of the OpenVINO organisation's pre-converted models;
+        # this is a community int4 export. An OpenVINO/*-int4-ov repo or a folder of your own
+        # export works the same way.
+        "source": "EmbeddedLLM/Llama-3.2-3B-Instruct-int4-sym-ov",
     },
 }
 

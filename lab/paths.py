@@ -14,7 +14,14 @@ KNOWN_HOSTS = STATE_DIR / "known_hosts"
 SECRETS = STATE_DIR / "secrets.env"  # the proxy key (the deploy's llm_secrets_file)
 SUDO_PASSWORD = STATE_DIR / "sudo-password"  # the operator's sudo password on every lab host
 TINY_MODEL = CACHE / "tiny-model"
+TINY_MODEL_KEY = CACHE / "tiny-model.key"  # the generator (lab/tinymodel.py) the tiny model was made by
 OVMS_STANDIN = CACHE / "ovms-standin.tar.gz"
 OVMS_STANDIN_SHA256 = CACHE / "ovms-standin.sha256"
-OVMS_STANDIN_SOURCE = CACHE / "ovms-standin.source"
+OVMS_STANDIN_SOURCE = CACHE / "ovms-standin.source"  # the key of what the archive was packed from
+OVMS_STANDIN_LIBS = CACHE / "ovms-standin-lib"  # + "-py<version>": the engine the archive bundles (ovms/lib/python)
+# The stand-in archive laid out like GitHub's release downloads: v<version>/<asset for the mini's system>.
+OVMS_STANDIN_RELEASES = CACHE / "ovms-standin-releases"
+TINY_OV = CACHE / "tiny-ov"  # the tiny model exported to OpenVINO IR (an OVMS LLM folder less graph.pbtxt)
+TINY_OV_KEY = CACHE / "tiny-ov.key"  # what TINY_OV was exported from (model files, tool pins)
+OV_EXPORT_VENV = CACHE / "ov-export-venv"  # optimum-intel, openvino-tokenizers, torch (CPU)
 LOGS = LAB_DIR / "logs"

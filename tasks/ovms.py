@@ -1,39 +1,54 @@
-"""OpenVINO Model Server on the mini: the pinned release archive (downloaded or uploaded from
-the control machine, verified by sha256), unpacked into a versioned directory, config.json from
-the registry, and a systemd unit bound to loopback."""
+"""OpenVINO Model Server on the mini: the release archive chosen for its system (tasks/
+ovms_release.py), fetched and verified, unpacked into a folder of its own and switched to only
+once whole; its models (tasks/ovms_models.py), config.json and a systemd unit bound to loopback;
+and a wait until each model generates."""
 
 from __future__ import annotations
 
 import json
 import os
 import shlex
-from urllib.parse import urlsplit
 
 from pyinfra import host
 from pyinfra.api import deploy
+from pyinfra.api.exceptions import DeployError
 from pyinfra.facts.files import File
 from pyinfra.operations import files, server
 
-from tasks import hostos, ops
+from tasks import hostos, ops, ovms_models, ovms_release
+from tasks.pyenv import PythonEnv
 from tasks.registry import Registry
 from tasks.render import render
-from tasks.service import Service, Wait, answers_http, managed_services
+from tasks.schema import DataError
+from tasks.service import Service, Wait, managed_services
+
+_RELEASES: dict[tuple, ovms_release.Release] = {}
 
 
-def render_config(r: Registry) -> str:
-    s = r.proxy
-    servables = [
-        {"name": m.upstream, "base_path": f"{s['ovms_models_dir']}/{m.upstream}"}
-        for m in r.served_by(host=r.proxy_host, backend="ovms")
-    ]
-    config = {"model_config_list": [], "mediapipe_config_list": servables}
-    return render("ovms/config.json.j2", config_json=json.dumps(config, indent=2))
+def release(r: Registry, system: hostos.System) -> ovms_release.Release:
+    """This run's archive for the proxy host, resolved once (it may record a digest)."""
+    key = (id(r), host.name, system.os, system.version, system.arch)
+    if key not in _RELEASES:
+        entry = r.hosts[r.proxy_host]
+        try:
+            _RELEASES[key] = ovms_release.resolve(entry.settings, entry.sources, system.os, system.version,
+                                                  system.arch, r.workdir)
+        except DataError as exc:
+            raise DeployError(f"{host.name}: {exc}") from None
+    return _RELEASES[key]
 
 
-def render_unit(r: Registry) -> str:
+def release_dir(r: Registry, rel: ovms_release.Release) -> str:
+    """Each archive unpacks into a folder named by its version and digest, so a new one never
+    overwrites the one being served."""
+    return f"{r.proxy['ovms_home']}/{rel.version}-{rel.sha256[:12]}"
+
+
+def render_unit(r: Registry, rel: ovms_release.Release) -> str:
     s = r.proxy
     return render(
         "ovms/ovms.service.j2",
+        python_path=python_path(r, rel),
         version=s["ovms_version"],
         user=s["ovms_user"],
         home=s["ovms_home"],
@@ -44,66 +59,87 @@ def render_unit(r: Registry) -> str:
     )
 
 
-def local_archive(url: str) -> str | None:
-    """The archive's path on the control machine when ovms_archive_url is not http(s)."""
-    if url.startswith("file://"):
-        return urlsplit(url).path
-    if os.path.isabs(url):
-        return url
-    return None
+def generates(r: Registry) -> str:
+    """A probe: every model reports ready and answers a one-token chat completion."""
+    s = r.proxy
+    base = f"http://{s['ovms_bind_address']}:{s['ovms_rest_port']}"
+    checks = []
+    for m in ovms_models.models(r):
+        body = json.dumps({"model": m.upstream, "max_tokens": 1, "messages": [{"role": "user", "content": "hi"}]})
+        checks.append(f"curl -fsS -o /dev/null --max-time 5 {shlex.quote(f'{base}/v2/models/{m.upstream}/ready')}")
+        checks.append(f"curl -fsS --max-time 30 -H 'Content-Type: application/json' -d {shlex.quote(body)} "
+                      f"{shlex.quote(f'{base}/v3/chat/completions')} | grep -q '\"choices\"'")
+    checks.append(f"curl -fsS -o /dev/null --max-time 5 {shlex.quote(f'{base}/v2/health/ready')}")
+    return " && ".join(checks)
 
 
-def python_env(r: Registry) -> None:
-    return None
+def python_env(r: Registry) -> PythonEnv | None:
+    """The python_on build renders chat templates with the host's Python: Jinja2 and MarkupSafe
+    at the versions OVMS's docs pin, in an environment of the system's python3 (the libpython
+    version the release links against)."""
+    if not r.proxy["ovms_python"]:
+        return None
+    return PythonEnv("ovms", f"{r.proxy['ovms_home']}/python", ovms_release.TEMPLATE_REQUIREMENTS)
+
+
+def python_path(r: Registry, rel: ovms_release.Release) -> str:
+    """OVMS's PYTHONPATH: its own modules, then the template environment's."""
+    home = r.proxy["ovms_home"]
+    paths = [f"{home}/current/ovms/lib/python"]
+    if r.proxy["ovms_python"] and rel.system_tag:
+        paths.append(f"{home}/python/lib/python{ovms_release.PYTHON_VERSIONS[rel.system_tag]}/site-packages")
+    return ":".join(paths)
 
 
 def packages(r: Registry, system: hostos.System) -> list[str]:
-    """The libraries the OVMS release links against."""
-    return list(r.proxy["ovms_packages"])
+    """The libraries the release links against, and for the python_on build its libpython and
+    Jinja2 (the distribution's, on that interpreter's path)."""
+    rel = release(r, system)
+    return list(r.proxy["ovms_packages"]) + ovms_release.python_packages(rel.system_tag, r.proxy["ovms_python"])
 
 
 @deploy("OpenVINO Model Server")
 def deploy_ovms(r: Registry, envs: dict) -> list[Wait]:
     """envs: unused (OVMS is no Python environment); the same signature as every service deploy."""
     s = r.proxy
-    user, home, version = s["ovms_user"], s["ovms_home"], s["ovms_version"]
-    release = f"{home}/{version}"
-    archive = f"{home}/archives/ovms-{version}.tar.gz"
+    user, home = s["ovms_user"], s["ovms_home"]
+    rel = release(r, hostos.system())
+    target = release_dir(r, rel)
+    archive = f"{home}/archives/{rel.asset}"
 
     ops.system_account(name=f"Create service user {user}", user=user, home=home)
-    model_dirs = [f"{s['ovms_models_dir']}/{m.upstream}" for m in r.served_by(r.proxy_host, "ovms")]
+    model_dirs = [ovms_models.model_dir(r, m) for m in ovms_models.models(r)]
     folders = [f"{home}/archives", s["ovms_models_dir"], *model_dirs, s["ovms_config_dir"]]
     ops.directories(name=f"Create {', '.join(folders)}", paths=folders, mode="755", public=True)
-    local = local_archive(s["ovms_archive_url"])
-    if local:
-        fetched = ops.local_file(name=f"Upload the OVMS {version} archive", src=local, dest=archive, public=True)
-    else:
-        fetched = files.download(
-            name=f"Download the OVMS {version} release",
-            src=s["ovms_archive_url"],
-            dest=archive,
-            sha256sum=s["ovms_archive_sha256"],
+    # The archive is fetched and unpacked only while its folder is absent: a converged run reads
+    # one file, not the archive's digest.
+    if not host.get_fact(File, path=f"{target}/ovms/bin/ovms", **ops.AS_LOGIN):
+        if rel.local and ovms_release.digest_of(rel.local) != rel.sha256:
+            raise DeployError(f"{host.name}: {rel.local}: sha256 is not {rel.sha256} (from {rel.digest_from}): "
+                              f"the archive changed; nothing was touched")
+        if rel.local:
+            ops.local_file(name=f"Upload the OVMS archive {rel.asset}", src=rel.local, dest=archive, public=True)
+        else:
+            files.download(name=f"Download the OVMS archive {rel.asset}", src=rel.url, dest=archive,
+                           sha256sum=rel.sha256)
+        # Verified again whatever the source; the folder appears only whole, and the archive goes.
+        server.shell(
+            name=f"Verify {rel.asset} (sha256 from {rel.digest_from}) and unpack it into {target}",
+            commands=[
+                f"echo {shlex.quote(rel.sha256 + '  ' + archive)} | sha256sum -c --quiet - || "
+                f"{{ echo 'the OVMS archive {rel.asset} does not match the sha256 from {rel.digest_from}'; "
+                f"rm -f {archive}; exit 1; }}",
+                f"rm -rf {target}.tmp && mkdir -p {target}.tmp",
+                f"tar -xzf {archive} -C {target}.tmp",
+                f"test -x {target}.tmp/ovms/bin/ovms",
+                f"mv {target}.tmp {target} && rm -f {archive}",
+            ],
         )
-    unpacked = host.get_fact(File, path=f"{release}/ovms/bin/ovms", **ops.AS_LOGIN)
-    # Verified again here whatever the source, so an upload is held to the same digest.
-    server.shell(
-        name=f"Verify and unpack OVMS {version} into {release}",
-        commands=[
-            f"echo {shlex.quote(s['ovms_archive_sha256'] + '  ' + archive)} | sha256sum -c --quiet -",
-            f"rm -rf {release}.tmp && mkdir -p {release}.tmp",
-            f"tar -xzf {archive} -C {release}.tmp",
-            f"test -x {release}.tmp/ovms/bin/ovms",
-            f"rm -rf {release} && mv {release}.tmp {release}",
-        ],
-        _if=lambda: fetched.did_change() or not unpacked,
-    )
-    current = files.link(
-        name=f"Point {home}/current at {version}", path=f"{home}/current", target=release
-    )
-    config = ops.text_file(
-        name="Render OVMS config.json", dest=f"{s['ovms_config_dir']}/config.json", content=render_config(r),
-        public=True,
-    )
-    started = managed_services([Service("ovms", render_unit(r), restart_on=[current, config])], "OVMS")["ovms"]
-    return [Wait(answers_http(f"http://{s['ovms_bind_address']}:{s['ovms_rest_port']}/v2/health/ready"),
-                 s["ovms_start_timeout"], "OVMS", started)]
+    current = files.link(name=f"Point {home}/current at {os.path.basename(target)}", path=f"{home}/current",
+                         target=target)
+    models = ovms_models.provision(r)
+    config = ops.text_files(name="Render OVMS config.json and each model's graph.pbtxt",
+                            files=ovms_models.rendered_files(r), public=True)
+    started = managed_services(
+        [Service("ovms", render_unit(r, rel), restart_on=[current, config, *models, *([envs['ovms']] if 'ovms' in envs else [])])], "OVMS")["ovms"]
+    return [Wait(generates(r), s["ovms_start_timeout"], "OVMS and its models", started)]

@@ -31,7 +31,8 @@ def build(inventory_file: Path, cwd: Path, extra_group_data: list[Path] = (), ov
     for h in hosts:
         values, where = sources.host_values(h, layers, overrides, str(inventory_file))
         inputs.append(reg.HostInput(h.name, h.groups, values, where, str(h.data.get("ssh_hostname") or h.name)))
-    registry = reg.build(inputs, for_deploy=for_deploy)
+    registry = reg.build(inputs)
+    registry.workdir = cwd
     if for_deploy:
         for h in hosts:
             sources.check_resolves(sources.ssh_destination(h.name, h.data), f"{inventory_file} (host {h.name})")

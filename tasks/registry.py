@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import copy
 import ipaddress
+import os
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Mapping
 
 from tasks import schema
@@ -34,17 +36,24 @@ MODEL_FIELDS = {
     "start_timeout": int,
     "serves": str,
     "fallbacks": list,
+    "source": str,
+    "graph": dict,
 }
 REQUIRED_FIELDS = {
     "mlx": ("host", "port", "upstream"),
-    "ovms": ("host", "upstream"),
+    "ovms": ("host", "upstream", "source"),
     "openai": ("api_base", "upstream"),
 }
 FORBIDDEN_FIELDS = {
-    "mlx": ("api_base",),
+    "mlx": ("api_base", "source", "graph"),
     "ovms": ("api_base", "port", "max_tokens", "start_timeout"),
-    "openai": ("host", "port", "max_tokens", "start_timeout"),
+    "openai": ("host", "port", "max_tokens", "start_timeout", "source", "graph"),
 }
+# An OVMS model's source: a Hugging Face repo of a pre-converted OpenVINO model ("org/name"),
+# pulled on the host by OVMS itself; or a folder on the control machine (an absolute path),
+# uploaded. These files must be in it, as OVMS needs them.
+HF_REPO = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
+OVMS_MODEL_FILES = ("openvino_model.xml", "openvino_model.bin", "openvino_tokenizer.xml", "openvino_detokenizer.xml")
 PROXY_KEY_SECRET = "LITELLM_PROXY_KEY"
 REDIS_SECRET = "LITELLM_REDIS_PASSWORD"  # Redis's requirepass, and LiteLLM's redis_password
 # Characters a Redis password may not hold: it is written into redis.conf between double quotes.
@@ -67,6 +76,12 @@ class Model:
     start_timeout: int | None = None  # mlx: seconds to wait for it after a start (mlx_start_timeout)
     serves: str = ""  # the model name clients ask for, when several deployments share one
     fallbacks: tuple[str, ...] = ()  # model names LiteLLM tries, in order, when this one fails
+    source: str | None = None  # ovms: a Hugging Face repo id, or a folder on the control machine
+    graph: dict = field(default_factory=dict)  # ovms: graph.pbtxt settings (host's ovms_graph + the model's)
+
+    @property
+    def source_is_folder(self) -> bool:
+        return bool(self.source) and self.source.startswith("/")
 
     @property
     def model_name(self) -> str:
@@ -116,6 +131,7 @@ class Registry:
     hosts: dict[str, HostEntry]
     proxy_host: str
     secrets: dict[str, str] = field(default_factory=dict, repr=False)
+    workdir: Path = field(default_factory=Path.cwd)  # where pyinfra runs: relative data paths start here
 
     def settings(self, host: str) -> dict[str, Any]:
         return self.hosts[host].settings
@@ -281,6 +297,20 @@ def _model(name: Any, entry: Any, where: str, hosts: Mapping[str, HostEntry]) ->
             raise DataError(f"{where}: {key}.{fname} must be positive")
     if "fallbacks" in entry and not all(isinstance(f, str) and f for f in entry["fallbacks"]):
         raise DataError(f"{where}: {key}.fallbacks must list model names")
+    if "source" in entry:
+        source = entry["source"]
+        if source.startswith("/"):
+            if not os.path.isdir(source):
+                raise DataError(f"{where}: {key}.source {source!r} is not a folder on the control machine")
+            missing = [f for f in OVMS_MODEL_FILES if not os.path.isfile(os.path.join(source, f))]
+            if missing:
+                raise DataError(f"{where}: {key}.source {source!r} lacks {', '.join(missing)}: OVMS serves an "
+                                f"OpenVINO IR model with its tokenizer and detokenizer")
+        elif not HF_REPO.match(source):
+            raise DataError(f"{where}: {key}.source {source!r} is neither a Hugging Face repo id (org/name) nor "
+                            f"an absolute path to a folder on the control machine")
+    if "graph" in entry:
+        schema.check_graph(f"{where}: {key}.graph", entry["graph"], partial=True)
     if "api_key_secret" in entry and not ENV_NAME.match(entry["api_key_secret"]):
         raise DataError(f"{where}: {key}.api_key_secret must be an environment variable name")
     prefix = entry.get("env_prefix") or re.sub(r"[^A-Z0-9]", "_", name.upper())
@@ -290,7 +320,9 @@ def _model(name: Any, entry: Any, where: str, hosts: Mapping[str, HostEntry]) ->
                  host=entry.get("host"), port=entry.get("port"), api_base=entry.get("api_base"),
                  api_key_secret=entry.get("api_key_secret"), max_tokens=entry.get("max_tokens"),
                  start_timeout=entry.get("start_timeout"), serves=entry.get("serves", ""),
-                 fallbacks=tuple(entry.get("fallbacks", ())))
+                 fallbacks=tuple(entry.get("fallbacks", ())), source=entry.get("source"),
+                 graph={**hosts[entry["host"]].settings["ovms_graph"], **entry.get("graph", {})}
+                 if backend == "ovms" else {})
 
 
 def _models(hosts: dict[str, HostEntry], proxy_host: str) -> dict[str, Model]:
@@ -371,9 +403,8 @@ def _check_names_and_fallbacks(models: dict[str, Model], models_where: str, over
             raise DataError(f"{where}: {key}.fallbacks names a model twice")
 
 
-def build(hosts: list[HostInput], for_deploy: bool = True) -> Registry:
-    """Validate every host's values and derive the registry. for_deploy=False lets documents and
-    template checks run before the operator has pinned the OVMS archive digest."""
+def build(hosts: list[HostInput]) -> Registry:
+    """Validate every host's values and derive the registry."""
     entries = {}
     for h in hosts:
         settings = _settings(h)
@@ -390,9 +421,4 @@ def build(hosts: list[HostInput], for_deploy: bool = True) -> Registry:
         raise DataError(f"inventory: the group {PROXY_GROUP!r} must hold exactly one host (the LiteLLM host), "
                         f"found {proxies or 'none'}")
     proxy_host = proxies[0]
-    proxy = entries[proxy_host]
-    if for_deploy and proxy.settings["ovms_archive_sha256"] is None:
-        where = proxy.sources.get("ovms_archive_sha256", "group data")
-        raise DataError(f"{where}: ovms_archive_sha256 is not set: run sha256sum on the archive at "
-                        f"ovms_archive_url and set it (e.g. in group_data/{PROXY_GROUP}.py)")
     return Registry(models=_models(entries, proxy_host), hosts=entries, proxy_host=proxy_host)

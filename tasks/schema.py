@@ -39,6 +39,11 @@ SEED_ROUTER_SETTINGS = {
 }
 
 
+OVMS_VERSION = re.compile(r"^(\d{4})\.(\d+)(?:\.(\d+))?$")
+# OVMS's text-generation graph options (LLMCalculatorOptions) that the data sets.
+GRAPH_DEFAULTS = {"device": "CPU", "cache_size": 2, "max_num_seqs": 16, "enable_prefix_caching": True}
+
+
 class DataError(ValueError):
     """Bad data: the message names the file (or the command line) and the key."""
 
@@ -128,6 +133,42 @@ def _sha256(key: str, value: Any) -> None:
 def is_http_url(url: str) -> bool:
     parts = urlsplit(url)
     return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
+def _optional_archive_url(key: str, value: Any) -> None:
+    if value is not None:
+        _archive_url(key, value)
+
+
+def _ovms_version(key: str, value: Any) -> None:
+    if not OVMS_VERSION.match(value):
+        raise DataError(f"{key} {value!r} is not an OVMS release version (like 2025.4 or 2026.3.0)")
+
+
+def check_graph(key: str, value: Any, partial: bool = False) -> None:
+    """Graph settings: the keys of GRAPH_DEFAULTS, each of its type; all of them unless partial."""
+    if not isinstance(value, dict):
+        raise DataError(f"{key} must be a mapping of {', '.join(GRAPH_DEFAULTS)}")
+    for name, setting in value.items():
+        if name not in GRAPH_DEFAULTS:
+            raise DataError(f"{key}.{name} is not a graph setting (known: {', '.join(GRAPH_DEFAULTS)})")
+        expected = type(GRAPH_DEFAULTS[name])
+        if type(setting) is not expected:
+            raise DataError(f"{key}.{name} must be {kind(expected)}, not {type(setting).__name__}")
+    if not partial:
+        missing = [name for name in GRAPH_DEFAULTS if name not in value]
+        if missing:
+            raise DataError(f"{key} lacks {', '.join(missing)} (a host's ovms_graph replaces the default whole)")
+    if "device" in value and not re.match(r"^[A-Z][A-Z0-9.:,()_-]*$", value["device"]):
+        raise DataError(f"{key}.device must be an OpenVINO device name like CPU or GPU: {value['device']!r}")
+    if value.get("cache_size", 0) < 0:
+        raise DataError(f"{key}.cache_size must be 0 or more (GB)")
+    if value.get("max_num_seqs", 1) < 1:
+        raise DataError(f"{key}.max_num_seqs must be at least 1")
+
+
+def _graph(key: str, value: Any) -> None:
+    check_graph(key, value)
 
 
 def _archive_url(key: str, value: Any) -> None:
@@ -224,13 +265,28 @@ KEYS: tuple[Key, ...] = (
         _redis_size),
     Key("redis_start_timeout", int, 30, "seconds the deploy waits for Redis after a restart", _positive),
     # --- OpenVINO Model Server
-    Key("ovms_version", str, "2025.4", "names the versioned install folder", _version),
-    Key("ovms_archive_url", str,
-        "https://github.com/openvinotoolkit/model_server/releases/download/v2025.4/ovms_ubuntu24.tar.gz",
-        "the release archive: an http(s) URL, or a path on the control machine", _archive_url),
+    Key("ovms_version", str, "2025.4", "the pinned OVMS release (its tag is `v<version>`); names the install folder",
+        _ovms_version),
+    Key("ovms_python", bool, True,
+        "the python_on build: chat templates with a system message and tools (python_off drops the system "
+        "message); it needs the host's libpython and Jinja2, installed from the distribution"),
+    Key("ovms_release_url", str, "https://github.com/openvinotoolkit/model_server/releases/download",
+        "where releases are fetched: `<url>/v<version>/<asset>`, the asset chosen from the host's system "
+        "(an http(s) URL, or a folder on the control machine)", _archive_url),
+    Key("ovms_archive_url", (str, _NONE), None,
+        "one archive instead of the chosen asset (an http(s) URL or a path on the control machine)",
+        _optional_archive_url),
     Key("ovms_archive_sha256", (str, _NONE), None,
-        "the archive's sha256; the preflight refuses to deploy OVMS without it (see Known gaps)", _sha256),
+        "the archive's sha256 (GitHub shows it beside each release asset); unset, the lock file holds it", _sha256),
+    Key("ovms_lock_file", str, "ovms.lock",
+        "control machine: release URL -> sha256 recorded once (relative to where pyinfra runs); commit it"),
+    Key("ovms_record_digest", bool, False,
+        "allow, for this run, recording the digest of an archive the lock file does not know "
+        "(`--data ovms_record_digest=true`); every later download is held to it"),
     Key("ovms_packages", list, ["libxml2", "curl"], "system packages the release links against", _names),
+    Key("ovms_graph", dict, dict(GRAPH_DEFAULTS),
+        "text-generation settings rendered into each model's graph.pbtxt: `device`, `cache_size` (GB of KV "
+        "cache), `max_num_seqs`, `enable_prefix_caching`; a model's `graph` overrides some", _graph),
     Key("ovms_rest_port", int, 9000, "OVMS's REST (OpenAI `/v3`) port", _port),
     Key("ovms_bind_address", str, "127.0.0.1", "OVMS's address (only LiteLLM, on the same host, calls it)", _ip),
     Key("ovms_user", str, "ovms", "OVMS's service user", _user),

@@ -350,3 +350,47 @@ def test_drill_rebuild_studio_from_nothing(hosts, registry, timings):
         cwd=ROOT, capture_output=True, text=True, timeout=600,
     )
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
+
+
+def test_drill_ovms_archive_digest_recorded_once_and_held(hosts, registry, proxy_url, proxy_key, tmp_path, timings):
+    """No digest in the data: the deploy stops, naming what to set; allowed once, it records the
+    archive's digest in the lock file; an archive that changes afterwards is refused before any
+    change, and OVMS keeps serving lil-jerry throughout."""
+    import shutil
+
+    from lab import paths
+
+    mini = hosts[registry.proxy_host]
+    asset = "ovms_ubuntu24_python_on.tar.gz"  # what the deploy chooses for the lab's mini (Ubuntu 24.04)
+    releases = tmp_path / "releases"
+    (releases / f"v{registry.proxy['ovms_version']}").mkdir(parents=True)
+    archive = releases / f"v{registry.proxy['ovms_version']}" / asset
+    shutil.copy(paths.OVMS_STANDIN_RELEASES / f"v{registry.proxy['ovms_version']}" / asset, archive)
+    lock = tmp_path / "ovms.lock"
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "mini.py").write_text(f"ovms_release_url = {str(releases)!r}\novms_archive_sha256 = None\n"
+                                  f"ovms_lock_file = {str(lock)!r}\n")
+    before = service_state(mini, "ovms")
+
+    code, text, seconds = lab_deploy("--group-data", str(data))
+    timings["drill: OVMS archive without a digest"] = seconds
+    assert code != 0 and f"no sha256 for the OVMS archive {archive}" in text, text[-3000:]
+    assert "--data ovms_record_digest=true" in text and not lock.exists()
+
+    code, text, seconds = lab_deploy("--group-data", str(data), "--data", "ovms_record_digest=true")
+    timings["drill: OVMS digest recorded"] = seconds
+    assert code == 0, text[-3000:]
+    recorded = json.loads(lock.read_text())[str(archive)]["sha256"]
+    assert recorded == paths.OVMS_STANDIN_SHA256.read_text().strip()
+    assert service_state(mini, "ovms")["MainPID"] == before["MainPID"]  # the same archive: nothing to do
+
+    with archive.open("ab") as handle:
+        handle.write(b"tampered")
+    for extra in ((), ("--data", "ovms_record_digest=true")):  # permission records only what is unknown
+        code, text, seconds = lab_deploy("--group-data", str(data), *extra)
+        timings["drill: changed OVMS archive refused"] = seconds
+        assert code != 0 and "the archive changed; nothing was touched" in text, text[-3000:]
+        assert json.loads(lock.read_text())[str(archive)]["sha256"] == recorded
+        assert service_state(mini, "ovms")["MainPID"] == before["MainPID"]
+        assert answers(proxy_url, proxy_key, "lil-jerry")

@@ -22,7 +22,7 @@ def build(data: dict, where: dict | None = None, for_deploy: bool = True,
                       {**where, "llm_address": f"inventory.py (host {name})"})
         for name, address in HOSTS.items()
     ]
-    registry = reg.build(inputs, for_deploy=for_deploy)
+    registry = reg.build(inputs)
     registry.secrets = {"LITELLM_REDIS_PASSWORD": "unit-test-redis", **(secrets or {"LITELLM_PROXY_KEY": "sk-unit-test-key"})}
     return registry
 

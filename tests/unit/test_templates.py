@@ -13,6 +13,8 @@ from tasks import litellm as litellm_task
 from tasks import mlx as mlx_task
 from tasks import firewall as firewall_task
 from tasks import ovms as ovms_task
+from tasks import ovms_models
+from tasks.ovms_release import Release
 from tasks import redis as redis_task
 
 
@@ -128,9 +130,12 @@ def test_litellm_rejects_a_bad_config(registry, secrets, tmp_path, change, compl
     assert "router.yaml rejected" in out.stderr and complaint in out.stderr, out.stderr
     assert secrets["LITELLM_PROXY_KEY"] not in out.stdout + out.stderr
 
+UBUNTU24_RELEASE = Release(version="2025.4", asset="ovms_ubuntu24_python_on.tar.gz", url="https://example.invalid/x",
+                           sha256="ab" * 32, digest_from="ovms_archive_sha256", system_tag="ubuntu24")
+
 
 def _units(registry):
-    units = {"litellm.service": litellm_task.render_unit(registry, cpus=2), "ovms.service": ovms_task.render_unit(registry),
+    units = {"litellm.service": litellm_task.render_unit(registry, cpus=2), "ovms.service": ovms_task.render_unit(registry, UBUNTU24_RELEASE),
              "redis-llm.service": redis_task.render_unit(registry),
              "llm-firewall.service": firewall_task.render_unit(registry, "studio")}
     for m in registry.served_by("studio", "mlx"):
@@ -165,10 +170,25 @@ def test_units_pass_systemd_analyze_verify(registry, tmp_path):
 def test_ovms_config_lists_every_ovms_model(registry):
     import json
 
-    config = json.loads(ovms_task.render_config(registry))
-    assert config["mediapipe_config_list"] == [
-        {"name": "llama-3-2-3b-instruct", "base_path": "/var/lib/ovms/models/llama-3-2-3b-instruct"}
-    ]
+    config = json.loads(ovms_models.render_config(registry))
+    # model_config_list: OVMS's docs call mediapipe_config_list deprecated.
+    assert config == {"model_config_list": [
+        {"config": {"name": "llama-3-2-3b-instruct", "base_path": "/var/lib/ovms/models/llama-3-2-3b-instruct"}}
+    ]}
+
+
+def test_ovms_graph_is_the_text_generation_graph_with_the_data_settings(data):
+    from .conftest import build
+
+    data["llm_model_overrides"] = {"lil-jerry": {"graph": {"max_num_seqs": 3}}}
+    data["ovms_graph"] = {"device": "GPU.1", "cache_size": 5, "max_num_seqs": 16, "enable_prefix_caching": False}
+    registry = build(data)
+    m = registry.models["lil-jerry"]
+    graph = ovms_models.render_graph(registry, m)
+    assert 'calculator: "HttpLLMCalculator"' in graph and "LLMCalculatorOptions" in graph
+    assert "max_num_seqs: 3," in graph  # the model's own setting over the host's
+    assert 'device: "GPU.1",' in graph and "cache_size: 5," in graph and "enable_prefix_caching: false," in graph
+    assert 'models_path: "./hub/EmbeddedLLM/Llama-3.2-3B-Instruct-int4-sym-ov",' in graph
 
 
 def test_mlx_servers_use_the_real_flags(registry):

@@ -7,14 +7,15 @@ from __future__ import annotations
 import pytest
 
 from tasks import litellm as litellm_task
-from tasks import ovms as ovms_task
+from tasks import ovms_models
 from tasks.hostos import System
 from tasks.pyenv import UV
 
 from .conftest import build
 from .recorded import fact_key, host_facts, run_deploy, sha, shell_lines, staging_paths, uploads
 
-PACKAGES = ("python3-venv", "ca-certificates", "curl", "redis-server", "libxml2")  # uv's, Redis, OVMS's
+PACKAGES = ("python3-venv", "ca-certificates", "curl", "redis-server", "libxml2", "libpython3.12t64")  # uv's, Redis, OVMS's
+ARCHIVE = "ovms_ubuntu24_python_on.tar.gz"  # chosen for Ubuntu 24.04 and OVMS 2025.4
 UBUNTU = System(os="ubuntu", version="24.04", name="Ubuntu 24.04.1 LTS", arch="x86_64", kernel="Linux",
                 memory=64 << 30, cpus=8, login="chris", home="/home/chris", sudo="password")
 
@@ -23,7 +24,8 @@ def recorded_fresh_mini(registry, system: System = UBUNTU) -> dict:
     """A box with nothing of ours: no uv, no users, no folders, no files, no units."""
     s = registry.proxy
     conf, home, ovms_home = s["litellm_config_dir"], s["litellm_home"], s["ovms_home"]
-    release = f"{ovms_home}/{s['ovms_version']}"
+    release = f"{ovms_home}/{s['ovms_version']}-{s['ovms_archive_sha256'][:12]}"
+    models = [f"{s['ovms_models_dir']}/{m.upstream}" for m in registry.served_by("mini", "ovms")]
     ovms_folders = (f"{ovms_home}/archives", s["ovms_models_dir"],
                     *[f"{s['ovms_models_dir']}/{m.upstream}" for m in registry.served_by("mini", "ovms")],
                     s["ovms_config_dir"])
@@ -32,8 +34,11 @@ def recorded_fresh_mini(registry, system: System = UBUNTU) -> dict:
         fact_key("EffectiveUser"): "root",
         fact_key("UvEnvironment", uv=UV, venv=f"{home}/venv", entry_point="litellm", dists=("litellm", "prisma")): {
             "uv": "", "built_from": "", "venv": False, "runs": False, "dists": {}},
+        fact_key("UvEnvironment", uv=UV, venv=f"{ovms_home}/python", entry_point="", dists=("jinja2", "markupsafe")): {
+            "uv": "", "built_from": "", "venv": False, "runs": False, "dists": {}},
         fact_key("InstalledDebianPackages", packages=PACKAGES): ["ca-certificates"],
         fact_key("FileState", path=f"{home}/venv.requirements.txt"): None,
+        fact_key("FileState", path=f"{ovms_home}/python.requirements.txt"): None,
         fact_key("UnitStates", units=("redis-server.service",)): {"redis-server.service": ("enabled", "active")},
         fact_key("DirectoryStates", paths=("/etc/redis-llm",)): [None],
         fact_key("FileState", path="/etc/redis-llm/redis.conf"): None,
@@ -42,11 +47,13 @@ def recorded_fresh_mini(registry, system: System = UBUNTU) -> dict:
         fact_key("Account", user=s["ovms_user"]): None,
         fact_key("DirectoryStates", paths=ovms_folders): [None] * len(ovms_folders),
         fact_key("Which", command="curl"): "/usr/bin/curl",
-        fact_key("File", path=f"{ovms_home}/archives/ovms-{s['ovms_version']}.tar.gz"): None,
+        fact_key("File", path=f"{ovms_home}/archives/{ARCHIVE}"): None,
         fact_key("File", path=f"{release}/ovms/bin/ovms"): None,
         fact_key("Directory", path=ovms_home): {"mode": 755, "user": "root", "group": "root"},
         fact_key("Link", path=f"{ovms_home}/current"): None,
-        fact_key("FileState", path=f"{s['ovms_config_dir']}/config.json"): None,
+        **{fact_key("FileState", path=f"{m}/source"): None for m in models},
+        fact_key("FileStates", paths=(f"{s['ovms_config_dir']}/config.json", *(f"{m}/graph.pbtxt" for m in models))):
+            [None] * (1 + len(models)),
         fact_key("FileStates", paths=("/etc/systemd/system/ovms.service",)): [None],
         fact_key("UnitStates", units=("ovms.service",)): {"ovms.service": ("", "inactive")},
         fact_key("Account", user=s["litellm_user"]): None,
@@ -74,7 +81,19 @@ def test_fresh_ubuntu_mini_as_an_ordinary_user_with_sudo(monkeypatch, registry):
     assert lines.count("apt-get update -qq") == 1  # one refresh for every service's packages
     assert any(line.startswith("DEBIAN_FRONTEND=noninteractive apt-get install") and "python3-venv" in line for line in lines)
     assert files[f"{conf}/router.yaml"].decode() == litellm_task.render_router_yaml(registry)
-    assert files["/etc/ovms/config.json"].decode() == ovms_task.render_config(registry)
+    assert files["/etc/ovms/config.json"].decode() == ovms_models.render_config(registry)
+    # OVMS: the asset for Ubuntu 24.04, held to its digest, and the model pulled by OVMS as its user.
+    assert any(f"releases/download/v2025.4/{ARCHIVE}" in line for line in lines)
+    assert any(line.startswith(f"echo '{s['ovms_archive_sha256']}  /opt/ovms/archives/{ARCHIVE}' | sha256sum -c")
+               for line in lines)
+    pull = [line for line in lines if "--pull" in line]
+    assert len(pull) == 1 and "runuser -u ovms -- env HOME=/var/lib/ovms/models/llama-3-2-3b-instruct/hub.tmp" in pull[0]
+    assert ("--source_model EmbeddedLLM/Llama-3.2-3B-Instruct-int4-sym-ov --model_repository_path "
+            "/var/lib/ovms/models/llama-3-2-3b-instruct/hub.tmp --task text_generation --target_device CPU") in pull[0]
+    graph = files["/var/lib/ovms/models/llama-3-2-3b-instruct/graph.pbtxt"].decode()
+    assert 'models_path: "./hub/EmbeddedLLM/Llama-3.2-3B-Instruct-int4-sym-ov"' in graph
+    ovms_unit = files["/etc/systemd/system/ovms.service"].decode()
+    assert "PYTHONPATH=/opt/ovms/current/ovms/lib/python:/opt/ovms/python/lib/python3.12/site-packages" in ovms_unit
     assert "systemctl enable litellm.service" in lines and "systemctl start litellm.service" in lines
     # Uploads pass through the operator's private staging folder, then sudo copies them.
     assert staging_paths(ran) and all(p.startswith("/home/chris/.llmlab-upload/") for p in staging_paths(ran))
@@ -131,10 +150,14 @@ def test_rhel_installs_with_dnf(monkeypatch, registry):
     del facts[fact_key("InstalledDebianPackages", packages=PACKAGES)]
     del facts[fact_key("UnitStates", units=("redis-server.service",))]
     facts[fact_key("UnitStates", units=("redis.service",))] = {"redis.service": ("disabled", "inactive")}
-    facts[fact_key("InstalledRpmPackages", packages=("python3", "ca-certificates", "curl", "redis", "libxml2"))] = ["python3"]
+    facts[fact_key("InstalledRpmPackages", packages=("python3", "ca-certificates", "curl", "redis", "libxml2",
+                                                      "python3-libs"))] = ["python3"]
+    archive = fact_key("File", path=f"/opt/ovms/archives/{ARCHIVE}")
+    facts[fact_key("File", path="/opt/ovms/archives/ovms_redhat_python_on.tar.gz")] = facts.pop(archive)
     ran = run_deploy(monkeypatch, registry, "mini", facts)
     lines = shell_lines(ran)
-    assert "dnf install -y -q ca-certificates curl redis libxml2" in lines
+    assert "dnf install -y -q ca-certificates curl redis libxml2 python3-libs" in lines
+    assert any("releases/download/v2025.4/ovms_redhat_python_on.tar.gz" in line for line in lines)
     assert "systemctl mask --now redis.service" in lines
     assert not any("apt-get" in line for line in lines)
     assert any("--cert /etc/pki/tls/certs/ca-bundle.crt" in line for line in lines)
