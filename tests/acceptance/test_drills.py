@@ -385,12 +385,15 @@ def test_drill_ovms_archive_digest_recorded_once_and_held(hosts, registry, proxy
     assert recorded == paths.OVMS_STANDIN_SHA256.read_text().strip()
     assert service_state(mini, "ovms")["MainPID"] == before["MainPID"]  # the same archive: nothing to do
 
-    with archive.open("ab") as handle:
-        handle.write(b"tampered")
-    for extra in ((), ("--data", "ovms_record_digest=true")):  # permission records only what is unknown
+    # The archive no longer matches the digest held for it (as if the file published under that
+    # name had changed): refused before any change, whatever the permission, the lock kept.
+    wrong = "0" * 64
+    lock.write_text(json.dumps({str(archive): {"sha256": wrong, "asset": asset}}))
+    for extra in ((), ("--data", "ovms_record_digest=true")):
         code, text, seconds = lab_deploy("--group-data", str(data), *extra)
-        timings["drill: changed OVMS archive refused"] = seconds
-        assert code != 0 and "the archive changed; nothing was touched" in text, text[-3000:]
-        assert json.loads(lock.read_text())[str(archive)]["sha256"] == recorded
+        timings["drill: OVMS archive not matching its digest refused"] = seconds
+        assert code != 0 and f"sha256 is not {wrong} (from {lock})" in text, text[-3000:]
+        assert "the archive changed; nothing was touched" in text
+        assert json.loads(lock.read_text())[str(archive)]["sha256"] == wrong
         assert service_state(mini, "ovms")["MainPID"] == before["MainPID"]
         assert answers(proxy_url, proxy_key, "lil-jerry")
