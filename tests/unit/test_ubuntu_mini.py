@@ -171,3 +171,20 @@ def test_logging_in_as_root_uses_no_sudo_and_no_staging(monkeypatch, registry):
     lines = shell_lines(ran)
     assert not any(".llmlab-upload" in line for line in lines)
     assert staging_paths(ran) == {f"{dest}.upload" for dest in uploads(ran)}
+
+
+@pytest.mark.parametrize("marker, pulls", [("EmbeddedLLM/Llama-3.2-3B-Instruct-int4-sym-ov", False),
+                                           ("OpenVINO/Phi-3.5-mini-instruct-int4-ov", True)],
+                         ids=["same-source", "source-changed"])
+def test_a_model_is_pulled_only_when_its_source_changes(monkeypatch, registry, marker, pulls):
+    from tasks.render import sha256_text
+
+    facts = recorded_fresh_mini(registry)
+    folder = "/var/lib/ovms/models/llama-3-2-3b-instruct"
+    facts[fact_key("FileState", path=f"{folder}/source")] = {
+        "user": "root", "group": "root", "mode": "644", "sha256": sha256_text(marker + "\n")}
+    lines = shell_lines(run_deploy(monkeypatch, registry, "mini", facts))
+    assert any("--pull" in line for line in lines) is pulls
+    if pulls:  # into a fresh folder, swapped in only once the pull succeeded
+        swap = f"rm -rf {folder}/hub && mv {folder}/hub.tmp {folder}/hub"
+        assert lines.index(swap) > next(i for i, line in enumerate(lines) if "--pull" in line)
