@@ -8,15 +8,17 @@ Every service deploy has the same shape: deploy_<service>(registry, envs) -> [wa
 
 from pyinfra import host
 
-from tasks import access, firewall, hostos, litellm, mlx, ops, ovms, preflight, pyenv, redis, service
+from tasks import access, firewall, hostos, litellm, mlx, ops, ovms, preflight, pyenv, redis, runlock, service
 from tasks.registry import MLX_GROUP, PROXY_GROUP
 
 r = preflight.registry()  # built and validated by config.py before any connection
 roles = [role for role in (PROXY_GROUP, MLX_GROUP) if role in host.groups]
 
-# Before any change: what the host is (refused if unsupported), then root through sudo.
+# Before any change: what the host is (refused if unsupported), root through sudo, and the host
+# for this run alone (refused, naming the other run, while one holds it).
 system = hostos.check(roles)
 access.escalate(system)
+runlock.take(r.settings(host.name)["llm_break_lock"])
 
 # Each service module: packages(r, system), python_env(r), deploy_<service>(r, envs) -> [waits].
 services = []

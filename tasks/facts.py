@@ -153,6 +153,9 @@ _DIST_PROBE = (
 )
 
 
+ENV_RECORD = "llmlab-requirements.txt"  # inside an environment: the pins it was built from
+
+
 class UvEnvironment(FactBase):
     """What a uv-built environment at venv is, judged on the host, in one command: the shared uv's
     version, the sha256 of the requirements record it was built from, whether its interpreter and
@@ -160,7 +163,7 @@ class UvEnvironment(FactBase):
     files ({name: (version or "-", missing files)})."""
 
     def command(self, uv, venv, entry_point="", dists=()):
-        v, spec = shlex.quote(venv), shlex.quote(f"{venv}.requirements.txt")
+        v, spec = shlex.quote(venv), shlex.quote(f"{venv}/{ENV_RECORD}")
         entry = shlex.quote(f"{venv}/bin/{entry_point}") if entry_point else "/bin/true"
         probe = f"{v}/bin/python -c {shlex.quote(_DIST_PROBE)} {' '.join(shlex.quote(d) for d in dists)}"
         return (
@@ -290,3 +293,40 @@ class LaunchdJobs(FactBase):
 
     def process(self, output):
         return {line.split("=")[0]: line.strip().endswith("=1") for line in output if "=" in line}
+
+
+class DeployLock(FactBase):
+    """The deploy lock's record (tasks/runlock.py), None when no run holds the host."""
+
+    def command(self, path):
+        p = shlex.quote(path)
+        return f"if [ -f {p} ]; then echo held; cat {p}; fi"
+
+    def process(self, output):
+        return "\n".join(output[1:]) if output and output[0] == "held" else None
+
+
+class DeployLockTake(FactBase):
+    """Not only a reading: takes the deploy lock for `record` when no run holds it (atomically,
+    with the shell's noclobber), after removing a lock that still reads `replace` (a dead run's).
+    Taken in the preparation, before any operation; {"taken": bool, "holder": record found}."""
+
+    def command(self, path, record, replace=""):
+        p, r = shlex.quote(path), shlex.quote(record)
+        swap = f'[ "$(cat {p} 2>/dev/null)" = {shlex.quote(replace)} ] && rm -f {p}; ' if replace else ""
+        return (f"{swap}if (set -C; printf '%s\\n' {r} > {p}) 2>/dev/null; then chmod 644 {p}; echo taken; "
+                f"else echo held; cat {p}; fi")
+
+    def process(self, output):
+        return {"taken": bool(output) and output[0] == "taken", "holder": "\n".join(output[1:])}
+
+
+class DeployLockGiveBack(FactBase):
+    """Not only a reading: removes the deploy lock if it still holds `record` (the run's last step)."""
+
+    def command(self, path, record):
+        p = shlex.quote(path)
+        return f'if [ "$(cat {p} 2>/dev/null)" = {shlex.quote(record)} ]; then rm -f {p}; echo given back; fi; true'
+
+    def process(self, output):
+        return bool(output)

@@ -7,12 +7,12 @@ from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.operations import server
 
-from tasks import hostos, ops
+from tasks import hostos, ops, pyenv
 from tasks.facts import FileStates
 from tasks.pyenv import PythonEnv
 from tasks.registry import PROXY_KEY_SECRET, Registry
 from tasks.render import FILES, render, sha256_text, to_yaml
-from tasks.service import Service, Wait, answers_http, managed_services
+from tasks.service import Service, Wait, answers_http, managed_services, rollback
 
 CHECK_SCRIPT = FILES / "litellm" / "check_config.py"
 AUTH_MODULE = FILES / "litellm" / "llmlab_auth.py"
@@ -93,11 +93,10 @@ def python_env(r: Registry) -> PythonEnv:
 
 @deploy("LiteLLM proxy")
 def deploy_litellm(r: Registry, envs: dict) -> list[Wait]:
-    """envs: service -> the operation that built its environment (pyenv.python_environments)."""
-    env = envs["litellm"]
+    """envs: service -> its pyenv.Built (pyenv.python_environments)."""
+    built = envs["litellm"]
     s = r.proxy
     user, home, conf = s["litellm_user"], s["litellm_home"], s["litellm_config_dir"]
-    venv = f"{home}/venv"
 
     ops.system_account(name=f"Create service user {user}", user=user, home=s["litellm_state_dir"])
     candidate = f"{conf}/candidate"
@@ -132,9 +131,11 @@ def deploy_litellm(r: Registry, envs: dict) -> list[Wait]:
     offline = " ".join(f"{k}={v}" for k, v in OFFLINE_ENV.items())
     server.shell(
         name="Validate the staged router.yaml with LiteLLM",
-        commands=[f"{offline} {venv}/bin/python {home}/check_config.py {candidate}/router.yaml {candidate}/env.local"],
-        _if=lambda: live_will_change or any(m.did_change() for m in (staged, env, check)),
+        commands=[f"{offline} {built.python} {home}/check_config.py {candidate}/router.yaml {candidate}/env.local"],
+        _if=lambda: live_will_change or any(m.did_change() for m in (staged, built.build, check)),
     )
+    # A new LiteLLM is switched to only now, its own check of the config passed.
+    env = pyenv.switch(built, r.proxy["uv_keep"])
     rendered = ops.text_files(
         name=f"Render {conf}/router.yaml, env.local (not shown) and the key check",
         files={f"{conf}/router.yaml": ops.Text(router_text, group=user, mode="640"),
@@ -146,4 +147,4 @@ def deploy_litellm(r: Registry, envs: dict) -> list[Wait]:
     )["litellm"]
     # Readiness, not only liveness: LiteLLM's own endpoint answers once the router is loaded.
     return [Wait(answers_http(f"http://127.0.0.1:{s['litellm_port']}/health/readiness"), s["litellm_start_timeout"],
-                 "the LiteLLM proxy", started)]
+                 "the LiteLLM proxy", started, rollback(built, env, "litellm", "journalctl -u litellm"))]

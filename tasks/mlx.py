@@ -18,13 +18,13 @@ from pyinfra import host
 from pyinfra.api import FunctionCommand, deploy, operation
 from pyinfra.api.exceptions import DeployError
 
-from tasks import hostos, ops
+from tasks import hostos, ops, pyenv
 from tasks.facts import HubCache
 from tasks.hostos import System, is_macos
 from tasks.pyenv import PythonEnv
 from tasks.registry import Model, Registry
 from tasks.render import render
-from tasks.service import Service, Wait, answers_http, managed_services
+from tasks.service import Service, Wait, answers_http, managed_services, rollback
 
 LOG_FOLDER = "Library/Logs/llm-lab"  # under the operator's home: where Console.app looks
 
@@ -50,6 +50,13 @@ def server_argv(r: Registry, m: Model) -> list[str]:
 
 def unit_name(m: Model) -> str:
     return f"mlx-{m.name}"
+
+
+def log_of(m: Model, system: System) -> str:
+    """Where a server's log is: its file under ~/Library/Logs (macOS), the journal (Linux)."""
+    if system.macos:
+        return f"{system.home}/{LOG_FOLDER}/{m.name}.log"
+    return f"journalctl -u {unit_name(m)}"
 
 
 def launchd_label(r: Registry, m: Model) -> str:
@@ -165,12 +172,12 @@ def memory_guard(r: Registry, system: System, sizes: dict):
 
 @deploy("MLX model servers")
 def deploy_mlx(r: Registry, envs: dict) -> list[Wait]:
-    """envs: service -> the operation that built its environment (pyenv.python_environments)."""
+    """envs: service -> its pyenv.Built (pyenv.python_environments)."""
     s = r.settings(host.name)
     models = sorted(r.served_by(host.name, "mlx"), key=lambda m: m.port)
     if not models:
         return []
-    env = envs["mlx"]
+    built = envs["mlx"]
     system = hostos.system()
     macos = system.macos
     home = s["mlx_home"]
@@ -210,7 +217,7 @@ def deploy_mlx(r: Registry, envs: dict) -> list[Wait]:
         fetched = fetch_weights(
             name=(f"Fetch the weights of {', '.join(missing)} into {cache}" if missing
                   else f"Weights in {cache}: " + ", ".join(f"{n} {_gb(sizes[n])}" for n in sorted(hub))),
-            models=hub, present=present, venv=f"{home}/venv", home=cache, sizes=sizes,
+            models=hub, present=present, venv=built.target, home=cache, sizes=sizes,
         )
     if fetched is None or not fetched.will_change:
         check_memory(r, system, sizes)  # every size is known: refuse before any change
@@ -218,6 +225,7 @@ def deploy_mlx(r: Registry, envs: dict) -> list[Wait]:
         memory_guard(name="Check that the MLX models' weights fit in memory", r=r, system=system, sizes=sizes,
                      _if=fetched.did_change)
 
+    env = pyenv.switch(built, s["uv_keep"])
     services = [
         Service(
             unit_name(m),
@@ -230,6 +238,7 @@ def deploy_mlx(r: Registry, envs: dict) -> list[Wait]:
     started = managed_services(services, "the MLX servers")
     return [
         Wait(answers_http(f"http://127.0.0.1:{m.port}/v1/models"), m.start_timeout or s["mlx_start_timeout"],
-             f"the {m.name} MLX server", started[unit_name(m)])
+             f"the {m.name} MLX server", started[unit_name(m)],
+             rollback(built, env, unit_name(m), log_of(m, system), label=launchd_label(r, m)))
         for m in models
     ]

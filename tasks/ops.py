@@ -321,20 +321,36 @@ def launchd_loaded(jobs: dict, loaded: Affected):
             yield f"launchctl bootstrap system {shlex.quote(path)}"
 
 
+def _answers_within(probe: str, timeout: int) -> str:
+    """Shell: true once probe succeeds, false after timeout seconds."""
+    return (f"{{ deadline=$(( $(date +%s) + {int(timeout)} )); answered=yes; until {probe} >/dev/null 2>&1; do "
+            f"if [ $(date +%s) -ge $deadline ]; then answered=no; break; fi; sleep 0.5; done; [ $answered = yes ]; }}")
+
+
+def wait_command(probe: str, timeout: int, what: str, rollback=None) -> str:
+    """Shell: wait until probe succeeds, or fail after timeout s with one line; with a rollback
+    (service.Rollback), first put the previous environment back and wait for it, then fail."""
+    failed = f"{what} did not answer within {int(timeout)} s"
+    if rollback is None:
+        return f"{_answers_within(probe, timeout)} || {{ echo {shlex.quote(failed)} >&2; exit 1; }}"
+    failed = f"{what}: {rollback.version} did not answer within {int(timeout)} s (log: {rollback.log})"
+    return (
+        f"{_answers_within(probe, timeout)} || {{ "
+        f"{{ {rollback.command}; }} && {_answers_within(probe, timeout)} && "
+        f"echo {shlex.quote(failed + '; rolled back to the previous environment, which answers')} >&2 || "
+        f"echo {shlex.quote(failed + '; the previous environment does not answer either')} >&2; exit 1; }}"
+    )
+
+
 @operation()
 def services_answer(checks: list):
-    """For each (probe, timeout, what, started) whose `started` operation changed something, run
-    the shell command probe until it succeeds, failing with a clear message after timeout s."""
-    for probe, timeout, what, started in checks:
-        if not started.did_change():
-            continue
-        yield StringCommand(
-            f"deadline=$(( $(date +%s) + {int(timeout)} )); "
-            f"until {probe} >/dev/null 2>&1; do "
-            f"if [ $(date +%s) -ge $deadline ]; then "
-            f"echo {shlex.quote(f'{what} did not answer within {int(timeout)} s')} >&2; exit 1; fi; "
-            f"sleep 0.5; done"
-        )
+    """For each (probe, timeout, what, started, rollback) whose `started` operation changed
+    something, wait until it answers (wait_command). A rollback applies only when its switch to a
+    new environment happened in this run."""
+    for probe, timeout, what, started, rollback in checks:
+        if started.did_change():
+            applies = rollback is not None and rollback.switched.did_change()
+            yield StringCommand(wait_command(probe, timeout, what, rollback if applies else None))
 
 
 @operation()

@@ -15,7 +15,7 @@ from pyinfra.api.exceptions import DeployError
 from pyinfra.facts.files import File
 from pyinfra.operations import files, server
 
-from tasks import hostos, ops, ovms_models, ovms_release
+from tasks import hostos, ops, ovms_models, ovms_release, pyenv
 from tasks.pyenv import PythonEnv
 from tasks.registry import Registry
 from tasks.render import render
@@ -100,7 +100,7 @@ def packages(r: Registry, system: hostos.System) -> list[str]:
 
 @deploy("OpenVINO Model Server")
 def deploy_ovms(r: Registry, envs: dict) -> list[Wait]:
-    """envs: unused (OVMS is no Python environment); the same signature as every service deploy."""
+    """envs: service -> its pyenv.Built; OVMS's is the python_on build's template environment."""
     s = r.proxy
     user, home = s["ovms_user"], s["ovms_home"]
     rel = release(r, hostos.system())
@@ -138,8 +138,9 @@ def deploy_ovms(r: Registry, envs: dict) -> list[Wait]:
     current = files.link(name=f"Point {home}/current at {os.path.basename(target)}", path=f"{home}/current",
                          target=target)
     models = ovms_models.provision(r)
+    switched = [pyenv.switch(envs["ovms"], s["uv_keep"])] if "ovms" in envs else []
     config = ops.text_files(name="Render OVMS config.json and each model's graph.pbtxt",
                             files=ovms_models.rendered_files(r), public=True)
     started = managed_services(
-        [Service("ovms", render_unit(r, rel), restart_on=[current, config, *models, *([envs['ovms']] if 'ovms' in envs else [])])], "OVMS")["ovms"]
+        [Service("ovms", render_unit(r, rel), restart_on=[current, config, *models, *switched])], "OVMS")["ovms"]
     return [Wait(generates(r), s["ovms_start_timeout"], "OVMS and its models", started)]

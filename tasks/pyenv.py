@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
+import time
 from dataclasses import dataclass
 
 from pyinfra import host
@@ -11,11 +13,14 @@ from pyinfra.api.operation import OperationMeta
 from pyinfra.operations import server
 
 from tasks import hostos, ops
-from tasks.facts import UvEnvironment
+from tasks.facts import ENV_RECORD, UvEnvironment
 from tasks.hostos import is_macos
 from tasks.render import sha256_text
 
 UV = "/opt/uv/bin/uv"
+# This run's name for the environment folders it builds: sortable by time, so pruning keeps the
+# newest, and its own even when a run is started again within the second (its process id).
+RUN = time.strftime("%Y%m%d%H%M%S", time.gmtime()) + f"p{os.getpid()}"
 # uv-managed interpreters live beside uv, readable by the service users (uv's default is the
 # home of whoever runs it: root's, here).
 UV_PYTHONS = "/opt/uv/python"
@@ -61,9 +66,9 @@ def _ensure_uv(uv_version: str, installed: str) -> None:
     )
 
 
-def python_environments(uv_version: str, envs: list[PythonEnv]) -> dict[str, OperationMeta]:
-    """The pinned uv and every environment in envs; returns service -> the operation that
-    (re)built its environment. deploy.py calls this first on every host, from one place, so the
+def python_environments(uv_version: str, envs: list[PythonEnv]) -> dict[str, Built]:
+    """The pinned uv and every environment in envs; returns service -> its Built (switch() it
+    in the service's deploy). deploy.py calls this first on every host, from one place, so the
     slow builds are the same pyinfra operations on all hosts and run side by side."""
     if not envs:
         return {}
@@ -94,11 +99,32 @@ def needs_build(env: PythonEnv, found: dict, spec_text: str) -> str:
     return ""
 
 
-def _uv_environment(env: PythonEnv, found: dict) -> OperationMeta:
-    """Rebuilt when the host's environment is not what the pins say (needs_build); the pins are
-    recorded beside it only after a build succeeded, so a build that failed half-way is built
-    again."""
-    venv = shlex.quote(env.venv)
+@dataclass
+class Built:
+    """One environment of this run: the folder it is built in side by side with the one in use
+    (or the one in use, when nothing is built), the build, and the reason for it ("" if none)."""
+
+    env: PythonEnv
+    target: str
+    build: OperationMeta
+    reason: str
+
+    @property
+    def python(self) -> str:
+        """The interpreter of the environment this run will switch to (checks run with it first)."""
+        return f"{self.target}/bin/python"
+
+
+def record_path(venv: str) -> str:
+    """The pins an environment was built from, written inside it once its build succeeded."""
+    return f"{venv}/{ENV_RECORD}"
+
+
+def _uv_environment(env: PythonEnv, found: dict) -> Built:
+    """Built when the environment in use is not what the pins say (needs_build), in a new folder
+    beside it (`<venv>-<run>-<pins digest>`): the service keeps running from the old one until
+    switch() points `<venv>` at the new one. A build interrupted half-way leaves only its own
+    folder (an orphaned installer writes nowhere else), pruned by a later switch."""
     certs = "--system-certs" if not is_macos() else ""
     # Bytecode is compiled at build time: the services run as users who cannot write
     # __pycache__ into a root-owned environment, and would otherwise recompile at every start.
@@ -112,20 +138,49 @@ def _uv_environment(env: PythonEnv, found: dict) -> OperationMeta:
     spec_text = (f"# uv venv {python}\n" if env.python else "") + f"# uv pip install {options}\n"
     spec_text += "\n".join(env.requirements) + "\n"
     reason = needs_build(env, found, spec_text)
+    target = f"{env.venv}-{RUN}-{sha256_text(spec_text)[:8]}" if reason else env.venv
+    t = shlex.quote(target)
     build = server.shell(
-        name=f"Build the {env.service} environment with uv" + (f" ({reason})" if reason else ""),
+        name=f"Build the {env.service} environment with uv in {target}" + (f" ({reason})" if reason else ""),
         commands=[
-            f"rm -rf {venv}",
-            f"{uv_venv} --quiet {certs} {python} {venv}",
-            f"{UV} pip install --quiet {options} --python {venv}/bin/python "
+            f"rm -rf {t}",
+            f"{uv_venv} --quiet {certs} {python} {t}",
+            f"{UV} pip install --quiet {options} --python {t}/bin/python "
             + " ".join(shlex.quote(r) for r in env.requirements),
+            f"printf %s {shlex.quote(spec_text)} > {shlex.quote(record_path(target))}",
         ],
         _if=lambda: bool(reason),  # judged once, from the facts read before this run changed anything
     )
-    ops.text_file(
-        name=f"Record the {env.service} requirements it was built from",
-        dest=f"{env.venv}.requirements.txt",
-        content=spec_text,
-        public=True,
+    return Built(env, target, build, reason)
+
+
+def switch(built: Built, keep: int):
+    """Point `<venv>` at the folder this run built, once it is whole (and checked, where the
+    service checks it first); the one it replaces stays as `<venv>.previous` for a rollback, and
+    of the older folders only the newest `keep` are kept. Returns the operation (restart on it)."""
+    venv, target = shlex.quote(built.env.venv), shlex.quote(built.target)
+    link = "ln -sfh" if is_macos() else "ln -sfn"
+    folders = f"{venv}-*"
+    old = shlex.quote(f"{built.env.venv}-00000000000000-old")  # sorts as the oldest
+    return server.shell(
+        name=f"Switch {built.env.venv} to {built.target.rsplit('/', 1)[-1]}",
+        commands=[
+            # The folder in use becomes the previous one; an environment of the old layout (a
+            # folder, not a link) is moved aside to become it.
+            f"if [ -L {venv} ]; then {link} \"$(readlink {venv})\" {venv}.previous; "
+            f"elif [ -d {venv} ]; then rm -rf {old} && mv {venv} {old} && {link} {old} {venv}.previous "
+            f"&& rm -f {venv}.requirements.txt; fi",
+            f"{link} {target} {venv}",
+            # Prune: never the current or the previous; an orphaned build still writing may refuse.
+            f"ls -d {folders} 2>/dev/null | sort -r | tail -n +{keep + 1} | while read -r d; do "
+            f"[ \"$d\" = {target} ] || [ \"$d\" = \"$(readlink {venv}.previous)\" ] || rm -rf \"$d\" 2>/dev/null || true; done",
+        ],
+        _if=built.build.did_change,
     )
-    return build
+
+
+def rollback_command(built: Built) -> str:
+    """Shell: point `<venv>` back at the previous environment (when there is one)."""
+    venv = shlex.quote(built.env.venv)
+    link = "ln -sfh" if is_macos() else "ln -sfn"
+    return f"[ -L {venv}.previous ] && {link} \"$(readlink {venv}.previous)\" {venv}"

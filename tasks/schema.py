@@ -237,7 +237,13 @@ KEYS: tuple[Key, ...] = (
     Key("llm_address", (str, _NONE), None,
         "inventory host data: the IP address other hosts reach this host on (default: its SSH address, "
         "which must then be an IP address)", _optional_ip),
+    Key("llm_break_lock", bool, False,
+        "take this host's deploy lock from a run that is gone but ran elsewhere (`--data llm_break_lock=true`, "
+        "once); a run of this machine that is gone is recognised without it"),
     Key("uv_version", str, "0.13.9", "uv that builds every Python environment", _version),
+    Key("uv_keep", int, 2,
+        "environment folders kept per service, newest first (the one in use and the previous one, for a "
+        "rollback, are never removed)", _positive),
     # --- LiteLLM
     Key("litellm_version", str, "1.106.2", "pinned `litellm[proxy]` (1.107.0 was a compromised release)", _version),
     Key("litellm_prisma_version", str, "0.15.0",

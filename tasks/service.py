@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pyinfra.api.operation import OperationMeta
 from pyinfra.operations import server
 
-from tasks import ops
+from tasks import ops, pyenv
 from tasks.hostos import is_macos
 
 LAUNCHD_DIR = "/Library/LaunchDaemons"
@@ -115,14 +115,41 @@ def managed_services(services: list[Service], what: str) -> dict[str, Started]:
 
 
 @dataclass(frozen=True)
+class Rollback:
+    """What to do when a service that this run switched to a new environment does not answer:
+    `command` puts the previous environment back and restarts the service; `version` names the
+    one that failed and `log` where its log is."""
+
+    command: str
+    switched: OperationMeta
+    version: str
+    log: str
+
+
+@dataclass(frozen=True)
 class Wait:
     """After the deploys: the shell command `probe` must succeed within timeout seconds if
-    `started` did_change()."""
+    `started` did_change(); if not, and `rollback` applies, the previous environment is put
+    back, and the run still fails, naming what failed."""
 
     probe: str
     timeout: int
     what: str
     started: Started
+    rollback: Rollback | None = None
+
+
+def restart_command(name: str, label: str | None = None) -> str:
+    """Shell: restart one service now (systemd unit <name>.service, or the launchd job label)."""
+    if is_macos():
+        return f"launchctl kickstart -k system/{shlex.quote(label or name)}"
+    return f"systemctl restart {shlex.quote(name)}.service"
+
+
+def rollback(built: pyenv.Built, switched: OperationMeta, name: str, log: str, label: str | None = None) -> Rollback:
+    """The Rollback of a service whose environment is built.env (pyenv.Built) and switched by `switched`."""
+    version = ", ".join(f"{n} {v}" for n, v in built.env.pins.items())
+    return Rollback(f"{pyenv.rollback_command(built)} && {restart_command(name, label)}", switched, version, log)
 
 
 def answers_http(url: str) -> str:
@@ -136,5 +163,5 @@ def wait_for(waits: list[Wait]):
     and it is the same operation on every host, so the hosts wait side by side too."""
     return ops.services_answer(
         name="Wait for the (re)started services to answer",
-        checks=[(w.probe, w.timeout, w.what, w.started) for w in waits],
+        checks=[(w.probe, w.timeout, w.what, w.started, w.rollback) for w in waits],
     )

@@ -12,6 +12,7 @@ import pytest
 from lab import hosts as labhosts
 from lab import lifecycle, network
 from lab.proc import run as run_here
+from tasks import runlock
 
 from .client import chat, http, wait_until
 from .labdeploy import ROOT, changed_rows, lab_deploy
@@ -180,62 +181,122 @@ def test_drill_redis_down_the_proxy_keeps_serving(hosts, registry, proxy_url, pr
     assert (after["MainPID"], after["NRestarts"]) == (before["MainPID"], before["NRestarts"])
 
 
+class RequestLoop:
+    """A bounded stream of requests through the proxy, one at a time, while something happens
+    (at most 400, and it stops when the block ends). A request refused before it reaches LiteLLM
+    (connection refused or reset: nothing was processed) is retried for up to 30 s, as a client
+    may safely do; one still refused then is lost. HTTP errors are kept, not retried."""
+
+    def __init__(self, proxy_url, proxy_key, model):
+        self.url, self.key = f"{proxy_url}/v1/chat/completions", proxy_key
+        self.body = json.dumps({"model": model, "max_tokens": 4, "messages": [{"role": "user", "content": "hi"}]}).encode()
+        self.refused, self.http_errors, self.answered, self.lost = [], [], [], []
+        self.first_refused = self.last_refused = None
+
+    def one(self):
+        import urllib.error
+        import urllib.request
+
+        deadline = time.monotonic() + 30
+        while True:
+            request = urllib.request.Request(self.url, data=self.body, method="POST", headers={
+                "Content-Type": "application/json", "Authorization": f"Bearer {self.key}"})
+            try:
+                with urllib.request.urlopen(request, timeout=30) as response:
+                    response.read()
+                    return self.answered.append(response.status)
+            except urllib.error.HTTPError as err:
+                return self.http_errors.append(err.code)
+            except (urllib.error.URLError, ConnectionError) as err:
+                now = time.monotonic()
+                self.first_refused = self.first_refused or now
+                self.last_refused = now
+                self.refused.append(type(getattr(err, "reason", err)).__name__)
+                if now > deadline:
+                    return self.lost.append(str(err))
+                time.sleep(0.25)
+
+    def __enter__(self):
+        import threading
+
+        self.stop = threading.Event()
+
+        def stream():
+            for _ in range(400):
+                if self.stop.is_set():
+                    return
+                self.one()
+
+        self.worker = threading.Thread(target=stream)
+        self.worker.start()
+        time.sleep(1)
+        return self
+
+    def __exit__(self, *exc):
+        time.sleep(1)
+        self.stop.set()
+        self.worker.join(timeout=60)
+
+    @property
+    def refused_for(self) -> float:
+        """Seconds from the first refused request to the last (0 when none was refused)."""
+        return (self.last_refused - self.first_refused) if self.refused else 0.0
+
+
 def test_drill_restart_under_load_loses_no_request_a_retrying_client_keeps(hosts, registry, proxy_url, proxy_key, timings):
     """A bounded stream of requests while the proxy restarts (as a deploy restarts it). While the
     port is closed, requests are refused before they reach LiteLLM (connection refused or reset:
     nothing was processed, so a client may safely retry); in-flight ones finish (uvicorn drains on
     SIGTERM). A client that retries those for up to 30 s loses none, and no request ever gets an
     HTTP error."""
-    import threading
-    import urllib.error
-    import urllib.request
-
     mini = hosts[registry.proxy_host]
     model = next(m for m in registry.models.values() if m.backend == "mlx" and not m.fallbacks)
-    body = json.dumps({"model": model.name, "max_tokens": 4, "messages": [{"role": "user", "content": "hi"}]}).encode()
-    refused, http_errors, answered, lost = [], [], [], []
-    stop = threading.Event()
-
-    def one():
-        deadline = time.monotonic() + 30
-        while True:
-            request = urllib.request.Request(f"{proxy_url}/v1/chat/completions", data=body, method="POST", headers={
-                "Content-Type": "application/json", "Authorization": f"Bearer {proxy_key}"})
-            try:
-                with urllib.request.urlopen(request, timeout=30) as response:
-                    response.read()
-                    return answered.append(response.status)
-            except urllib.error.HTTPError as err:
-                return http_errors.append(err.code)
-            except (urllib.error.URLError, ConnectionError) as err:
-                refused.append(type(getattr(err, "reason", err)).__name__)
-                if time.monotonic() > deadline:
-                    return lost.append(str(err))
-                time.sleep(0.25)
-
-    def stream():
-        for _ in range(400):  # bounded: at most 400 requests, and it stops with the drill
-            if stop.is_set():
-                return
-            one()
-
-    worker = threading.Thread(target=stream)
-    worker.start()
-    try:
-        time.sleep(1)
+    with RequestLoop(proxy_url, proxy_key, model.name) as loop:
         started = time.monotonic()
         mini.check_output("systemctl restart litellm")
         back, _ = wait_until(lambda: live(proxy_url), 30, interval=0.25)
         timings["drill: proxy restart under load, until it answers"] = time.monotonic() - started
         assert back
-        time.sleep(2)
-    finally:
-        stop.set()
-        worker.join(timeout=60)
-    timings["drill: requests refused during the restart, retried"] = len(refused)
-    assert not http_errors and not lost, f"HTTP errors {http_errors}, lost {lost}"
-    assert refused, "no request met the restart: the drill proved nothing"
-    assert len(answered) > 10
+        time.sleep(1)
+    timings["drill: requests refused during the restart, retried"] = len(loop.refused)
+    assert not loop.http_errors and not loop.lost, f"HTTP errors {loop.http_errors}, lost {loop.lost}"
+    assert loop.refused, "no request met the restart: the drill proved nothing"
+    assert len(loop.answered) > 10
+
+
+def test_drill_upgrade_builds_beside_the_running_proxy_and_switches_only_when_whole(
+        hosts, registry, proxy_url, proxy_key, timings):
+    """A LiteLLM pin that cannot be installed: the new environment fails to build beside the
+    running one, which never stops answering (not one request refused) and stays in use. Then a
+    good upgrade: built beside, switched to, the old one kept as previous; its downtime is the
+    restart alone. Then back to the pinned version."""
+    mini = hosts[registry.proxy_host]
+    venv = f"{registry.proxy['litellm_home']}/venv"
+    model = next(m for m in registry.models.values() if m.backend == "mlx" and not m.fallbacks).name
+    in_use = mini.check_output(f"readlink {venv}")
+    before = service_state(mini, "litellm")
+
+    with RequestLoop(proxy_url, proxy_key, model) as loop:
+        code, text, seconds = lab_deploy("--data", "litellm_version=1.999.0")
+    timings["drill: upgrade to a pin that does not install"] = seconds
+    assert code != 0 and "Build the litellm environment" in text and "1.999.0" in text, text[-3000:]
+    assert mini.check_output(f"readlink {venv}") == in_use
+    assert service_state(mini, "litellm")["MainPID"] == before["MainPID"]
+    assert not loop.refused and not loop.http_errors and not loop.lost and len(loop.answered) > 5
+
+    with RequestLoop(proxy_url, proxy_key, model) as loop:
+        code, text, seconds = lab_deploy("--data", "litellm_version=1.106.3")
+    timings["drill: good upgrade (build beside, switch, restart)"] = seconds
+    timings["drill: upgrade downtime: requests refused for (s)"] = loop.refused_for
+    assert code == 0, text[-3000:]
+    assert mini.check_output(f"readlink {venv}") != in_use
+    assert mini.check_output(f"readlink {venv}.previous") == in_use
+    assert mini.check_output(f"{venv}/bin/python -c 'import importlib.metadata as m; print(m.version(\"litellm\"))'") == "1.106.3"
+    assert not loop.http_errors and not loop.lost, f"HTTP errors {loop.http_errors}, lost {loop.lost}"
+
+    code, text, seconds = lab_deploy()
+    timings["drill: back to the pinned LiteLLM"] = seconds
+    assert code == 0, text[-3000:]
 
 
 def test_drill_proxy_killed_comes_back_within_30s(hosts, registry, proxy_url, proxy_key, timings):
@@ -335,21 +396,71 @@ def test_drill_a_broken_environment_is_rebuilt_by_one_deploy(hosts, registry, pr
     assert code == 0 and not changed_rows(text), changed_rows(text)
 
 
-def test_drill_rebuild_studio_from_nothing(hosts, registry, timings):
-    """Destroy the studio, boot it empty, deploy: the acceptance checks pass again."""
+def interrupted_deploy(marker: str, after: float) -> str:
+    """A deploy interrupted as Ctrl-C would: SIGINT to its whole process group, `after` seconds
+    after it announced the operation named by `marker`. Returns what it printed."""
+    import os
+    import signal
+
+    proc = subprocess.Popen([sys.executable, "-m", "lab", "deploy"], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    seen = []
+    for line in proc.stdout:
+        seen.append(line)
+        if marker in line:
+            break
+    else:
+        raise AssertionError(f"the deploy ended before {marker!r}:\n" + "".join(seen[-50:]))
+    time.sleep(after)
+    os.killpg(proc.pid, signal.SIGINT)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    return "".join(seen)
+
+
+def rerun_converges(timings, what: str) -> None:
+    """Right after an interruption: one deploy brings everything up, the next changes nothing."""
+    code, text, seconds = lab_deploy()
+    timings[f"drill: deploy right after {what}"] = seconds
+    assert code == 0, text[-3000:]
+    assert "another deploy holds this host" not in text  # the dead run's lock was taken over
+    code, text, _ = lab_deploy()
+    assert code == 0 and not changed_rows(text), changed_rows(text)
+
+
+def test_drill_rebuild_studio_from_nothing_interrupted_during_the_environment_build(hosts, registry, timings):
+    """Destroy the studio, boot it empty, deploy, and interrupt that deploy while the MLX
+    environment is being installed (the remote installer is left running, orphaned). The deploy
+    run at once converges, and the acceptance checks pass again."""
     studio = next(m.host for m in registry.models.values() if m.backend == "mlx")
     timings["drill: recreate the studio host (boot)"] = lifecycle.recreate(studio)
     empty = run_here(*labhosts.ssh_args(studio), "ls /etc/systemd/system | grep -c '^mlx-' ; ls /opt", check=False)
     assert empty.stdout.split()[0] == "0" and "uv" not in empty.stdout, empty.stdout
 
-    code, text, seconds = lab_deploy()
-    timings["drill: deploy after the rebuild"] = seconds
-    assert code == 0, text[-3000:]
+    interrupted_deploy("Build the mlx environment", after=3)
+    lock = run_here(*labhosts.ssh_args(studio), f"cat {runlock.LOCK}", check=False).stdout
+    assert '"run"' in lock, "the interrupted run left no lock: the drill interrupted nothing"
+    rerun_converges(timings, "an interrupted environment build")
+    assert run_here(*labhosts.ssh_args(studio), f"test -e {runlock.LOCK}", check=False).returncode != 0
     out = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/acceptance/test_stack.py"],
         cwd=ROOT, capture_output=True, text=True, timeout=600,
     )
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
+
+
+def test_drill_rebuild_mini_interrupted_during_an_upload(hosts, registry, proxy_url, proxy_key, timings):
+    """The mini from nothing, its deploy interrupted while the OVMS archive is being uploaded:
+    the deploy run at once converges and every model answers through the proxy."""
+    mini = registry.proxy_host
+    timings["drill: recreate the mini host (boot)"] = lifecycle.recreate(mini)
+    interrupted_deploy("Upload the OVMS archive", after=0.2)
+    rerun_converges(timings, "an interrupted upload")
+    for name in registry.model_names():
+        assert answers(proxy_url, proxy_key, name), name
 
 
 def test_drill_ovms_archive_digest_recorded_once_and_held(hosts, registry, proxy_url, proxy_key, tmp_path, timings):
@@ -397,3 +508,26 @@ def test_drill_ovms_archive_digest_recorded_once_and_held(hosts, registry, proxy
         assert json.loads(lock.read_text())[str(archive)]["sha256"] == wrong
         assert service_state(mini, "ovms")["MainPID"] == before["MainPID"]
         assert answers(proxy_url, proxy_key, "lil-jerry")
+
+
+def test_drill_a_deploy_is_refused_while_another_holds_the_host(hosts, registry):
+    """A live run holds the mini (here: this test process, written into the lock as a deploy
+    would): a second deploy refuses before any change with one line naming the holder; once
+    the lock is gone, deploys go on."""
+    import shlex
+
+    mini = hosts[registry.proxy_host]
+    holder = json.dumps({**runlock.RUN, "run": "drill", "command": "pyinfra inventory.py deploy.py"}, sort_keys=True)
+    before = service_state(mini, "litellm")
+    mini.check_output(f"printf '%s\\n' {shlex.quote(holder)} > {runlock.LOCK}")
+    try:
+        code, text, _ = lab_deploy()
+        assert code != 0, text[-3000:]
+        line = next(l for l in text.splitlines() if "another deploy holds this host" in l)
+        assert f"{runlock.RUN['user']}@{runlock.RUN['control']} pid {runlock.RUN['pid']} (pyinfra inventory.py deploy.py)" in line
+        assert "--data llm_break_lock=true" in line
+        assert service_state(mini, "litellm")["MainPID"] == before["MainPID"]
+    finally:
+        mini.run(f"rm -f {runlock.LOCK}")
+    code, text, _ = lab_deploy()
+    assert code == 0 and not changed_rows(text), text[-3000:]

@@ -18,7 +18,7 @@ from pyinfra.api.state import StateStage
 from pyinfra.connectors.util import CommandOutput
 from pyinfra.context import ctx_host, ctx_inventory, ctx_state
 
-from tasks import hostos, preflight
+from tasks import hostos, preflight, runlock
 
 from .conftest import HOSTS, ROOT
 
@@ -59,6 +59,10 @@ def run_deploy(monkeypatch, registry, target: str, facts: dict, sudo: bool = Tru
     state = State(inventory, Config(TEMP_DIR="/tmp"), check_for_changes=False)
     asked = set()
 
+    # Every deploy takes the host's lock (tasks/runlock.py): free on these recorded hosts.
+    lock = fact_key("DeployLockTake", path=runlock.LOCK, record=runlock.record())
+    facts = {lock: {"taken": True, "holder": ""}, **facts}
+
     def get_fact(self, fact_cls, *args, **kwargs):
         key = fact_key(fact_cls.__name__, **kwargs)
         asked.add(key)
@@ -86,7 +90,7 @@ def run_deploy(monkeypatch, registry, target: str, facts: dict, sudo: bool = Tru
                 ran.append((sorted(state.op_meta[op_hash].names)[0], commands))
     finally:
         hostos.forget()
-    unused = set(facts) - asked
+    unused = set(facts) - asked - {lock}  # a deploy refused before the lock never asks for it
     assert not unused, f"the recording holds facts the deploy never asked for: {sorted(unused)}"
     return ran
 

@@ -57,9 +57,6 @@ def recorded_mac(registry, installed: bool, changed_plist: str | None = None, ne
              "runs": True, "dists": {"mlx": (s["mlx_version"], 0), "mlx-lm": (s["mlx_lm_version"], 0)}}
             if installed else {"uv": "", "built_from": "", "venv": False, "runs": False, "dists": {}}
         ),
-        fact_key("FileState", path=f"{venv}.requirements.txt"): (
-            {**root_file, "sha256": sha(spec_text(registry))} if installed else None
-        ),
         fact_key("DirectoryStates", paths=(home, s["mlx_models_dir"])): [
             {"mode": "755", "user": "root", "group": "wheel"} if installed else None
         ] * 2,
@@ -181,7 +178,14 @@ def test_new_pins_rebuild_the_environment_and_restart_every_job(monkeypatch, reg
     assert [line for line in lines if line.startswith("launchctl")] == [
         f"launchctl kickstart -k system/{mlx_task.launchd_label(registry, m)}" for m in studio_models(registry)
     ]
-    assert any(line.startswith(f"rm -rf {registry.settings('studio')['mlx_home']}/venv") for line in lines)
+    # Built beside the one in use, then switched to (the old one kept for a rollback), then restarted.
+    venv = f"{registry.settings('studio')['mlx_home']}/venv"
+    build = next(i for i, line in enumerate(lines) if "uv pip install" in line)
+    target = lines[build].split("--python ")[1].split("/bin/python")[0]
+    assert target.startswith(f"{venv}-") and target != venv
+    switch = lines.index(f"ln -sfh {target} {venv}")
+    assert f'then ln -sfh "$(readlink {venv})" {venv}.previous' in lines[switch - 1]
+    assert build < switch < min(i for i, line in enumerate(lines) if line.startswith("launchctl kickstart"))
 
 
 def test_models_that_do_not_fit_are_refused_before_any_change(monkeypatch, registry):

@@ -37,8 +37,6 @@ def recorded_fresh_mini(registry, system: System = UBUNTU) -> dict:
         fact_key("UvEnvironment", uv=UV, venv=f"{ovms_home}/python", entry_point="", dists=("jinja2", "markupsafe")): {
             "uv": "", "built_from": "", "venv": False, "runs": False, "dists": {}},
         fact_key("InstalledDebianPackages", packages=PACKAGES): ["ca-certificates"],
-        fact_key("FileState", path=f"{home}/venv.requirements.txt"): None,
-        fact_key("FileState", path=f"{ovms_home}/python.requirements.txt"): None,
         fact_key("UnitStates", units=("redis-server.service",)): {"redis-server.service": ("enabled", "active")},
         fact_key("DirectoryStates", paths=("/etc/redis-llm",)): [None],
         fact_key("FileState", path="/etc/redis-llm/redis.conf"): None,
