@@ -159,8 +159,8 @@ ENV_RECORD = "llmlab-requirements.txt"  # inside an environment: the pins it was
 class UvEnvironment(FactBase):
     """What a uv-built environment at venv is, judged on the host, in one command: the shared uv's
     version, the sha256 of the requirements record it was built from, whether its interpreter and
-    the service's entry point run, and each pinned distribution's installed version and missing
-    files ({name: (version or "-", missing files)})."""
+    the service's entry point run, each pinned distribution's installed version and missing files
+    ({name: (version or "-", missing files)}), and the folder venv links to ("" if no link)."""
 
     def command(self, uv, venv, entry_point="", dists=()):
         v, spec = shlex.quote(venv), shlex.quote(f"{venv}/{ENV_RECORD}")
@@ -170,6 +170,7 @@ class UvEnvironment(FactBase):
             f'echo "uv=$({shlex.quote(uv)} --version 2>/dev/null | cut -d" " -f2)"; '
             f'echo "built_from=$([ -f {spec} ] && {SHA256.format(p=spec)})"; '
             f'echo "venv=$([ -f {v}/pyvenv.cfg ] && echo yes)"; '
+            f'echo "folder=$(readlink {v} 2>/dev/null)"; '
             f'if [ -x {entry} ] && {probe} 2>/dev/null; then echo runs=yes; else echo runs=no; fi'
         )
 
@@ -183,7 +184,8 @@ class UvEnvironment(FactBase):
                 key, _, value = line.strip().partition("=")
                 values[key] = value
         return {"uv": values.get("uv", ""), "built_from": values.get("built_from", ""),
-                "venv": values.get("venv") == "yes", "runs": values.get("runs") == "yes", "dists": dists}
+                "venv": values.get("venv") == "yes", "runs": values.get("runs") == "yes", "dists": dists,
+                "folder": values.get("folder", "")}
 
 
 class _PathStates(FactBase):

@@ -108,6 +108,11 @@ class Built:
     target: str
     build: OperationMeta
     reason: str
+    reuse: bool = False  # the previous environment has the pins: switched back to, not built
+
+    def switches(self) -> bool:
+        """Whether this run points the environment's link at another folder."""
+        return self.reuse or self.build.did_change()
 
     @property
     def python(self) -> str:
@@ -138,6 +143,14 @@ def _uv_environment(env: PythonEnv, found: dict) -> Built:
     spec_text = (f"# uv venv {python}\n" if env.python else "") + f"# uv pip install {options}\n"
     spec_text += "\n".join(env.requirements) + "\n"
     reason = needs_build(env, found, spec_text)
+    if reason:
+        # Pins put back after an upgrade: the previous environment may be exactly them.
+        previous = host.get_fact(UvEnvironment, uv=UV, venv=f"{env.venv}.previous", entry_point=env.entry_point,
+                                 dists=tuple(env.pins), **ops.AS_LOGIN)
+        if previous["folder"] and not needs_build(env, previous, spec_text):
+            build = server.shell(name=f"Build the {env.service} environment: the previous one has these pins",
+                                 commands=["true"], _if=lambda: False)
+            return Built(env, previous["folder"], build, "", reuse=True)
     target = f"{env.venv}-{RUN}-{sha256_text(spec_text)[:8]}" if reason else env.venv
     t = shlex.quote(target)
     build = server.shell(
@@ -145,8 +158,9 @@ def _uv_environment(env: PythonEnv, found: dict) -> Built:
         commands=[
             f"rm -rf {t}",
             f"{uv_venv} --quiet {certs} {python} {t}",
+            # A build that fails leaves nothing behind (the folder in use was never touched).
             f"{UV} pip install --quiet {options} --python {t}/bin/python "
-            + " ".join(shlex.quote(r) for r in env.requirements),
+            + " ".join(shlex.quote(r) for r in env.requirements) + f" || {{ rm -rf {t}; exit 1; }}",
             f"printf %s {shlex.quote(spec_text)} > {shlex.quote(record_path(target))}",
         ],
         _if=lambda: bool(reason),  # judged once, from the facts read before this run changed anything
@@ -154,28 +168,35 @@ def _uv_environment(env: PythonEnv, found: dict) -> Built:
     return Built(env, target, build, reason)
 
 
+def switch_commands(venv_path: str, target_path: str, keep: int, macos: bool) -> list[str]:
+    """Shell: point the link venv_path at target_path; the folder it pointed at becomes
+    `<venv>.previous`; older folders pruned to `keep` in all (see switch)."""
+    venv, target = shlex.quote(venv_path), shlex.quote(target_path)
+    link = "ln -sfh" if macos else "ln -sfn"
+    old = shlex.quote(f"{venv_path}-00000000000000-old")  # sorts as the oldest
+    return [
+        # The folder in use becomes the previous one; an environment of the old layout (a folder,
+        # not a link) is moved aside to become it.
+        f"if [ -L {venv} ]; then {link} \"$(readlink {venv})\" {venv}.previous; "
+        f"elif [ -d {venv} ]; then rm -rf {old} && mv {venv} {old} && {link} {old} {venv}.previous "
+        f"&& rm -f {venv}.requirements.txt; fi",
+        f"{link} {target} {venv}",
+        # Prune: the current and the previous are kept, then the newest others up to `keep` in
+        # all; an orphaned build still writing may refuse to go (the next switch tries again).
+        f"ls -d {venv}-* 2>/dev/null | sort -r | grep -v -x -e {target} -e \"$(readlink {venv}.previous)\" "
+        f"| tail -n +{max(keep - 1, 1)} | while read -r d; do rm -rf \"$d\" 2>/dev/null || true; done",
+    ]
+
+
 def switch(built: Built, keep: int):
-    """Point `<venv>` at the folder this run built, once it is whole (and checked, where the
-    service checks it first); the one it replaces stays as `<venv>.previous` for a rollback, and
-    of the older folders only the newest `keep` are kept. Returns the operation (restart on it)."""
-    venv, target = shlex.quote(built.env.venv), shlex.quote(built.target)
-    link = "ln -sfh" if is_macos() else "ln -sfn"
-    folders = f"{venv}-*"
-    old = shlex.quote(f"{built.env.venv}-00000000000000-old")  # sorts as the oldest
+    """Point `<venv>` at the folder this run built (or the previous one it switches back to),
+    once it is whole (and checked, where the service checks it first); the one it replaces stays
+    as `<venv>.previous` for a rollback, and only `keep` folders are kept in all. Returns the
+    operation (restart on it)."""
     return server.shell(
         name=f"Switch {built.env.venv} to {built.target.rsplit('/', 1)[-1]}",
-        commands=[
-            # The folder in use becomes the previous one; an environment of the old layout (a
-            # folder, not a link) is moved aside to become it.
-            f"if [ -L {venv} ]; then {link} \"$(readlink {venv})\" {venv}.previous; "
-            f"elif [ -d {venv} ]; then rm -rf {old} && mv {venv} {old} && {link} {old} {venv}.previous "
-            f"&& rm -f {venv}.requirements.txt; fi",
-            f"{link} {target} {venv}",
-            # Prune: never the current or the previous; an orphaned build still writing may refuse.
-            f"ls -d {folders} 2>/dev/null | sort -r | tail -n +{keep + 1} | while read -r d; do "
-            f"[ \"$d\" = {target} ] || [ \"$d\" = \"$(readlink {venv}.previous)\" ] || rm -rf \"$d\" 2>/dev/null || true; done",
-        ],
-        _if=built.build.did_change,
+        commands=switch_commands(built.env.venv, built.target, keep, is_macos()),
+        _if=built.switches,
     )
 
 

@@ -183,7 +183,7 @@ def test_drill_redis_down_the_proxy_keeps_serving(hosts, registry, proxy_url, pr
 
 class RequestLoop:
     """A bounded stream of requests through the proxy, one at a time, while something happens
-    (at most 400, and it stops when the block ends). A request refused before it reaches LiteLLM
+    (at most 3000 and 300 s, and it stops when the block ends). A request refused before it reaches LiteLLM
     (connection refused or reset: nothing was processed) is retried for up to 30 s, as a client
     may safely do; one still refused then is lost. HTTP errors are kept, not retried."""
 
@@ -222,10 +222,12 @@ class RequestLoop:
         self.stop = threading.Event()
 
         def stream():
-            for _ in range(400):
-                if self.stop.is_set():
+            deadline = time.monotonic() + 300
+            for _ in range(3000):
+                if self.stop.is_set() or time.monotonic() > deadline:
                     return
                 self.one()
+                time.sleep(0.02)
 
         self.worker = threading.Thread(target=stream)
         self.worker.start()
@@ -269,11 +271,12 @@ def test_drill_upgrade_builds_beside_the_running_proxy_and_switches_only_when_wh
     """A LiteLLM pin that cannot be installed: the new environment fails to build beside the
     running one, which never stops answering (not one request refused) and stays in use. Then a
     good upgrade: built beside, switched to, the old one kept as previous; its downtime is the
-    restart alone. Then back to the pinned version."""
+    restart alone. Then back to the pinned version, which the previous environment still is."""
     mini = hosts[registry.proxy_host]
     venv = f"{registry.proxy['litellm_home']}/venv"
     model = next(m for m in registry.models.values() if m.backend == "mlx" and not m.fallbacks).name
     in_use = mini.check_output(f"readlink {venv}")
+    folders = mini.check_output(f"ls -d {venv}-*")
     before = service_state(mini, "litellm")
 
     with RequestLoop(proxy_url, proxy_key, model) as loop:
@@ -281,6 +284,7 @@ def test_drill_upgrade_builds_beside_the_running_proxy_and_switches_only_when_wh
     timings["drill: upgrade to a pin that does not install"] = seconds
     assert code != 0 and "Build the litellm environment" in text and "1.999.0" in text, text[-3000:]
     assert mini.check_output(f"readlink {venv}") == in_use
+    assert mini.check_output(f"ls -d {venv}-*") == folders  # the failed build left nothing behind
     assert service_state(mini, "litellm")["MainPID"] == before["MainPID"]
     assert not loop.refused and not loop.http_errors and not loop.lost and len(loop.answered) > 5
 
@@ -293,10 +297,14 @@ def test_drill_upgrade_builds_beside_the_running_proxy_and_switches_only_when_wh
     assert mini.check_output(f"readlink {venv}.previous") == in_use
     assert mini.check_output(f"{venv}/bin/python -c 'import importlib.metadata as m; print(m.version(\"litellm\"))'") == "1.106.3"
     assert not loop.http_errors and not loop.lost, f"HTTP errors {loop.http_errors}, lost {loop.lost}"
+    assert loop.refused, "no request met the upgrade's restart: the loop ended too early to show its downtime"
 
+    # The old pin again: the previous environment is exactly it, so it is switched back to, unbuilt.
     code, text, seconds = lab_deploy()
-    timings["drill: back to the pinned LiteLLM"] = seconds
+    timings["drill: back to the pinned LiteLLM (the previous environment)"] = seconds
     assert code == 0, text[-3000:]
+    assert mini.check_output(f"readlink {venv}") == in_use
+    assert "the previous one has these pins" in text
 
 
 def test_drill_proxy_killed_comes_back_within_30s(hosts, registry, proxy_url, proxy_key, timings):

@@ -57,6 +57,9 @@ def recorded_mac(registry, installed: bool, changed_plist: str | None = None, ne
              "runs": True, "dists": {"mlx": (s["mlx_version"], 0), "mlx-lm": (s["mlx_lm_version"], 0)}}
             if installed else {"uv": "", "built_from": "", "venv": False, "runs": False, "dists": {}}
         ),
+        **({fact_key("UvEnvironment", uv=UV, venv=f"{venv}.previous", entry_point="mlx_lm.server", dists=("mlx", "mlx-lm")): {
+            "uv": "", "built_from": "", "venv": False, "runs": False, "dists": {}, "folder": ""}}
+           if new_pins or not installed else {}),
         fact_key("DirectoryStates", paths=(home, s["mlx_models_dir"])): [
             {"mode": "755", "user": "root", "group": "wheel"} if installed else None
         ] * 2,
@@ -218,3 +221,18 @@ def test_a_missing_sudo_password_is_refused_before_any_change(monkeypatch, regis
     with pytest.raises(Exception, match="studio: sudo asks chris for a password and none was given: export "
                                         "LLMLAB_SUDO_PASSWORD_STUDIO or LLMLAB_SUDO_PASSWORD"):
         run_deploy(monkeypatch, registry, "studio", facts, sudo_password=None)
+
+
+def test_pins_put_back_switch_to_the_previous_environment_without_building(monkeypatch, registry):
+    """After an upgrade, the old pins again: the previous environment is exactly them, so it is
+    switched back to (and the jobs restarted) with nothing built."""
+    s = registry.settings("studio")
+    venv = f"{s['mlx_home']}/venv"
+    facts = recorded_mac(registry, installed=True, new_pins=True)
+    facts[fact_key("UvEnvironment", uv=UV, venv=f"{venv}.previous", entry_point="mlx_lm.server", dists=("mlx", "mlx-lm"))] = {
+        "uv": s["uv_version"], "built_from": sha(spec_text(registry)), "venv": True, "runs": True,
+        "dists": {"mlx": (s["mlx_version"], 0), "mlx-lm": (s["mlx_lm_version"], 0)}, "folder": f"{venv}-20261101000000p1-abcd1234"}
+    lines = shell_lines(run_deploy(monkeypatch, registry, "studio", facts))
+    assert not any("uv pip install" in line or " venv " in line for line in lines)
+    switch = lines.index(f"ln -sfh {venv}-20261101000000p1-abcd1234 {venv}")
+    assert switch < min(i for i, line in enumerate(lines) if line.startswith("launchctl kickstart"))

@@ -71,3 +71,39 @@ def healthy() -> dict:
 )
 def test_why_an_environment_is_rebuilt(change, reason):
     assert pyenv.needs_build(ENV, {**healthy(), **change}, SPEC) == reason
+
+
+def _folders(root: Path) -> dict:
+    return {p.name: (str(p.readlink().name) if p.is_symlink() else "dir") for p in sorted(root.iterdir())}
+
+
+def test_switching_keeps_the_previous_and_prunes_older_folders(tmp_path):
+    """The switch's shell, run here: the link moves, the folder it left becomes .previous, and of
+    the others only as many as uv_keep allows stay (the newest)."""
+    venv = tmp_path / "venv"
+    for stamp in ("20260101", "20260201", "20260301", "20260401"):
+        (tmp_path / f"venv-{stamp}").mkdir()
+    (tmp_path / "venv").symlink_to(tmp_path / "venv-20260301")
+    (tmp_path / "venv-20260501").mkdir()  # the new build
+    for command in pyenv.switch_commands(str(venv), str(tmp_path / "venv-20260501"), keep=2, macos=False):
+        subprocess.run(["sh", "-c", command], check=True)
+    assert _folders(tmp_path) == {"venv": "venv-20260501", "venv-20260301": "dir", "venv-20260501": "dir",
+                                  "venv.previous": "venv-20260301"}
+    # Switching back (pins put back): the two swap, nothing else goes.
+    for command in pyenv.switch_commands(str(venv), str(tmp_path / "venv-20260301"), keep=3, macos=False):
+        subprocess.run(["sh", "-c", command], check=True)
+    assert _folders(tmp_path) == {"venv": "venv-20260301", "venv-20260301": "dir", "venv-20260501": "dir",
+                                  "venv.previous": "venv-20260501"}
+
+
+def test_the_old_layout_becomes_the_previous_environment(tmp_path):
+    venv = tmp_path / "venv"
+    venv.mkdir()
+    (venv / "marker").write_text("old")
+    (tmp_path / "venv.requirements.txt").write_text("old record")
+    (tmp_path / "venv-20260501").mkdir()
+    for command in pyenv.switch_commands(str(venv), str(tmp_path / "venv-20260501"), keep=2, macos=False):
+        subprocess.run(["sh", "-c", command], check=True)
+    assert (tmp_path / "venv.previous" / "marker").read_text() == "old"
+    assert venv.readlink() == tmp_path / "venv-20260501"
+    assert not (tmp_path / "venv.requirements.txt").exists()

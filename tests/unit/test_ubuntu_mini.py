@@ -36,6 +36,11 @@ def recorded_fresh_mini(registry, system: System = UBUNTU) -> dict:
             "uv": "", "built_from": "", "venv": False, "runs": False, "dists": {}},
         fact_key("UvEnvironment", uv=UV, venv=f"{ovms_home}/python", entry_point="", dists=("jinja2", "markupsafe")): {
             "uv": "", "built_from": "", "venv": False, "runs": False, "dists": {}},
+        # A fresh host has no previous environments to switch back to either.
+        fact_key("UvEnvironment", uv=UV, venv=f"{home}/venv.previous", entry_point="litellm", dists=("litellm", "prisma")): {
+            "uv": "", "built_from": "", "venv": False, "runs": False, "dists": {}, "folder": ""},
+        fact_key("UvEnvironment", uv=UV, venv=f"{ovms_home}/python.previous", entry_point="", dists=("jinja2", "markupsafe")): {
+            "uv": "", "built_from": "", "venv": False, "runs": False, "dists": {}, "folder": ""},
         fact_key("InstalledDebianPackages", packages=PACKAGES): ["ca-certificates"],
         fact_key("UnitStates", units=("redis-server.service",)): {"redis-server.service": ("enabled", "active")},
         fact_key("DirectoryStates", paths=("/etc/redis-llm",)): [None],
