@@ -22,7 +22,10 @@ def deploy(extra: list[str] | None = None, **kwargs) -> subprocess.CompletedProc
     if not lifecycle.is_up():
         raise LabError("the lab is not up: run `./labctl up` first")
     build_artifacts()
-    return subprocess.run(PYINFRA + list(extra or []), cwd=paths.ROOT, env=deploy_env(), **kwargs)
+    extra = list(extra or [])
+    # A dry run shows pyinfra's change detection, which -y would skip.
+    command = [a for a in PYINFRA if a != "-y"] if "--dry" in extra else PYINFRA
+    return subprocess.run(command + extra, cwd=paths.ROOT, env=deploy_env(), **kwargs)
 
 
 def deploy_env() -> dict[str, str]:

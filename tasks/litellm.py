@@ -129,11 +129,13 @@ def deploy_litellm(r: Registry, envs: dict) -> list[Wait]:
     found = host.get_fact(FileStates, paths=tuple(live))
     live_will_change = any(f is None or f["sha256"] != sha256_text(text) for f, text in zip(found, live.values()))
     offline = " ".join(f"{k}={v}" for k, v in OFFLINE_ENV.items())
-    server.shell(
-        name="Validate the staged router.yaml with LiteLLM",
-        commands=[f"{offline} {built.python} {home}/check_config.py {candidate}/router.yaml {candidate}/env.local"],
-        _if=lambda: live_will_change or any(m.did_change() for m in (staged, built.build, check)),
-    )
+    inputs = [m for m in (staged, built.build, check) if m is not None]
+    if ops.may_change(live_will_change, inputs):
+        server.shell(
+            name="Validate the staged router.yaml with LiteLLM",
+            commands=[f"{offline} {built.python} {home}/check_config.py {candidate}/router.yaml {candidate}/env.local"],
+            _if=lambda: live_will_change or any(m.did_change() for m in inputs),
+        )
     # A new LiteLLM is switched to only now, its own check of the config passed.
     env = pyenv.switch(built, r.proxy["uv_keep"])
     rendered = ops.text_files(
@@ -143,8 +145,8 @@ def deploy_litellm(r: Registry, envs: dict) -> list[Wait]:
                f"{conf}/{AUTH_MODULE.name}": ops.Text(auth_text, group=user, mode="640")},
     )
     started = managed_services(
-        [Service("litellm", render_unit(r, hostos.system().cpus), restart_on=[env, rendered])], "the LiteLLM proxy"
+        [Service("litellm", render_unit(r, hostos.system().cpus), restart_on=[m for m in (env, rendered) if m])], "the LiteLLM proxy"
     )["litellm"]
     # Readiness, not only liveness: LiteLLM's own endpoint answers once the router is loaded.
     return [Wait(answers_http(f"http://127.0.0.1:{s['litellm_port']}/health/readiness"), s["litellm_start_timeout"],
-                 "the LiteLLM proxy", started, rollback(built, env, "litellm", "journalctl -u litellm"))]
+                 "the LiteLLM proxy", started, rollback(built, env, [("litellm", None)], "journalctl -u litellm"))]

@@ -230,7 +230,7 @@ def deploy_mlx(r: Registry, envs: dict) -> list[Wait]:
         Service(
             unit_name(m),
             render_plist(r, m, system) if macos else render_unit(r, m),
-            restart_on=[env] + ([uploads[m.upstream]] if m.upstream in uploads else []),
+            restart_on=([env] if env else []) + ([uploads[m.upstream]] if m.upstream in uploads else []),
             label=launchd_label(r, m),
         )
         for m in models
@@ -239,6 +239,6 @@ def deploy_mlx(r: Registry, envs: dict) -> list[Wait]:
     return [
         Wait(answers_http(f"http://127.0.0.1:{m.port}/v1/models"), m.start_timeout or s["mlx_start_timeout"],
              f"the {m.name} MLX server", started[unit_name(m)],
-             rollback(built, env, unit_name(m), log_of(m, system), label=launchd_label(r, m)))
+             rollback(built, env, [(unit_name(x), launchd_label(r, x)) for x in models], log_of(m, system)))
         for m in models
     ]

@@ -7,9 +7,14 @@ tests/unit/test_ops_contract.py:
 - Change detection (pyinfra without -y, and --dry): pyinfra runs each operation's generator
   while preparing and stops at its first command: `will_change` is True if it yields anything.
   The facts it reads then are the host's state before the run, and `_if=` conditions are not
-  evaluated. An operation that reads another's result (`Affected`, `changed()`) sees only what
-  that operation's interrupted generator recorded, so its own prediction can be wrong: a known
-  approximation (the dry run is made exact in issue 15's work).
+  evaluated: pyinfra shows such an operation as a Conditional Change whenever it would yield.
+  So an operation whose need is known before the run is declared only when needed (no `_if=`),
+  and one that depends on others' results is declared only when one of them will change
+  (may_change()); then a converged host plans nothing, conditional or not (tested on the lab).
+  Where the plan still approximates: an operation that reads another's result (`Affected`,
+  `changed()`) sees only what that operation's interrupted generator recorded (its first changed
+  item), and an `_if=` operation planned as conditional may not run (LiteLLM's validation runs
+  when its inputs changed, which the plan cannot see beyond the first).
 - Execution: the generator runs again from the start, reading the facts afresh, and every
   command it yields is run; `did_change()` is True when it yielded any. Operations run one after
   the other in the order deploy.py declared them, so an `Affected` filled by an earlier
@@ -74,6 +79,17 @@ class Affected:
 def changed(meta) -> bool:
     """Whether an earlier operation changed (while executing) or will change (change detection)."""
     return meta.did_change() if state.is_executing else meta.will_change
+
+
+def may_change(known: bool, inputs: list) -> bool:
+    """Whether to declare an operation that runs (`_if=`) when `known` or one of `inputs` changed.
+    Under change detection (--dry, or pyinfra without -y) every operation's will_change is known
+    already: declared only if it may run, so the plan shows no conditional change that cannot
+    happen. With -y, will_change would cost each input's facts once more: declared always,
+    and decided at execution."""
+    if not state.should_check_for_changes():
+        return True
+    return known or any(m.will_change for m in inputs)
 
 
 def _staging() -> str | None:
@@ -349,7 +365,7 @@ def services_answer(checks: list):
     new environment happened in this run."""
     for probe, timeout, what, started, rollback in checks:
         if started.did_change():
-            applies = rollback is not None and rollback.switched.did_change()
+            applies = rollback is not None and changed(rollback.switched)
             yield StringCommand(wait_command(probe, timeout, what, rollback if applies else None))
 
 

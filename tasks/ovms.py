@@ -138,7 +138,7 @@ def deploy_ovms(r: Registry, envs: dict) -> list[Wait]:
     current = files.link(name=f"Point {home}/current at {os.path.basename(target)}", path=f"{home}/current",
                          target=target)
     models = ovms_models.provision(r)
-    switched = [pyenv.switch(envs["ovms"], s["uv_keep"])] if "ovms" in envs else []
+    switched = [m for m in [pyenv.switch(envs["ovms"], s["uv_keep"])] if m] if "ovms" in envs else []
     config = ops.text_files(name="Render OVMS config.json and each model's graph.pbtxt",
                             files=ovms_models.rendered_files(r), public=True)
     started = managed_services(

@@ -56,13 +56,14 @@ def _ensure_uv(uv_version: str, installed: str) -> None:
     # pip and uv trust the system's certificate store: TLS to the package index may be
     # intercepted on the way, and the host's store is what an operator curates.
     cert = f"--cert {system.ca_bundle}" if not system.macos else ""
+    if installed == uv_version:  # declared only when needed, so a dry run shows it only then
+        return
     server.shell(
         name=f"Install uv {uv_version} into /opt/uv",
         commands=[
             "python3 -m venv /opt/uv",
             f"/opt/uv/bin/pip install --quiet --disable-pip-version-check {cert} uv=={shlex.quote(uv_version)}",
         ],
-        _if=lambda: installed != uv_version,
     )
 
 
@@ -106,13 +107,18 @@ class Built:
 
     env: PythonEnv
     target: str
-    build: OperationMeta
+    build: OperationMeta | None  # None: nothing to build (in use, or the previous one switched back to)
     reason: str
     reuse: bool = False  # the previous environment has the pins: switched back to, not built
 
-    def switches(self) -> bool:
-        """Whether this run points the environment's link at another folder."""
-        return self.reuse or self.build.did_change()
+    @property
+    def switching(self) -> bool:
+        """Whether this run will point the environment's link at another folder (known before it runs)."""
+        return self.reuse or self.build is not None
+
+    def built(self) -> bool:
+        """Whether a build ran (at execution; change detection: whether one will)."""
+        return self.build is not None and ops.changed(self.build)
 
     @property
     def python(self) -> str:
@@ -148,10 +154,10 @@ def _uv_environment(env: PythonEnv, found: dict) -> Built:
         previous = host.get_fact(UvEnvironment, uv=UV, venv=f"{env.venv}.previous", entry_point=env.entry_point,
                                  dists=tuple(env.pins), **ops.AS_LOGIN)
         if previous["folder"] and not needs_build(env, previous, spec_text):
-            build = server.shell(name=f"Build the {env.service} environment: the previous one has these pins",
-                                 commands=["true"], _if=lambda: False)
-            return Built(env, previous["folder"], build, "", reuse=True)
-    target = f"{env.venv}-{RUN}-{sha256_text(spec_text)[:8]}" if reason else env.venv
+            return Built(env, previous["folder"], None, "", reuse=True)
+    if not reason:  # nothing declared: a dry run shows no build
+        return Built(env, env.venv, None, "")
+    target = f"{env.venv}-{RUN}-{sha256_text(spec_text)[:8]}"
     t = shlex.quote(target)
     build = server.shell(
         name=f"Build the {env.service} environment with uv in {target}" + (f" ({reason})" if reason else ""),
@@ -163,7 +169,6 @@ def _uv_environment(env: PythonEnv, found: dict) -> Built:
             + " ".join(shlex.quote(r) for r in env.requirements) + f" || {{ rm -rf {t}; exit 1; }}",
             f"printf %s {shlex.quote(spec_text)} > {shlex.quote(record_path(target))}",
         ],
-        _if=lambda: bool(reason),  # judged once, from the facts read before this run changed anything
     )
     return Built(env, target, build, reason)
 
@@ -188,15 +193,17 @@ def switch_commands(venv_path: str, target_path: str, keep: int, macos: bool) ->
     ]
 
 
-def switch(built: Built, keep: int):
+def switch(built: Built, keep: int) -> OperationMeta | None:
     """Point `<venv>` at the folder this run built (or the previous one it switches back to),
     once it is whole (and checked, where the service checks it first); the one it replaces stays
     as `<venv>.previous` for a rollback, and only `keep` folders are kept in all. Returns the
-    operation (restart on it)."""
+    operation (restart on it), or None when there is nothing to switch (nothing declared)."""
+    if not built.switching:
+        return None
     return server.shell(
-        name=f"Switch {built.env.venv} to {built.target.rsplit('/', 1)[-1]}",
+        name=f"Switch {built.env.venv} to {built.target.rsplit('/', 1)[-1]}"
+        + (" (the previous environment, which has these pins)" if built.reuse else ""),
         commands=switch_commands(built.env.venv, built.target, keep, is_macos()),
-        _if=built.switches,
     )
 
 

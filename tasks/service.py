@@ -89,11 +89,12 @@ def managed_services(services: list[Service], what: str) -> dict[str, Started]:
         written=written,
         public=True,
     )
-    server.shell(
-        name="Reload systemd units",
-        commands=["systemctl daemon-reload"],
-        _if=definitions.did_change,
-    )
+    if ops.may_change(False, [definitions]):
+        server.shell(
+            name="Reload systemd units",
+            commands=["systemctl daemon-reload"],
+            _if=definitions.did_change,
+        )
     # try-restart touches only running services; stopped ones are started just below. Both
     # decisions are taken at execution time, from what the operations before actually did.
     ops.restart_units(
@@ -143,13 +144,21 @@ def restart_command(name: str, label: str | None = None) -> str:
     """Shell: restart one service now (systemd unit <name>.service, or the launchd job label)."""
     if is_macos():
         return f"launchctl kickstart -k system/{shlex.quote(label or name)}"
-    return f"systemctl restart {shlex.quote(name)}.service"
+    # A unit that failed to start too often is held by systemd's start limit until reset.
+    unit = shlex.quote(f"{name}.service")
+    return f"{{ systemctl reset-failed {unit} || true; }} && systemctl restart {unit}"
 
 
-def rollback(built: pyenv.Built, switched: OperationMeta, name: str, log: str, label: str | None = None) -> Rollback:
-    """The Rollback of a service whose environment is built.env (pyenv.Built) and switched by `switched`."""
+def rollback(built: pyenv.Built, switched: OperationMeta | None, services: list[tuple[str, str | None]],
+             log: str) -> Rollback | None:
+    """The Rollback of the services (name, launchd label) that run from built.env (pyenv.Built),
+    switched by `switched` (None: this run switches nothing, so there is nothing to roll back).
+    Every service of that environment is restarted: they all ran from the new one."""
+    if switched is None:
+        return None
     version = ", ".join(f"{n} {v}" for n, v in built.env.pins.items())
-    return Rollback(f"{pyenv.rollback_command(built)} && {restart_command(name, label)}", switched, version, log)
+    restarts = " && ".join(restart_command(name, label) for name, label in services)
+    return Rollback(f"{pyenv.rollback_command(built)} && {restarts}", switched, version, log)
 
 
 def answers_http(url: str) -> str:

@@ -539,3 +539,38 @@ def test_drill_a_deploy_is_refused_while_another_holds_the_host(hosts, registry)
         mini.run(f"rm -f {runlock.LOCK}")
     code, text, _ = lab_deploy()
     assert code == 0 and not changed_rows(text), text[-3000:]
+
+
+def test_drill_an_mlx_upgrade_that_cannot_start_is_rolled_back(hosts, registry, proxy_url, proxy_key, tmp_path, timings):
+    """mlx-lm 0.22.0 installs, but its server has no --max-tokens and exits at once: the deploy
+    builds it beside, switches, waits, and when the server does not answer puts the previous
+    environment back, restarts every MLX server, and fails with one line naming the version and
+    the log. Every model answers again; the next deploy with the good pins changes nothing."""
+    studio = next(m.host for m in registry.models.values() if m.backend == "mlx")
+    host = hosts[studio]
+    venv = f"{registry.settings(studio)['mlx_home']}/venv"
+    in_use = host.check_output(f"readlink {venv}")
+    data = tmp_path / "data"
+    data.mkdir()
+    # The lab's overrides, with a short start wait for every MLX model (the real ones wait minutes).
+    (data / "all.py").write_text(
+        "import runpy\nfrom lab import paths\n"
+        "_lab = runpy.run_path(str(paths.ROOT / 'lab' / 'group_data' / 'all.py'))['llm_model_overrides']\n"
+        "_base = runpy.run_path(str(paths.ROOT / 'group_data' / 'all.py'))['llm_models']\n"
+        "llm_model_overrides = {n: {**o, 'start_timeout': 20} if _base[n]['backend'] == 'mlx' else o "
+        "for n, o in _lab.items()}\n")
+
+    code, text, seconds = lab_deploy("--group-data", str(data), "--data", "mlx_lm_version=0.22.0")
+    timings["drill: MLX upgrade that cannot start, rolled back"] = seconds
+    assert code != 0, text[-3000:]
+    line = next((l for l in text.splitlines() if "did not answer within 20 s" in l), None)
+    assert line, text[-3000:]
+    assert "mlx-lm 0.22.0" in line and "(log: journalctl -u mlx-" in line, line
+    assert line.rstrip().endswith("rolled back to the previous environment, which answers"), line
+    assert host.check_output(f"readlink {venv}") == in_use
+    for m in (m for m in registry.models.values() if m.backend == "mlx"):
+        ok, _ = wait_until(lambda m=m: answers(proxy_url, proxy_key, m.name), 60, interval=1)
+        assert ok, f"{m.name} does not answer after the rollback"
+
+    code, text, _ = lab_deploy()
+    assert code == 0 and not changed_rows(text), changed_rows(text) or text[-3000:]

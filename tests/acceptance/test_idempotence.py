@@ -1,5 +1,7 @@
 """A second deploy right after the first changes nothing on any host (lab only: it deploys)."""
 
+import re
+
 import pytest
 
 from .labdeploy import changed_rows, grand_total, lab_deploy
@@ -90,3 +92,60 @@ def test_pyinfra_ssh_connections_disable_nagle(lab_state):
         assert out.read().strip() == b"ok"
     finally:
         client.close()
+
+
+DETECTED = re.compile(r"^\s+(?P<name>.+?)\s{2,}(?P<change>-|\d+ \([^)]*\))\s{2,}(?P<maybe>-|\d+ \([^)]*\))\s*$")
+
+
+def detected_changes(text: str) -> dict[str, tuple[str, str]]:
+    """pyinfra's "Detected changes" table of a dry run: operation -> (Change, Conditional Change),
+    for the operations with either."""
+    if "--> Detected changes:" not in text:
+        raise AssertionError("no change detection in the dry run's output:\n" + text[-3000:])
+    table = text.split("--> Detected changes:", 1)[1].split("Detected changes may not include", 1)[0]
+    rows = {}
+    for line in table.splitlines():
+        m = DETECTED.match(line)
+        if m and m["name"].strip() != "Operation" and (m["change"] != "-" or m["maybe"] != "-"):
+            rows[m["name"].strip()] = (m["change"], m["maybe"])
+    return rows
+
+
+def changed_names(text: str) -> set[str]:
+    return {re.split(r"\s{2,}", row.strip())[0] for row in changed_rows(text)}
+
+
+@pytest.mark.lab_only
+def test_dry_run_tells_the_truth(lab_state, tmp_path, monkeypatch):
+    """`./labctl deploy --dry` (pyinfra's change detection shown): on a converged lab it plans no
+    change, conditional or not; a new proxy key is planned with `--diff` without being shown;
+    after a router setting changes, it plans exactly the operations the real run then makes."""
+    code, text, _ = lab_deploy("--dry")
+    assert code == 0, text[-3000:]
+    assert detected_changes(text) == {}, detected_changes(text)
+
+    new_key = "sk-dry-run-only-" + "7" * 24
+    with monkeypatch.context() as m:
+        m.setenv("LITELLM_PROXY_KEY", new_key)  # the environment comes before the secrets file
+        code, text, _ = lab_deploy("--dry", "--diff")
+    assert code == 0, text[-3000:]
+    assert any("env.local (not shown)" in name for name in detected_changes(text)), detected_changes(text)
+    assert new_key not in text and "7" * 24 not in text
+
+    data = tmp_path / "data"
+    data.mkdir()
+    from tasks.schema import SEED_ROUTER_SETTINGS
+
+    (data / "mini.py").write_text(f"litellm_router_settings = {dict(SEED_ROUTER_SETTINGS, routing_strategy='simple-shuffle')!r}\n")
+    try:
+        code, text, _ = lab_deploy("--group-data", str(data), "--dry")
+        assert code == 0, text[-3000:]
+        planned = set(detected_changes(text))
+        code, text, _ = lab_deploy("--group-data", str(data))
+        assert code == 0, text[-3000:]
+        made = changed_names(text)
+        assert planned == made, f"planned but not made: {planned - made}; made but not planned: {made - planned}"
+        assert not any("MLX" in name for name in planned), planned  # a router setting restarts no MLX server
+    finally:
+        code, text, _ = lab_deploy()
+        assert code == 0, text[-3000:]
