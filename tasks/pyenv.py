@@ -116,10 +116,6 @@ class Built:
         """Whether this run will point the environment's link at another folder (known before it runs)."""
         return self.reuse or self.build is not None
 
-    def built(self) -> bool:
-        """Whether a build ran (at execution; change detection: whether one will)."""
-        return self.build is not None and ops.changed(self.build)
-
     @property
     def python(self) -> str:
         """The interpreter of the environment this run will switch to (checks run with it first)."""
@@ -160,7 +156,7 @@ def _uv_environment(env: PythonEnv, found: dict) -> Built:
     target = f"{env.venv}-{RUN}-{sha256_text(spec_text)[:8]}"
     t = shlex.quote(target)
     build = server.shell(
-        name=f"Build the {env.service} environment with uv in {target}" + (f" ({reason})" if reason else ""),
+        name=f"Build the {env.service} environment with uv in {target} ({reason})",
         commands=[
             f"rm -rf {t}",
             f"{uv_venv} --quiet {certs} {python} {t}",

@@ -97,6 +97,11 @@ def test_pyinfra_ssh_connections_disable_nagle(lab_state):
 DETECTED = re.compile(r"^\s+(?P<name>.+?)\s{2,}(?P<change>-|\d+ \([^)]*\))\s{2,}(?P<maybe>-|\d+ \([^)]*\))\s*$")
 
 
+def _same_op(name: str) -> str:
+    """An operation's name less this run's own stamp (environment folders are named by run)."""
+    return re.sub(r"\d{14}p\d+", "<run>", name.strip())
+
+
 def detected_changes(text: str) -> dict[str, tuple[str, str]]:
     """pyinfra's "Detected changes" table of a dry run: operation -> (Change, Conditional Change),
     for the operations with either."""
@@ -107,19 +112,18 @@ def detected_changes(text: str) -> dict[str, tuple[str, str]]:
     for line in table.splitlines():
         m = DETECTED.match(line)
         if m and m["name"].strip() != "Operation" and (m["change"] != "-" or m["maybe"] != "-"):
-            rows[m["name"].strip()] = (m["change"], m["maybe"])
+            rows[_same_op(m["name"])] = (m["change"], m["maybe"])
     return rows
 
 
 def changed_names(text: str) -> set[str]:
-    return {re.split(r"\s{2,}", row.strip())[0] for row in changed_rows(text)}
+    return {_same_op(re.split(r"\s{2,}", row.strip())[0]) for row in changed_rows(text)}
 
 
 @pytest.mark.lab_only
 def test_dry_run_tells_the_truth(lab_state, tmp_path, monkeypatch):
     """`./labctl deploy --dry` (pyinfra's change detection shown): on a converged lab it plans no
-    change, conditional or not; a new proxy key is planned with `--diff` without being shown;
-    after a router setting changes, it plans exactly the operations the real run then makes."""
+    change, conditional or not; a new proxy key is planned with `--diff` without being shown."""
     code, text, _ = lab_deploy("--dry")
     assert code == 0, text[-3000:]
     assert detected_changes(text) == {}, detected_changes(text)
@@ -132,20 +136,53 @@ def test_dry_run_tells_the_truth(lab_state, tmp_path, monkeypatch):
     assert any("env.local (not shown)" in name for name in detected_changes(text)), detected_changes(text)
     assert new_key not in text and "7" * 24 not in text
 
-    data = tmp_path / "data"
-    data.mkdir()
+
+def _router_setting(data):
     from tasks.schema import SEED_ROUTER_SETTINGS
 
-    (data / "mini.py").write_text(f"litellm_router_settings = {dict(SEED_ROUTER_SETTINGS, routing_strategy='simple-shuffle')!r}\n")
+    settings = dict(SEED_ROUTER_SETTINGS, routing_strategy="simple-shuffle")
+    (data / "mini.py").write_text(f"litellm_router_settings = {settings!r}\n")
+    return ()
+
+
+def _unit(data):
+    (data / "mini.py").write_text("litellm_workers = 1\n")  # the proxy's unit: --num_workers 1
+    return ()
+
+
+def _model_file(data):
+    # lil-jerry's graph.pbtxt (the lab's own overrides, with one more sequence)
+    (data / "all.py").write_text(
+        "import runpy\nfrom lab import paths\n"
+        "llm_model_overrides = runpy.run_path(str(paths.ROOT / 'lab' / 'group_data' / 'all.py'))['llm_model_overrides']\n"
+        "llm_model_overrides['lil-jerry'] = {**llm_model_overrides['lil-jerry'], 'graph': {'cache_size': 1, 'max_num_seqs': 5}}\n")
+    return ()
+
+
+def _pin(data):
+    return ("--data", "litellm_version=1.106.3")
+
+
+@pytest.mark.lab_only
+@pytest.mark.parametrize("change", [_router_setting, _unit, _model_file, _pin],
+                         ids=["router-setting", "unit", "model-file", "pin"])
+def test_dry_run_plans_exactly_what_the_real_run_makes(lab_state, tmp_path, change):
+    """After one input changes, `--dry` names exactly the operations the real run then makes
+    (Change and Conditional Change together), and no others."""
+    data = tmp_path / "data"
+    data.mkdir()
+    extra = ("--group-data", str(data), *change(data))
     try:
-        code, text, _ = lab_deploy("--group-data", str(data), "--dry")
+        code, text, _ = lab_deploy(*extra, "--dry")
         assert code == 0, text[-3000:]
         planned = set(detected_changes(text))
-        code, text, _ = lab_deploy("--group-data", str(data))
+        code, text, _ = lab_deploy(*extra)
         assert code == 0, text[-3000:]
         made = changed_names(text)
-        assert planned == made, f"planned but not made: {planned - made}; made but not planned: {made - planned}"
-        assert not any("MLX" in name for name in planned), planned  # a router setting restarts no MLX server
+        assert planned and planned == made, (
+            f"planned but not made: {planned - made}; made but not planned: {made - planned}")
+        if change is _router_setting:
+            assert not any("MLX" in name for name in planned), planned  # no MLX server restarts
     finally:
         code, text, _ = lab_deploy()
         assert code == 0, text[-3000:]
