@@ -129,12 +129,13 @@ def deploy_litellm(r: Registry, envs: dict) -> list[Wait]:
     found = host.get_fact(FileStates, paths=tuple(live))
     live_will_change = any(f is None or f["sha256"] != sha256_text(text) for f, text in zip(found, live.values()))
     offline = " ".join(f"{k}={v}" for k, v in OFFLINE_ENV.items())
+    # A LiteLLM this run switches to (built, or the previous one put back) judges it too.
     inputs = [m for m in (staged, built.build, check) if m is not None]
-    if ops.may_change(live_will_change, inputs):
+    if ops.may_change(live_will_change or built.reuse, inputs):
         server.shell(
             name="Validate the staged router.yaml with LiteLLM",
             commands=[f"{offline} {built.python} {home}/check_config.py {candidate}/router.yaml {candidate}/env.local"],
-            _if=lambda: live_will_change or any(m.did_change() for m in inputs),
+            _if=lambda: live_will_change or built.reuse or any(m.did_change() for m in inputs),
         )
     # A new LiteLLM is switched to only now, its own check of the config passed.
     env = pyenv.switch(built, r.proxy["uv_keep"])
