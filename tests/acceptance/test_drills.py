@@ -304,7 +304,7 @@ def test_drill_upgrade_builds_beside_the_running_proxy_and_switches_only_when_wh
     timings["drill: back to the pinned LiteLLM (the previous environment)"] = seconds
     assert code == 0, text[-3000:]
     assert mini.check_output(f"readlink {venv}") == in_use
-    assert "the previous one has these pins" in text
+    assert "(the previous environment, which has these pins)" in text
 
 
 def test_drill_proxy_killed_comes_back_within_30s(hosts, registry, proxy_url, proxy_key, timings):
