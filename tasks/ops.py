@@ -11,10 +11,10 @@ tests/unit/test_ops_contract.py:
   So an operation whose need is known before the run is declared only when needed (no `_if=`),
   and one that depends on others' results is declared only when one of them will change
   (may_change()); then a converged host plans nothing, conditional or not (tested on the lab).
-  Where the plan still approximates: an operation that reads another's result (`Affected`,
-  `changed()`) sees only what that operation's interrupted generator recorded (its first changed
-  item), and an `_if=` operation planned as conditional may not run (LiteLLM's validation runs
-  when its inputs changed, which the plan cannot see beyond the first).
+  An operation that fills an `Affected` records every item before its first command, so the
+  ones reading it (`Affected`, `changed()`) plan what they will do. Where the plan still
+  approximates: an `_if=` operation planned as a conditional change may, in principle, not run
+  (every such operation here runs whenever one of its inputs changes, which is what is planned).
 - Execution: the generator runs again from the start, reading the facts afresh, and every
   command it yields is run; `did_change()` is True when it yielded any. Operations run one after
   the other in the order deploy.py declared them, so an `Affected` filled by an earlier
@@ -172,15 +172,19 @@ def text_files(files: dict, user: str = "root", group: str | None = None, mode: 
     """Several files with exactly these contents, owners and modes, read in one command: dest ->
     text (with the owner and mode given here) or Text (its own). `written` collects the paths
     whose content this run uploaded. A changed file is diffed under --dry unless it is secret."""
-    if written is not None:
-        written.reset()
     paths = list(files)
-    for dest, current in zip(paths, host.get_fact(FileStates, paths=tuple(paths), **_as(public))):
-        spec = files[dest] if isinstance(files[dest], Text) else Text(files[dest], user, group, mode)
-        uploaded = yield from _text(dest, spec.content, current, spec.user, spec.group or root_group(), spec.mode,
-                                    show_diff=not spec.secret)
-        if uploaded and written is not None:
-            written.add(dest)
+    specs = [files[p] if isinstance(files[p], Text) else Text(files[p], user, group, mode) for p in paths]
+    found = host.get_fact(FileStates, paths=tuple(paths), **_as(public))
+    if written is not None:
+        # Recorded before the first command: change detection stops this generator there, and
+        # what it recorded is all that the operations after it can see of it.
+        written.reset()
+        for dest, spec, current in zip(paths, specs, found):
+            if current is None or current["sha256"] != sha256_text(spec.content):
+                written.add(dest)
+    for dest, spec, current in zip(paths, specs, found):
+        yield from _text(dest, spec.content, current, spec.user, spec.group or root_group(), spec.mode,
+                         show_diff=not spec.secret)
 
 
 @operation()
@@ -318,10 +322,11 @@ def launchd_kickstart(jobs: dict, written: Affected, restarted: Affected):
     """launchctl kickstart -k each job (label -> (plist path, operations)) whose plist is
     unchanged but one of whose operations changed something (a new plist was loaded already)."""
     restarted.reset()
-    for label, (path, metas) in jobs.items():
-        if path not in written and any(changed(m) for m in metas):
-            restarted.add(label)
-            yield f"launchctl kickstart -k system/{shlex.quote(label)}"
+    due = [label for label, (path, metas) in jobs.items() if path not in written and any(changed(m) for m in metas)]
+    for label in due:  # all recorded before the first command (change detection stops there)
+        restarted.add(label)
+    for label in due:
+        yield f"launchctl kickstart -k system/{shlex.quote(label)}"
 
 
 @operation()
@@ -331,10 +336,11 @@ def launchd_loaded(jobs: dict, loaded: Affected):
     collects the labels this run bootstrapped."""
     loaded.reset()
     states = host.get_fact(LaunchdJobs, labels=tuple(jobs))
-    for label, path in jobs.items():
-        if not states.get(label):
-            loaded.add(label)
-            yield f"launchctl bootstrap system {shlex.quote(path)}"
+    due = [label for label in jobs if not states.get(label)]
+    for label in due:  # all recorded before the first command (change detection stops there)
+        loaded.add(label)
+    for label in due:
+        yield f"launchctl bootstrap system {shlex.quote(jobs[label])}"
 
 
 def _answers_within(probe: str, timeout: int) -> str:

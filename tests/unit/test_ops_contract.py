@@ -89,8 +89,7 @@ def test_one_changed_file_restarts_only_its_unit_at_execution(monkeypatch):
         assert drifted in affected["written"] and UNITS["a.service"] not in affected["written"]
         assert "b.service" in affected["restarted"] and "a.service" not in affected["restarted"]
     assert [str(c.get_raw_value()) for c in commands["restart"]] == ["systemctl try-restart b.service"]
-    # Change detection: the file operation predicts its change; the restart operation cannot
-    # see it, because pyinfra stops the file operation's generator at its first command, before
-    # it records the file in Affected. This is the documented approximation of the dry run
-    # (tasks/ops.py); the real run above restarts the unit.
-    assert prepared == {"files": True, "restart": False, "run": False}
+    # Change detection: pyinfra stops the file operation's generator at its first command, and
+    # it has recorded every file it will upload before that, so the restart operation predicts
+    # the restart the real run above makes (the dry run's plan is what the run does).
+    assert prepared == {"files": True, "restart": True, "run": False}
