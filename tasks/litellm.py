@@ -146,7 +146,7 @@ def deploy_litellm(r: Registry, envs: dict) -> list[Wait]:
                f"{conf}/{AUTH_MODULE.name}": ops.Text(auth_text, group=user, mode="640")},
     )
     started = managed_services(
-        [Service("litellm", render_unit(r, hostos.system().cpus), restart_on=[m for m in (env, rendered) if m])], "the LiteLLM proxy"
+        [Service("litellm", render_unit(r, hostos.system().cpus), restart_on=[env, rendered])], "the LiteLLM proxy"
     )["litellm"]
     # Readiness, not only liveness: LiteLLM's own endpoint answers once the router is loaded.
     return [Wait(answers_http(f"http://127.0.0.1:{s['litellm_port']}/health/readiness"), s["litellm_start_timeout"],

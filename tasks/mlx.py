@@ -230,7 +230,7 @@ def deploy_mlx(r: Registry, envs: dict) -> list[Wait]:
         Service(
             unit_name(m),
             render_plist(r, m, system) if macos else render_unit(r, m),
-            restart_on=([env] if env else []) + ([uploads[m.upstream]] if m.upstream in uploads else []),
+            restart_on=[env, uploads.get(m.upstream)],
             label=launchd_label(r, m),
         )
         for m in models

@@ -138,9 +138,9 @@ def deploy_ovms(r: Registry, envs: dict) -> list[Wait]:
     current = files.link(name=f"Point {home}/current at {os.path.basename(target)}", path=f"{home}/current",
                          target=target)
     models = ovms_models.provision(r)
-    switched = [m for m in [pyenv.switch(envs["ovms"], s["uv_keep"])] if m] if "ovms" in envs else []
+    switched = pyenv.switch(envs["ovms"], s["uv_keep"]) if "ovms" in envs else None
     config = ops.text_files(name="Render OVMS config.json and each model's graph.pbtxt",
                             files=ovms_models.rendered_files(r), public=True)
     started = managed_services(
-        [Service("ovms", render_unit(r, rel), restart_on=[current, config, *models, *switched])], "OVMS")["ovms"]
+        [Service("ovms", render_unit(r, rel), restart_on=[current, config, *models, switched])], "OVMS")["ovms"]
     return [Wait(generates(r), s["ovms_start_timeout"], "OVMS and its models", started)]

@@ -169,11 +169,16 @@ def _uv_environment(env: PythonEnv, found: dict) -> Built:
     return Built(env, target, build, reason)
 
 
+def _ln(macos: bool) -> str:
+    """Replace a link to a folder with another (BSD ln's -h is GNU ln's -n)."""
+    return "ln -sfh" if macos else "ln -sfn"
+
+
 def switch_commands(venv_path: str, target_path: str, keep: int, macos: bool) -> list[str]:
     """Shell: point the link venv_path at target_path; the folder it pointed at becomes
     `<venv>.previous`; older folders pruned to `keep` in all (see switch)."""
     venv, target = shlex.quote(venv_path), shlex.quote(target_path)
-    link = "ln -sfh" if macos else "ln -sfn"
+    link = _ln(macos)
     old = shlex.quote(f"{venv_path}-00000000000000-old")  # sorts as the oldest
     return [
         # The folder in use becomes the previous one; an environment of the old layout (a folder,
@@ -206,5 +211,5 @@ def switch(built: Built, keep: int) -> OperationMeta | None:
 def rollback_command(built: Built) -> str:
     """Shell: point `<venv>` back at the previous environment (when there is one)."""
     venv = shlex.quote(built.env.venv)
-    link = "ln -sfh" if is_macos() else "ln -sfn"
+    link = _ln(is_macos())
     return f"[ -L {venv}.previous ] && {link} \"$(readlink {venv}.previous)\" {venv}"

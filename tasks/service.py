@@ -25,7 +25,7 @@ LAUNCHD_DIR = "/Library/LaunchDaemons"
 class Service:
     name: str  # the systemd unit is <name>.service
     definition: str  # the rendered unit (Linux) or plist (macOS)
-    restart_on: list[OperationMeta] = field(default_factory=list)
+    restart_on: list[OperationMeta | None] = field(default_factory=list)  # None: an operation not declared
     label: str | None = None  # the launchd label (macOS); name when not given
 
 
@@ -37,6 +37,12 @@ class Started:
 
     def did_change(self) -> bool:
         return any(check() for check in self.checks)
+
+
+def _declared(operations: list) -> list[OperationMeta]:
+    """The operations of a restart_on list that this run declared (a switch with nothing to
+    switch, for one, is not declared)."""
+    return [m for m in operations if m is not None]
 
 
 def managed_services(services: list[Service], what: str) -> dict[str, Started]:
@@ -63,7 +69,7 @@ def managed_services(services: list[Service], what: str) -> dict[str, Started]:
         )
         ops.launchd_kickstart(
             name=f"Restart the launchd jobs of {what} whose environment or config changed",
-            jobs={label: (path, s.restart_on) for label, (path, s) in jobs.items()},
+            jobs={label: (path, _declared(s.restart_on)) for label, (path, s) in jobs.items()},
             written=written,
             restarted=restarted,
         )
@@ -99,7 +105,7 @@ def managed_services(services: list[Service], what: str) -> dict[str, Started]:
     # decisions are taken at execution time, from what the operations before actually did.
     ops.restart_units(
         name=f"Restart the services of {what} whose definition, environment or config changed",
-        units={unit: (path, s.restart_on) for unit, (path, s) in units.items()},
+        units={unit: (path, _declared(s.restart_on)) for unit, (path, s) in units.items()},
         written=written,
         restarted=restarted,
     )
