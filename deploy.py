@@ -24,8 +24,9 @@ runlock.take(r.settings(host.name)["llm_break_lock"])
 services = []
 if MLX_GROUP in roles:  # studio; the firewall first: the servers' ports close before they open
     services += [(firewall, firewall.deploy_firewall), (mlx, mlx.deploy_mlx)]
-if PROXY_GROUP in roles:  # mini; Redis and OVMS first: LiteLLM points at both and restarts last
-    services += [(redis, redis.deploy_redis), (ovms, ovms.deploy_ovms), (litellm, litellm.deploy_litellm)]
+if PROXY_GROUP in roles:  # mini; Redis first (LiteLLM connects to it as it starts), then LiteLLM,
+    # whose start (seconds of imports per worker) overlaps OVMS's upload, unpack and model load
+    services += [(redis, redis.deploy_redis), (litellm, litellm.deploy_litellm), (ovms, ovms.deploy_ovms)]
 
 # The distribution's packages of every service at once: one package-list refresh, not one each.
 ops.system_packages(name="Install the system packages the services need",

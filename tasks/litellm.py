@@ -88,6 +88,8 @@ def python_env(r: Registry) -> PythonEnv:
         f"{s['litellm_home']}/venv",
         (f"litellm[proxy]=={s['litellm_version']}", f"prisma=={s['litellm_prisma_version']}"),
         entry_point="litellm",
+        imports=("litellm.proxy.proxy_server",),
+        import_env=tuple(OFFLINE_ENV.items()),
     )
 
 

@@ -109,9 +109,9 @@ def python_env(r: Registry) -> PythonEnv | None:
     s = r.settings(host.name)
     if is_macos():
         return PythonEnv("mlx", f"{s['mlx_home']}/venv", (f"mlx=={s['mlx_version']}", f"mlx-lm=={s['mlx_lm_version']}"),
-                         python=s["mlx_python"], entry_point="mlx_lm.server")
+                         python=s["mlx_python"], entry_point="mlx_lm.server", imports=("mlx_lm.server",))
     return PythonEnv("mlx", f"{s['mlx_home']}/venv", (f"mlx[cpu]=={s['mlx_version']}", f"mlx-lm=={s['mlx_lm_version']}"),
-                     entry_point="mlx_lm.server")
+                     entry_point="mlx_lm.server", imports=("mlx_lm.server",))
 
 
 def _gb(size: int) -> str:

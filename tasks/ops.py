@@ -27,9 +27,10 @@ from __future__ import annotations
 
 import os
 import shlex
+import tarfile
+import tempfile
 from dataclasses import dataclass
 from io import BytesIO
-from pathlib import Path
 
 from pyinfra import host, logger, state
 from pyinfra.api import FileUploadCommand, operation
@@ -102,24 +103,24 @@ def _staging() -> str | None:
     return f"{system.home}/.llmlab-upload"
 
 
-def _upload(data: bytes, dest: str, user: str, group: str, mode: str):
+def _upload(data, dest: str, user: str, group: str, mode: str):
     """Upload next to dest as a 0600 file, set owner and mode, then move it into place: the
     content is never readable by others, even for a moment, and dest changes atomically. Under
     sudo the bytes pass through the login user's private staging folder (pyinfra copies them
-    onto the 0600 file, which keeps its mode)."""
+    onto the 0600 file, which keeps its mode). data: bytes, a local file's path, or a function
+    returning a file object (called only when the run gets there: not while pyinfra detects
+    changes). Three remote commands (five under sudo, pyinfra's copy and cleanup included)."""
     tmp = f"{dest}.upload"
-    yield StringCommand("rm", "-f", Q(tmp))
-    yield StringCommand("touch", Q(tmp))
-    yield StringCommand("chmod", "600", Q(tmp))
     staging = _staging()
-    if staging is None:
-        yield FileUploadCommand(BytesIO(data), tmp, remote_temp_filename=tmp)
-    else:
-        yield StringCommand("install", "-d", "-m", "700", "-o", Q(hostos.system().login), Q(staging))
-        yield FileUploadCommand(BytesIO(data), tmp, remote_temp_filename=f"{staging}/{sha256_text(dest)[:16]}")
-    yield StringCommand("chown", Q(f"{user}:{group}"), Q(tmp))
-    yield StringCommand("chmod", Q(mode), Q(tmp))
-    yield StringCommand("mv", "-f", Q(tmp), Q(dest))
+    prepare = ["rm", "-f", Q(tmp), "&&", "touch", Q(tmp), "&&", "chmod", "600", Q(tmp)]
+    if staging is not None:
+        prepare += ["&&", "install", "-d", "-m", "700", "-o", Q(hostos.system().login), Q(staging)]
+    yield StringCommand(*prepare)
+    body = BytesIO(data) if isinstance(data, bytes) else data() if callable(data) else data
+    yield FileUploadCommand(body, tmp, remote_temp_filename=tmp if staging is None
+                            else f"{staging}/{sha256_text(dest)[:16]}")
+    yield StringCommand("chown", Q(f"{user}:{group}"), Q(tmp), "&&", "chmod", Q(mode), Q(tmp),
+                        "&&", "mv", "-f", Q(tmp), Q(dest))
 
 
 def _owner_and_mode(current: dict, dest: str, user: str, group: str, mode: str):
@@ -233,15 +234,52 @@ def local_file(src: str, dest: str, user: str = "root", group: str | None = None
     group = group or root_group()
     current = host.get_fact(FileState, path=dest, **_as(public))
     if current is None or current["sha256"] != get_file_sha256(src):
-        yield from _upload(Path(src).read_bytes(), dest, user, group, mode)
+        yield from _upload(src, dest, user, group, mode)
         return
     yield from _owner_and_mode(current, dest, user, group, mode)
+
+
+def tar_of(src: str, names: list[str]):
+    """A tar of these files of src (relative names) and their folders, owned by uid/gid 0,
+    files 0644 and folders 0755, whatever they are on the control machine. Kept in memory up
+    to 64 MiB, on disk beyond (a model's weights)."""
+    archive = tempfile.SpooledTemporaryFile(max_size=64 << 20)
+    with tarfile.open(fileobj=archive, mode="w") as tar:
+        folders = sorted({f for rel in names for f in _parents(rel)})
+        for rel in folders + names:
+            info = tar.gettarinfo(os.path.join(src, rel), arcname=rel)
+            info.uid = info.gid = 0
+            info.uname = info.gname = ""
+            info.mode = 0o755 if info.isdir() else 0o644
+            if info.isdir():
+                tar.addfile(info)
+            else:
+                with open(os.path.join(src, rel), "rb") as handle:
+                    tar.addfile(info, handle)
+    return archive
+
+
+def _parents(rel: str) -> list[str]:
+    parts = rel.split("/")[:-1]
+    return ["/".join(parts[: i + 1]) for i in range(len(parts))]
+
+
+UNTAR_NAME = ".llmlab-upload.tar"
+
+
+def untar_command(archive: str, dest: str) -> StringCommand:
+    """Unpack a tar_of archive into dest (GNU tar and BSD tar alike), then remove it."""
+    return StringCommand("tar", "-x", "-U", "--numeric-owner", "-f", Q(archive), "-C", Q(dest), "&&",
+                         "rm", "-f", Q(archive))
 
 
 @operation()
 def tree(src: str, dest: str):
     """dest on the host holds exactly the files of src on the control machine (root-owned,
-    files 0644, folders 0755): changed files are uploaded, files src lacks are removed."""
+    files 0644, folders 0755): changed files are uploaded, files src lacks are removed. The
+    changed files travel as one tar (a model is many files; one upload and one unpack instead
+    of a round of commands per file); each lands under its name by a new inode (tar -U), so a
+    server reading the old one keeps it until it restarts."""
     local = {}
     for folder, _, names in os.walk(src):
         for name in names:
@@ -251,12 +289,16 @@ def tree(src: str, dest: str):
         raise OperationValueError(f"{src} holds no file: refusing to empty {dest} on the host")
     remote = host.get_fact(TreeDigests, path=dest, **AS_LOGIN)  # model files: 0644 in 0755 folders
     changed = [rel for rel in sorted(local) if remote.get(rel) != get_file_sha256(local[rel])]
-    for folder in sorted({os.path.dirname(rel) for rel in changed}):
-        yield StringCommand("install", "-d", "-m", "755", Q(f"{dest}/{folder}" if folder else dest))
-    for rel in changed:
-        yield from _upload(Path(local[rel]).read_bytes(), f"{dest}/{rel}", "root", root_group(), "644")
-    for rel in sorted(set(remote) - set(local)):
-        yield StringCommand("rm", "-f", Q(f"{dest}/{rel}"))
+    gone = sorted(set(remote) - set(local))
+    if changed:
+        # Inside dest: a run interrupted before the unpack leaves it where the next run removes
+        # it as a file src lacks.
+        archive = f"{dest}/{UNTAR_NAME}"
+        yield StringCommand("install", "-d", "-m", "755", Q(dest))
+        yield from _upload(lambda: tar_of(src, changed), archive, "root", root_group(), "600")
+        yield untar_command(archive, dest)
+    if gone:
+        yield StringCommand("rm", "-f", *[Q(f"{dest}/{rel}") for rel in gone])
 
 
 @operation()

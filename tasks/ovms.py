@@ -79,7 +79,7 @@ def python_env(r: Registry) -> PythonEnv | None:
     version the release links against)."""
     if not r.proxy["ovms_python"]:
         return None
-    return PythonEnv("ovms", f"{r.proxy['ovms_home']}/python", ovms_release.TEMPLATE_REQUIREMENTS)
+    return PythonEnv("ovms", f"{r.proxy['ovms_home']}/python", ovms_release.TEMPLATE_REQUIREMENTS, imports=("jinja2",))
 
 
 def python_path(r: Registry, rel: ovms_release.Release) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import runpy
 from io import BytesIO
+from pathlib import Path
 
 from pyinfra.api import Config, Inventory, State
 from pyinfra.api.command import FileUploadCommand, FunctionCommand
@@ -102,6 +103,11 @@ def shell_lines(ran) -> list[str]:
     ]
 
 
+def upload_steps(ran) -> list[str]:
+    """shell_lines with the steps of each upload's commands (joined by &&) one per line."""
+    return [step for line in shell_lines(ran) for step in line.split(" && ")]
+
+
 def functions(ran) -> list[tuple[str, tuple]]:
     """(operation name, arguments) of every step run on the control machine (FunctionCommand)."""
     return [(name, c.args) for name, commands in ran for c in commands if isinstance(c, FunctionCommand)]
@@ -113,7 +119,11 @@ def uploads(ran) -> dict[str, bytes]:
     for _, commands in ran:
         for c in commands:
             if isinstance(c, FileUploadCommand):
-                src = c.src.getvalue() if isinstance(c.src, BytesIO) else open(c.src, "rb").read()
+                if isinstance(c.src, str):
+                    src = Path(c.src).read_bytes()
+                else:
+                    c.src.seek(0)
+                    src = c.src.read()
                 found[c.dest.removesuffix(".upload")] = src
     return found
 

@@ -13,7 +13,7 @@ from tasks.hostos import System
 from tasks.pyenv import UV
 
 from .conftest import build
-from .recorded import fact_key, host_facts, functions, run_deploy, sha, shell_lines, staging_paths, uploads
+from .recorded import fact_key, host_facts, functions, run_deploy, sha, shell_lines, staging_paths, upload_steps, uploads
 
 LAUNCHD = "/Library/LaunchDaemons"
 GIB = 1 << 30
@@ -35,7 +35,7 @@ def studio_models(registry):
 
 def spec_text(registry) -> str:
     s = registry.settings("studio")
-    return (f"# uv venv --python {s['mlx_python']} --managed-python\n# uv pip install --compile-bytecode\n"
+    return (f"# uv venv --python {s['mlx_python']} --managed-python\n# uv pip install\n# import mlx_lm.server\n"
             f"mlx=={s['mlx_version']}\nmlx-lm=={s['mlx_lm_version']}\n")
 
 
@@ -101,7 +101,7 @@ def registry(data):
 
 def test_fresh_mac_fetches_weights_then_loads_a_daemon_per_model(monkeypatch, registry):
     ran = run_deploy(monkeypatch, registry, "studio", recorded_mac(registry, installed=False))
-    lines = shell_lines(ran)
+    lines = upload_steps(ran)  # an upload's steps one per line
     files = uploads(ran)
     models = studio_models(registry)
     assert len(models) == 5

@@ -1,10 +1,12 @@
 """The batched facts of tasks/facts.py read what the hosts print (GNU and BSD stat, systemctl show)."""
 
+import os
 import subprocess
 
 import pytest
 
-from tasks.facts import DirectoryStates, FileStates, InstalledDebianPackages, UnitStates
+from tasks.facts import DirectoryStates, FileStates, InstalledDebianPackages, TreeDigests, UnitStates
+from tasks.ops import tar_of, untar_command
 
 
 def run_fact(fact, **kwargs):
@@ -71,3 +73,30 @@ def test_installed_rpm_packages_reads_rpm_query():
     # rpm -q for one installed and one missing package (RHEL 9)
     output = ["curl installed", "package libxml2 is not installed", "@end"]
     assert InstalledRpmPackages().process(output) == ["curl"]
+
+
+def test_a_tree_upload_unpacks_the_changed_files_with_their_modes(tmp_path):
+    """ops.tree's archive and its unpack command, run here as on a host: the changed files land
+    0644 in 0755 folders, files not in the archive stay, and a file replaced is a new inode (a
+    server holding the old one open keeps reading it)."""
+    src, dest = tmp_path / "src", tmp_path / "dest"
+    (src / "sub dir").mkdir(parents=True)
+    (src / "weights.bin").write_bytes(b"new weights")
+    (src / "sub dir" / "tok.json").write_text("{}")
+    os.chmod(src / "weights.bin", 0o600)  # modes on the control machine do not travel
+    dest.mkdir()
+    (dest / "weights.bin").write_bytes(b"old weights")
+    (dest / "kept.txt").write_text("kept")
+    held = open(dest / "weights.bin", "rb")
+    archive = tmp_path / "upload.tar"
+    with tar_of(str(src), ["sub dir/tok.json", "weights.bin"]) as data:
+        data.seek(0)
+        archive.write_bytes(data.read())
+    subprocess.run(["sh", "-c", str(untar_command(str(archive), str(dest)).get_raw_value())], check=True)
+    assert not archive.exists()
+    assert (dest / "weights.bin").read_bytes() == b"new weights" and held.read() == b"old weights"
+    held.close()
+    assert (dest / "kept.txt").read_text() == "kept"
+    assert oct((dest / "weights.bin").stat().st_mode & 0o777) == "0o644"
+    assert oct((dest / "sub dir").stat().st_mode & 0o777) == "0o755"
+    assert set(run_fact(TreeDigests(), path=str(dest))) == {"weights.bin", "sub dir/tok.json", "kept.txt"}

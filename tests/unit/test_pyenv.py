@@ -107,3 +107,30 @@ def test_the_old_layout_becomes_the_previous_environment(tmp_path):
     assert (tmp_path / "venv.previous" / "marker").read_text() == "old"
     assert venv.readlink() == tmp_path / "venv-20260501"
     assert not (tmp_path / "venv.requirements.txt").exists()
+
+
+def test_the_build_imports_the_service_modules_and_writes_their_bytecode(tmp_path):
+    """The build's import step, run here: the service's modules are compiled by the import and
+    its own package whole (a module it does not load too), even where PYTHONDONTWRITEBYTECODE
+    is set (as on this machine); a module that does not import fails the build and removes its
+    folder."""
+    target = tmp_path / "venv-new"
+    (target / "bin").mkdir(parents=True)
+    (target / "bin" / "python").symlink_to(sys.executable)
+    site = target / "lib" / "python3.x" / "site-packages"
+    (site / "service_pkg").mkdir(parents=True)
+    (site / "service_pkg" / "__init__.py").write_text("")
+    (site / "service_pkg" / "server.py").write_text("VALUE = 1\n")
+    (site / "service_pkg" / "unused.py").write_text("VALUE = 2\n")
+    env = pyenv.PythonEnv("litellm", "/opt/litellm/venv", (), imports=("service_pkg.server",),
+                          import_env=(("PYTHONPATH", str(site)),))
+    run = subprocess.run(["sh", "-c", pyenv._import_command(env, str(target))], capture_output=True, text=True,
+                         env={"PATH": "/usr/bin:/bin", "PYTHONDONTWRITEBYTECODE": "1"})
+    assert run.returncode == 0, run.stderr
+    compiled = {p.name.split(".")[0] for p in (site / "service_pkg" / "__pycache__").glob("*.pyc")}
+    assert compiled == {"__init__", "server", "unused"}
+    broken = pyenv.PythonEnv("litellm", "/opt/litellm/venv", (), imports=("service_pkg.server", "no_such_module"),
+                             import_env=(("PYTHONPATH", str(site)),))
+    run = subprocess.run(["sh", "-c", pyenv._import_command(broken, str(target))], capture_output=True, text=True)
+    assert run.returncode == 1 and not target.exists()
+    assert "the new litellm environment cannot import service_pkg.server, no_such_module" in run.stderr

@@ -12,7 +12,7 @@ from tasks.hostos import System
 from tasks.pyenv import UV
 
 from .conftest import build
-from .recorded import fact_key, host_facts, run_deploy, sha, shell_lines, staging_paths, uploads
+from .recorded import fact_key, host_facts, run_deploy, sha, shell_lines, staging_paths, upload_steps, uploads
 
 PACKAGES = ("python3-venv", "ca-certificates", "curl", "redis-server", "libxml2", "libpython3.12t64")  # uv's, Redis, OVMS's
 ARCHIVE = "ovms_ubuntu24_python_on.tar.gz"  # chosen for Ubuntu 24.04 and OVMS 2025.4
@@ -77,7 +77,7 @@ def registry(data):
 
 def test_fresh_ubuntu_mini_as_an_ordinary_user_with_sudo(monkeypatch, registry):
     ran = run_deploy(monkeypatch, registry, "mini", recorded_fresh_mini(registry))
-    lines = shell_lines(ran)
+    lines = upload_steps(ran)  # an upload's steps one per line
     files = uploads(ran)
     s = registry.proxy
     conf = s["litellm_config_dir"]
