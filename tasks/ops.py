@@ -104,23 +104,32 @@ def _staging() -> str | None:
 
 
 def _upload(data, dest: str, user: str, group: str, mode: str):
-    """Upload next to dest as a 0600 file, set owner and mode, then move it into place: the
-    content is never readable by others, even for a moment, and dest changes atomically. Under
-    sudo the bytes pass through the login user's private staging folder (pyinfra copies them
-    onto the 0600 file, which keeps its mode). data: bytes, a local file's path, or a function
-    returning a file object (called only when the run gets there: not while pyinfra detects
-    changes). Three remote commands (five under sudo, pyinfra's copy and cleanup included)."""
+    """Put the bytes on a 0600 file beside dest, set owner and mode, then move it into place:
+    the content is never readable by others, even for a moment, and dest changes atomically.
+    data: bytes, a local file's path, or a function returning a file object (called only when
+    the run gets there, not while pyinfra detects changes: its first command comes before).
+
+    Under sudo the bytes go by SFTP, as the login user, into its private staging folder (0700),
+    and one command as root copies them onto the 0600 file (umask 077), sets owner and mode and
+    moves it into place: one sudo per file, where pyinfra's own sudo upload takes three."""
     tmp = f"{dest}.upload"
     staging = _staging()
-    prepare = ["rm", "-f", Q(tmp), "&&", "touch", Q(tmp), "&&", "chmod", "600", Q(tmp)]
-    if staging is not None:
-        prepare += ["&&", "install", "-d", "-m", "700", "-o", Q(hostos.system().login), Q(staging)]
-    yield StringCommand(*prepare)
-    body = BytesIO(data) if isinstance(data, bytes) else data() if callable(data) else data
-    yield FileUploadCommand(body, tmp, remote_temp_filename=tmp if staging is None
-                            else f"{staging}/{sha256_text(dest)[:16]}")
-    yield StringCommand("chown", Q(f"{user}:{group}"), Q(tmp), "&&", "chmod", Q(mode), Q(tmp),
+    if staging is None:  # root: SFTP writes onto the 0600 file itself
+        yield StringCommand("rm", "-f", Q(tmp), "&&", "touch", Q(tmp), "&&", "chmod", "600", Q(tmp))
+        yield FileUploadCommand(_body(data), tmp)
+        copy = []
+    else:
+        staged = f"{staging}/{sha256_text(dest)[:16]}"
+        yield StringCommand("mkdir", "-p", "-m", "700", Q(staging), **AS_LOGIN)
+        yield FileUploadCommand(_body(data), staged, **AS_LOGIN)
+        copy = ["rm", "-f", Q(tmp), "&&", "(", "umask", "077", "&&", "cp", Q(staged), Q(tmp), ")", "&&",
+                "rm", "-f", Q(staged), "&&"]
+    yield StringCommand(*copy, "chown", Q(f"{user}:{group}"), Q(tmp), "&&", "chmod", Q(mode), Q(tmp),
                         "&&", "mv", "-f", Q(tmp), Q(dest))
+
+
+def _body(data):
+    return BytesIO(data) if isinstance(data, bytes) else data() if callable(data) else data
 
 
 def _owner_and_mode(current: dict, dest: str, user: str, group: str, mode: str):

@@ -114,20 +114,31 @@ def functions(ran) -> list[tuple[str, tuple]]:
 
 
 def uploads(ran) -> dict[str, bytes]:
-    """Final path -> content of every file the deploy uploads (uploaded beside it, then moved)."""
+    """Final path -> content of every file the deploy uploads (uploaded beside it, or into the
+    staging folder and copied beside it, then moved into place)."""
     found = {}
     for _, commands in ran:
-        for c in commands:
+        for i, c in enumerate(commands):
             if isinstance(c, FileUploadCommand):
                 if isinstance(c.src, str):
                     src = Path(c.src).read_bytes()
                 else:
                     c.src.seek(0)
                     src = c.src.read()
-                found[c.dest.removesuffix(".upload")] = src
+                dest = c.dest
+                for later in commands[i + 1:]:  # staged: the command that copies it beside dest
+                    text = "" if isinstance(later, (FileUploadCommand, FunctionCommand)) else str(later.get_raw_value())
+                    if f"cp {c.dest} " in text:
+                        dest = text.split(f"cp {c.dest} ", 1)[1].split()[0]
+                        break
+                found[dest.removesuffix(".upload")] = src
     return found
+
+
+def upload_commands(ran) -> list[FileUploadCommand]:
+    return [c for _, commands in ran for c in commands if isinstance(c, FileUploadCommand)]
 
 
 def staging_paths(ran) -> set[str]:
     """Where each upload passed through before sudo copied it into place."""
-    return {c.remote_temp_filename for _, commands in ran for c in commands if isinstance(c, FileUploadCommand)}
+    return {c.dest for _, commands in ran for c in commands if isinstance(c, FileUploadCommand)}

@@ -124,7 +124,7 @@ def test_fresh_mac_fetches_weights_then_loads_a_daemon_per_model(monkeypatch, re
         assert f"launchctl bootstrap system {path}" in lines
     # Every upload passes through the owner's private staging folder (SFTP writes as the owner).
     assert staging_paths(ran) and all(p.startswith("/Users/chris/.llmlab-upload/") for p in staging_paths(ran))
-    assert "install -d -m 700 -o chris /Users/chris/.llmlab-upload" in lines
+    assert "mkdir -p -m 700 /Users/chris/.llmlab-upload" in lines
     # The weights are fetched into the owner's cache before the first job is loaded.
     fetches = functions(ran)
     fetched = [args[2] for name, args in fetches if name.startswith("MLX model servers | Fetch the weights")]

@@ -12,7 +12,7 @@ from tasks.hostos import System
 from tasks.pyenv import UV
 
 from .conftest import build
-from .recorded import fact_key, host_facts, run_deploy, sha, shell_lines, staging_paths, upload_steps, uploads
+from .recorded import fact_key, host_facts, run_deploy, sha, shell_lines, staging_paths, upload_commands, upload_steps, uploads
 
 PACKAGES = ("python3-venv", "ca-certificates", "curl", "redis-server", "libxml2", "libpython3.12t64")  # uv's, Redis, OVMS's
 ARCHIVE = "ovms_ubuntu24_python_on.tar.gz"  # chosen for Ubuntu 24.04 and OVMS 2025.4
@@ -100,7 +100,11 @@ def test_fresh_ubuntu_mini_as_an_ordinary_user_with_sudo(monkeypatch, registry):
     assert "systemctl enable litellm.service" in lines and "systemctl start litellm.service" in lines
     # Uploads pass through the operator's private staging folder, then sudo copies them.
     assert staging_paths(ran) and all(p.startswith("/home/chris/.llmlab-upload/") for p in staging_paths(ran))
-    assert "install -d -m 700 -o chris /home/chris/.llmlab-upload" in lines
+    assert "mkdir -p -m 700 /home/chris/.llmlab-upload" in lines
+    # SFTP writes as the operator (no sudo); one command as root copies each file beside its
+    # destination with umask 077, so it is never readable by others.
+    assert all(c.connector_arguments.get("_sudo") is False for c in upload_commands(ran))
+    assert "( umask 077" in lines and "cp /home/chris/.llmlab-upload/" in " ".join(lines)
     # The secret env.local is owned by the service user and never readable by others.
     assert f"chown {s['litellm_user']}:{s['litellm_user']} {conf}/env.local.upload" in lines
     assert "chmod 600 /etc/litellm/env.local.upload" in lines
