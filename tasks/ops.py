@@ -120,12 +120,18 @@ def _upload(data, dest: str, user: str, group: str, mode: str):
         copy = []
     else:
         staged = f"{staging}/{sha256_text(dest)[:16]}"
-        yield StringCommand("mkdir", "-p", "-m", "700", Q(staging), **AS_LOGIN)
+        yield _private_folder(staging)
         yield FileUploadCommand(_body(data), staged, **AS_LOGIN)
-        copy = ["rm", "-f", Q(tmp), "&&", "(", "umask", "077", "&&", "cp", Q(staged), Q(tmp), ")", "&&",
-                "rm", "-f", Q(staged), "&&"]
+        # The staged copy goes whether the copy worked or not.
+        copy = ["rm", "-f", Q(tmp), "&&", "(", "umask", "077", "&&", "cp", Q(staged), Q(tmp), ")", ";",
+                "c=$?;", "rm", "-f", Q(staged), ";", "[", "$c", "-eq", "0", "]", "&&"]
     yield StringCommand(*copy, "chown", Q(f"{user}:{group}"), Q(tmp), "&&", "chmod", Q(mode), Q(tmp),
                         "&&", "mv", "-f", Q(tmp), Q(dest))
+
+
+def _private_folder(folder: str) -> StringCommand:
+    """The login user's upload folder, 0700 even if it existed with another mode."""
+    return StringCommand("mkdir", "-p", Q(folder), "&&", "chmod", "700", Q(folder), **AS_LOGIN)
 
 
 def _body(data):
@@ -251,9 +257,10 @@ def local_file(src: str, dest: str, user: str = "root", group: str | None = None
 def tar_of(src: str, names: list[str]):
     """A tar of these files of src (relative names) and their folders, owned by uid/gid 0,
     files 0644 and folders 0755, whatever they are on the control machine. Kept in memory up
-    to 64 MiB, on disk beyond (a model's weights)."""
+    to 64 MiB, on disk beyond (a model's weights). A link is packed as the file it points at (a
+    Hugging Face snapshot is links into its blobs), as its digest was taken."""
     archive = tempfile.SpooledTemporaryFile(max_size=64 << 20)
-    with tarfile.open(fileobj=archive, mode="w") as tar:
+    with tarfile.open(fileobj=archive, mode="w", dereference=True) as tar:
         folders = sorted({f for rel in names for f in _parents(rel)})
         for rel in folders + names:
             info = tar.gettarinfo(os.path.join(src, rel), arcname=rel)
@@ -273,13 +280,12 @@ def _parents(rel: str) -> list[str]:
     return ["/".join(parts[: i + 1]) for i in range(len(parts))]
 
 
-UNTAR_NAME = ".llmlab-upload.tar"
-
-
 def untar_command(archive: str, dest: str) -> StringCommand:
-    """Unpack a tar_of archive into dest (GNU tar and BSD tar alike), then remove it."""
-    return StringCommand("tar", "-x", "-U", "--numeric-owner", "-f", Q(archive), "-C", Q(dest), "&&",
-                         "rm", "-f", Q(archive))
+    """Unpack a tar_of archive into dest (made if missing; GNU tar and BSD tar alike), then
+    remove the archive, whether the unpack worked or not."""
+    return StringCommand("install", "-d", "-m", "755", Q(dest), "&&",
+                         "tar", "-x", "-U", "--numeric-owner", "-f", Q(archive), "-C", Q(dest), ";",
+                         "s=$?;", "rm", "-f", Q(archive), ";", "exit", "$s")
 
 
 @operation()
@@ -300,11 +306,12 @@ def tree(src: str, dest: str):
     changed = [rel for rel in sorted(local) if remote.get(rel) != get_file_sha256(local[rel])]
     gone = sorted(set(remote) - set(local))
     if changed:
-        # Inside dest: a run interrupted before the unpack leaves it where the next run removes
-        # it as a file src lacks.
-        archive = f"{dest}/{UNTAR_NAME}"
-        yield StringCommand("install", "-d", "-m", "755", Q(dest))
-        yield from _upload(lambda: tar_of(src, changed), archive, "root", root_group(), "600")
+        # Into the login user's private folder (root's own when it logs in as root), unpacked from
+        # there as root: never inside dest, where a leftover would be a file of the model.
+        folder = _staging() or f"{hostos.system().home}/.llmlab-upload"
+        archive = f"{folder}/{sha256_text(dest)[:16]}.tar"
+        yield _private_folder(folder)
+        yield FileUploadCommand(_body(lambda: tar_of(src, changed)), archive, **AS_LOGIN)
         yield untar_command(archive, dest)
     if gone:
         yield StringCommand("rm", "-f", *[Q(f"{dest}/{rel}") for rel in gone])
@@ -416,12 +423,12 @@ def wait_command(probe: str, timeout: int, what: str, rollback=None) -> str:
 
 
 @operation()
-def services_answer(checks: list):
+def services_answer(checks: list, every: bool = False):
     """For each (probe, timeout, what, started, rollback) whose `started` operation changed
-    something, wait until it answers (wait_command). A rollback applies only when its switch to a
-    new environment happened in this run."""
+    something (or each, with every), wait until it answers (wait_command). A rollback applies
+    only when its switch to a new environment happened in this run."""
     for probe, timeout, what, started, rollback in checks:
-        if started.did_change():
+        if every or started.did_change():
             applies = rollback is not None and changed(rollback.switched)
             yield StringCommand(wait_command(probe, timeout, what, rollback if applies else None))
 

@@ -196,7 +196,9 @@ def _import_command(env: PythonEnv, target: str) -> str:
         f"{k}={shlex.quote(v)} " for k, v in env.import_env) + f"{target}/bin/python"
     packages = " ".join(f"{target}/lib/python*/site-packages/{shlex.quote(name)}"
                         for name in dict.fromkeys(m.split(".")[0] for m in env.imports))
-    return (f"{{ {python} -m compileall -q -j 1 {packages} >/dev/null 2>&1 || true; }} & compiling=$!; "
+    # From /: `python -c` puts the working directory (the login user's home, under sudo) first
+    # on sys.path, where a stray module would shadow the service's own, imported as root.
+    return (f"cd / && {{ {python} -m compileall -q -j 1 {packages} >/dev/null 2>&1 || true; }} & compiling=$!; "
             f"{service_python} -c {shlex.quote('import ' + names)} >/dev/null || "
             f"{{ wait $compiling; echo {shlex.quote(f'the new {env.service} environment cannot import {names}')} >&2; "
             f"rm -rf {target}; exit 1; }}; wait $compiling")

@@ -48,6 +48,7 @@ RUN = {"run": uuid.uuid4().hex, "control": socket.gethostname(), "pid": os.getpi
        "pid_start": _process_start(os.getpid()), "user": getpass.getuser(), "since": int(time.time()),
        "command": " ".join([os.path.basename(sys.argv[0]), *sys.argv[1:]])[:200]}
 _TAKEN: set[str] = set()
+_TAKEN_OVER: set[str] = set()  # hosts whose lock this run took from a run that is gone
 
 
 def record() -> str:
@@ -104,9 +105,16 @@ def take(break_lock: bool) -> None:
         again = host.get_fact(DeployLockTake, path=LOCK, record=record(), replace=first["holder"])
         if not again["taken"]:
             raise _refuse(_parse(again["holder"]))
+        _TAKEN_OVER.add(host.name)
     _TAKEN.add(host.name)
     if not any(isinstance(h, _GiveBack) for h in state.callback_handlers):
         state.add_callback_handler(_GiveBack())
+
+
+def took_over() -> bool:
+    """Whether this run took this host's lock from a run that is gone (interrupted or failed):
+    that run may have left services starting, which this run must then wait for too."""
+    return host.name in _TAKEN_OVER
 
 
 class _GiveBack(BaseStateCallback):

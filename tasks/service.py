@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pyinfra.api.operation import OperationMeta
 from pyinfra.operations import server
 
-from tasks import ops, pyenv
+from tasks import ops, pyenv, runlock
 from tasks.hostos import is_macos
 
 LAUNCHD_DIR = "/Library/LaunchDaemons"
@@ -174,9 +174,11 @@ def answers_http(url: str) -> str:
 
 def wait_for(waits: list[Wait]):
     """deploy.py's last step on every host: one operation that waits until each service this run
-    (re)started answers. The services start side by side, so the wait is the slowest one's,
-    and it is the same operation on every host, so the hosts wait side by side too."""
+    (re)started answers, or each service, after a run that was interrupted or failed (it may have
+    started one that does not answer yet). The services start side by side, so the wait is the
+    slowest one's, and it is the same operation on every host, so the hosts wait side by side too."""
     return ops.services_answer(
         name="Wait for the (re)started services to answer",
         checks=[(w.probe, w.timeout, w.what, w.started, w.rollback) for w in waits],
+        every=runlock.took_over(),
     )

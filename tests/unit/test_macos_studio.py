@@ -4,6 +4,7 @@ the weights fetched into the owner's cache, the memory guard (tests/unit/recorde
 
 from __future__ import annotations
 
+import json
 import plistlib
 
 import pytest
@@ -124,7 +125,7 @@ def test_fresh_mac_fetches_weights_then_loads_a_daemon_per_model(monkeypatch, re
         assert f"launchctl bootstrap system {path}" in lines
     # Every upload passes through the owner's private staging folder (SFTP writes as the owner).
     assert staging_paths(ran) and all(p.startswith("/Users/chris/.llmlab-upload/") for p in staging_paths(ran))
-    assert "mkdir -p -m 700 /Users/chris/.llmlab-upload" in lines
+    assert "mkdir -p /Users/chris/.llmlab-upload" in lines and "chmod 700 /Users/chris/.llmlab-upload" in lines
     # The weights are fetched into the owner's cache before the first job is loaded.
     fetches = functions(ran)
     fetched = [args[2] for name, args in fetches if name.startswith("MLX model servers | Fetch the weights")]
@@ -153,6 +154,27 @@ def test_converged_mac_runs_nothing(monkeypatch, registry):
     assert [(name, commands) for name, commands in ran if commands] == []
     names = [name for name, _ in ran]
     assert any("Weights in /Users/chris/.cache/huggingface: jerry-architect 44.8 GB, jerry-chat 95.0 GB" in n for n in names)
+
+
+def test_after_an_interrupted_run_every_server_is_waited_for(monkeypatch, registry):
+    """The lock was left by a run that is gone (interrupted): it may have started servers that
+    do not answer yet, so this run, which changes nothing, still waits for every one of them."""
+    from tasks import runlock
+
+    dead = json.dumps({**runlock.RUN, "pid": "999999999", "pid_start": "gone"}, sort_keys=True)
+    facts = recorded_mac(registry, installed=True)
+    facts[fact_key("DeployLockTake", path=runlock.LOCK, record=runlock.record())] = {"taken": False, "holder": dead}
+    facts[fact_key("DeployLockTake", path=runlock.LOCK, record=runlock.record(), replace=dead)] = {"taken": True, "holder": ""}
+    try:
+        ran = run_deploy(monkeypatch, registry, "studio", facts)
+    finally:
+        runlock._TAKEN_OVER.discard("studio")
+    changed = [(name, commands) for name, commands in ran if commands]
+    assert [name for name, _ in changed] == ["Wait for the (re)started services to answer"]
+    waits = [str(c.get_raw_value()) for c in changed[0][1]]
+    assert len(waits) == len(studio_models(registry))
+    for m in studio_models(registry):
+        assert any(f":{m.port}/" in w for w in waits), m.name
 
 
 def test_one_changed_plist_reloads_only_its_job(monkeypatch, registry):

@@ -77,13 +77,15 @@ def test_installed_rpm_packages_reads_rpm_query():
 
 def test_a_tree_upload_unpacks_the_changed_files_with_their_modes(tmp_path):
     """ops.tree's archive and its unpack command, run here as on a host: the changed files land
-    0644 in 0755 folders, files not in the archive stay, and a file replaced is a new inode (a
-    server holding the old one open keeps reading it)."""
+    0644 in 0755 folders, a link is sent as the file it points at (a Hugging Face snapshot),
+    files not in the archive stay, a server holding a replaced file open keeps reading the old
+    one, and the archive is removed, also when the unpack fails."""
     src, dest = tmp_path / "src", tmp_path / "dest"
     (src / "sub dir").mkdir(parents=True)
-    (src / "weights.bin").write_bytes(b"new weights")
+    (tmp_path / "blob").write_bytes(b"new weights")
+    (src / "weights.bin").symlink_to(tmp_path / "blob")
     (src / "sub dir" / "tok.json").write_text("{}")
-    os.chmod(src / "weights.bin", 0o600)  # modes on the control machine do not travel
+    os.chmod(tmp_path / "blob", 0o600)  # modes on the control machine do not travel
     dest.mkdir()
     (dest / "weights.bin").write_bytes(b"old weights")
     (dest / "kept.txt").write_text("kept")
@@ -94,9 +96,13 @@ def test_a_tree_upload_unpacks_the_changed_files_with_their_modes(tmp_path):
         archive.write_bytes(data.read())
     subprocess.run(["sh", "-c", str(untar_command(str(archive), str(dest)).get_raw_value())], check=True)
     assert not archive.exists()
+    assert not (dest / "weights.bin").is_symlink()
     assert (dest / "weights.bin").read_bytes() == b"new weights" and held.read() == b"old weights"
     held.close()
     assert (dest / "kept.txt").read_text() == "kept"
     assert oct((dest / "weights.bin").stat().st_mode & 0o777) == "0o644"
     assert oct((dest / "sub dir").stat().st_mode & 0o777) == "0o755"
     assert set(run_fact(TreeDigests(), path=str(dest))) == {"weights.bin", "sub dir/tok.json", "kept.txt"}
+    archive.write_bytes(b"not a tar")
+    failed = subprocess.run(["sh", "-c", str(untar_command(str(archive), str(dest)).get_raw_value())])
+    assert failed.returncode != 0 and not archive.exists()

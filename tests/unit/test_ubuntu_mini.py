@@ -100,7 +100,7 @@ def test_fresh_ubuntu_mini_as_an_ordinary_user_with_sudo(monkeypatch, registry):
     assert "systemctl enable litellm.service" in lines and "systemctl start litellm.service" in lines
     # Uploads pass through the operator's private staging folder, then sudo copies them.
     assert staging_paths(ran) and all(p.startswith("/home/chris/.llmlab-upload/") for p in staging_paths(ran))
-    assert "mkdir -p -m 700 /home/chris/.llmlab-upload" in lines
+    assert "mkdir -p /home/chris/.llmlab-upload" in lines and "chmod 700 /home/chris/.llmlab-upload" in lines
     # SFTP writes as the operator (no sudo); one command as root copies each file beside its
     # destination with umask 077, so it is never readable by others.
     assert all(c.connector_arguments.get("_sudo") is False for c in upload_commands(ran))
