@@ -297,6 +297,16 @@ class LaunchdJobs(FactBase):
         return {line.split("=")[0]: line.strip().endswith("=1") for line in output if "=" in line}
 
 
+class Answering(FactBase):
+    """Which of these one-shot probes (shell commands) succeed now: a list of booleans."""
+
+    def command(self, probes):
+        return "; ".join(f"if ( {probe} ) >/dev/null 2>&1; then echo yes; else echo no; fi" for probe in probes)
+
+    def process(self, output):
+        return [line.strip() == "yes" for line in output]
+
+
 class DeployLock(FactBase):
     """The deploy lock's record (tasks/runlock.py), None when no run holds the host."""
 

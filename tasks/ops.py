@@ -42,7 +42,7 @@ from pyinfra.facts.files import FileContents
 from pyinfra.operations.util.files import generate_color_diff
 
 from tasks.facts import (
-    Account, DirectoryStates, FileState, FileStates, InstalledDebianPackages, InstalledRpmPackages, LaunchdJobs,
+    Account, Answering, DirectoryStates, FileState, FileStates, InstalledDebianPackages, InstalledRpmPackages, LaunchdJobs,
     TreeDigests, UnitStates,
 )
 from tasks import hostos
@@ -425,10 +425,15 @@ def wait_command(probe: str, timeout: int, what: str, rollback=None) -> str:
 @operation()
 def services_answer(checks: list, every: bool = False):
     """For each (probe, timeout, what, started, rollback) whose `started` operation changed
-    something (or each, with every), wait until it answers (wait_command). A rollback applies
-    only when its switch to a new environment happened in this run."""
-    for probe, timeout, what, started, rollback in checks:
-        if every or started.did_change():
+    something, wait until it answers (wait_command). A rollback applies only when its switch to
+    a new environment happened in this run. every: also each other service that does not answer
+    now (asked in one command): a run that was interrupted may have left one starting."""
+    others = [c for c in checks if not c[3].did_change()]
+    answering = dict(zip(map(id, others), host.get_fact(Answering, probes=tuple(c[0] for c in others))
+                         if every and others else []))
+    for check in checks:
+        probe, timeout, what, started, rollback = check
+        if started.did_change() or answering.get(id(check)) is False:
             applies = rollback is not None and changed(rollback.switched)
             yield StringCommand(wait_command(probe, timeout, what, rollback if applies else None))
 

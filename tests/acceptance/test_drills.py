@@ -426,6 +426,18 @@ def interrupted_deploy(marker: str, after: float) -> str:
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+    # `python -m lab deploy` runs pyinfra as its child, which may outlive it by a moment while it
+    # handles the interrupt; the run after must find the interrupted one gone, as an operator
+    # whose Ctrl-C has returned to the prompt would.
+    def group_gone():
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            return True
+        return False
+
+    gone, _ = wait_until(group_gone, 30, interval=0.1)
+    assert gone, "the interrupted deploy's processes did not end within 30 s"
     return "".join(seen)
 
 
