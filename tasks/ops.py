@@ -93,35 +93,40 @@ def may_change(known: bool, inputs: list) -> bool:
     return known or any(m.will_change for m in inputs)
 
 
-def _staging() -> str | None:
-    """Where SFTP puts an upload before sudo copies it into place: a folder of the login user's
-    own (0700, in its home), since SFTP writes as that user; None when commands run as the login
-    user itself (root), which writes beside the destination directly."""
-    system = hostos.system()
-    if system.sudo == "root":
-        return None
-    return f"{system.home}/.llmlab-upload"
+def _upload_folder() -> str:
+    """The login user's own upload folder (0700, in its home): SFTP writes as that user."""
+    return f"{hostos.system().home}/.llmlab-upload"
+
+
+def _staged(dest: str, suffix: str = "") -> str:
+    """Where the bytes for dest wait in the upload folder."""
+    return f"{_upload_folder()}/{sha256_text(dest)[:16]}{suffix}"
+
+
+def _staging() -> bool:
+    """Whether an upload passes through the upload folder before sudo copies it into place;
+    not when commands run as the login user itself (root), which writes beside dest directly."""
+    return hostos.system().sudo != "root"
 
 
 def _upload(data, dest: str, user: str, group: str, mode: str):
     """Put the bytes on a 0600 file beside dest, set owner and mode, then move it into place:
     the content is never readable by others, even for a moment, and dest changes atomically.
-    data: bytes, a local file's path, or a function returning a file object (called only when
-    the run gets there, not while pyinfra detects changes: its first command comes before).
+    data: bytes, or a local file's path.
 
-    Under sudo the bytes go by SFTP, as the login user, into its private staging folder (0700),
+    Under sudo the bytes go by SFTP, as the login user, into its private upload folder (0700),
     and one command as root copies them onto the 0600 file (umask 077), sets owner and mode and
     moves it into place: one sudo per file, where pyinfra's own sudo upload takes three."""
     tmp = f"{dest}.upload"
-    staging = _staging()
-    if staging is None:  # root: SFTP writes onto the 0600 file itself
+    body = BytesIO(data) if isinstance(data, bytes) else data
+    if not _staging():  # root: SFTP writes onto the 0600 file itself
         yield StringCommand("rm", "-f", Q(tmp), "&&", "touch", Q(tmp), "&&", "chmod", "600", Q(tmp))
-        yield FileUploadCommand(_body(data), tmp)
+        yield FileUploadCommand(body, tmp)
         copy = []
     else:
-        staged = f"{staging}/{sha256_text(dest)[:16]}"
-        yield _private_folder(staging)
-        yield FileUploadCommand(_body(data), staged, **AS_LOGIN)
+        staged = _staged(dest)
+        yield _private_folder(_upload_folder())
+        yield FileUploadCommand(body, staged, **AS_LOGIN)
         # The staged copy goes whether the copy worked or not.
         copy = ["rm", "-f", Q(tmp), "&&", "(", "umask", "077", "&&", "cp", Q(staged), Q(tmp), ")", ";",
                 "c=$?;", "rm", "-f", Q(staged), ";", "[", "$c", "-eq", "0", "]", "&&"]
@@ -132,10 +137,6 @@ def _upload(data, dest: str, user: str, group: str, mode: str):
 def _private_folder(folder: str) -> StringCommand:
     """The login user's upload folder, 0700 even if it existed with another mode."""
     return StringCommand("mkdir", "-p", Q(folder), "&&", "chmod", "700", Q(folder), **AS_LOGIN)
-
-
-def _body(data):
-    return BytesIO(data) if isinstance(data, bytes) else data() if callable(data) else data
 
 
 def _owner_and_mode(current: dict, dest: str, user: str, group: str, mode: str):
@@ -306,12 +307,12 @@ def tree(src: str, dest: str):
     changed = [rel for rel in sorted(local) if remote.get(rel) != get_file_sha256(local[rel])]
     gone = sorted(set(remote) - set(local))
     if changed:
-        # Into the login user's private folder (root's own when it logs in as root), unpacked from
-        # there as root: never inside dest, where a leftover would be a file of the model.
-        folder = _staging() or f"{hostos.system().home}/.llmlab-upload"
-        archive = f"{folder}/{sha256_text(dest)[:16]}.tar"
-        yield _private_folder(folder)
-        yield FileUploadCommand(_body(lambda: tar_of(src, changed)), archive, **AS_LOGIN)
+        # Into the login user's upload folder (root's own when it logs in as root), unpacked from
+        # there as root: never inside dest, where a leftover would be a file of the model. The tar
+        # is made only when the run gets past the first command (not while pyinfra detects changes).
+        archive = _staged(dest, ".tar")
+        yield _private_folder(_upload_folder())
+        yield FileUploadCommand(tar_of(src, changed), archive, **AS_LOGIN)
         yield untar_command(archive, dest)
     if gone:
         yield StringCommand("rm", "-f", *[Q(f"{dest}/{rel}") for rel in gone])
@@ -428,12 +429,14 @@ def services_answer(checks: list, every: bool = False):
     something, wait until it answers (wait_command). A rollback applies only when its switch to
     a new environment happened in this run. every: also each other service that does not answer
     now (asked in one command): a run that was interrupted may have left one starting."""
-    others = [c for c in checks if not c[3].did_change()]
-    answering = dict(zip(map(id, others), host.get_fact(Answering, probes=tuple(c[0] for c in others))
-                         if every and others else []))
-    for check in checks:
-        probe, timeout, what, started, rollback = check
-        if started.did_change() or answering.get(id(check)) is False:
+    due = [started.did_change() for _, _, _, started, _ in checks]
+    others = [i for i, d in enumerate(due) if not d]
+    if every and others:
+        answers = host.get_fact(Answering, probes=tuple(checks[i][0] for i in others))
+        for i, answering in zip(others, answers):
+            due[i] = not answering
+    for (probe, timeout, what, _, rollback), wait in zip(checks, due):
+        if wait:
             applies = rollback is not None and changed(rollback.switched)
             yield StringCommand(wait_command(probe, timeout, what, rollback if applies else None))
 

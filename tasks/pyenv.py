@@ -191,9 +191,9 @@ def _import_command(env: PythonEnv, target: str) -> str:
     import, on another core, the service's own packages are compiled whole (LiteLLM: 16 s -> 12 s
     on the lab); whichever gets to a module first writes its bytecode."""
     names = ", ".join(env.imports)
-    python = f"env -u PYTHONDONTWRITEBYTECODE {target}/bin/python"
-    service_python = "env -u PYTHONDONTWRITEBYTECODE " + "".join(
-        f"{k}={shlex.quote(v)} " for k, v in env.import_env) + f"{target}/bin/python"
+    writes = "env -u PYTHONDONTWRITEBYTECODE"  # bytecode is the point, whatever the host's shell sets
+    python = f"{writes} {target}/bin/python"
+    service_python = f"{writes} " + "".join(f"{k}={shlex.quote(v)} " for k, v in env.import_env) + f"{target}/bin/python"
     packages = " ".join(f"{target}/lib/python*/site-packages/{shlex.quote(name)}"
                         for name in dict.fromkeys(m.split(".")[0] for m in env.imports))
     # From /: `python -c` puts the working directory (the login user's home, under sudo) first
