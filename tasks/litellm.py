@@ -15,6 +15,7 @@ from tasks.render import FILES, render, sha256_text, to_yaml
 from tasks.service import Service, Wait, answers_http, managed_services, rollback
 
 CHECK_SCRIPT = FILES / "litellm" / "check_config.py"
+LAUNCHER = FILES / "litellm" / "llmlab_serve.py"  # what the unit runs: LiteLLM's app under uvicorn
 AUTH_MODULE = FILES / "litellm" / "llmlab_auth.py"
 CUSTOM_AUTH = "llmlab_auth.user_api_key_auth"  # LiteLLM loads it from beside router.yaml
 # LiteLLM fetches its model price map from the internet at import unless told not to: the one
@@ -72,6 +73,7 @@ def render_unit(r: Registry, cpus: int) -> str:
         port=s["litellm_port"],
         environment={**OFFLINE_ENV, **SHARED_STATE_ENV},
         workers=workers(r, cpus),
+        launcher=LAUNCHER.name,
     )
 
 
@@ -113,6 +115,13 @@ def deploy_litellm(r: Registry, envs: dict) -> list[Wait]:
         public=True,
     )
 
+    launcher = ops.local_file(
+        name=f"Install the proxy's launcher in {home}",
+        src=str(LAUNCHER),
+        dest=f"{home}/{LAUNCHER.name}",
+        public=True,
+    )
+
     router_text = render_router_yaml(r)
     env_text = render_env_local(r)
     auth_text = AUTH_MODULE.read_text()
@@ -148,7 +157,7 @@ def deploy_litellm(r: Registry, envs: dict) -> list[Wait]:
                f"{conf}/{AUTH_MODULE.name}": ops.Text(auth_text, group=user, mode="640")},
     )
     started = managed_services(
-        [Service("litellm", render_unit(r, hostos.system().cpus), restart_on=[env, rendered])], "the LiteLLM proxy"
+        [Service("litellm", render_unit(r, hostos.system().cpus), restart_on=[env, rendered, launcher])], "the LiteLLM proxy"
     )["litellm"]
     # Readiness, not only liveness: LiteLLM's own endpoint answers once the router is loaded.
     return [Wait(answers_http(f"http://127.0.0.1:{s['litellm_port']}/health/readiness"), s["litellm_start_timeout"],

@@ -222,3 +222,43 @@ def test_firewall_admits_only_the_proxy_host_and_listed_clients(data):
     assert "table <llmlab_mlx_clients> const { 192.0.2.71, 192.0.2.50, 2001:db8::/64 }" in pf
     assert f"block return in quick proto tcp from ! <llmlab_mlx_clients> to any port {{ {ports} }}" in pf
     assert pf.index(f"pass in quick on lo0 proto tcp to any port {{ {ports} }}") < pf.index("block return")
+
+
+def _launcher_line(monkeypatch, capsys, worker: bool) -> dict:
+    """One uvicorn log line through the proxy launcher's log config, as the supervisor (worker=False)
+    or a worker writes it."""
+    import json
+    import logging.config
+    import multiprocessing
+
+    monkeypatch.syspath_prepend(str(litellm_task.LAUNCHER.parent))
+    import llmlab_serve
+
+    monkeypatch.setattr(multiprocessing, "parent_process", lambda: object() if worker else None)
+    logging.config.dictConfig(llmlab_serve.log_config("INFO"))
+    try:
+        logging.getLogger("uvicorn.error").info("Started parent process [%d]", 42)
+        lines = capsys.readouterr().out.splitlines()
+    finally:
+        for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+            logging.getLogger(name).handlers.clear()
+    assert len(lines) == 1, lines
+    return json.loads(lines[0])
+
+
+def test_the_proxy_launcher_logs_json_without_loading_litellm_in_the_supervisor(monkeypatch, capsys):
+    line = _launcher_line(monkeypatch, capsys, worker=False)
+    assert line["message"] == "Started parent process [42]" and line["level"] == "INFO"
+    assert line["component"] == "uvicorn.error"
+
+
+def test_the_proxy_launcher_logs_through_litellms_formatter_in_a_worker(monkeypatch, capsys):
+    line = _launcher_line(monkeypatch, capsys, worker=True)
+    assert line["message"] == "Started parent process [42]" and line["level"] == "INFO"
+    assert "logger" in line  # a field only LiteLLM's own JSON formatter adds
+
+
+def test_the_proxy_launcher_wants_its_four_arguments():
+    result = subprocess.run([sys.executable, str(litellm_task.LAUNCHER), "/etc/litellm/router.yaml"],
+                            capture_output=True, text=True)
+    assert result.returncode != 0 and "usage: llmlab_serve.py ROUTER_YAML HOST PORT WORKERS" in result.stderr

@@ -62,6 +62,7 @@ def recorded_fresh_mini(registry, system: System = UBUNTU) -> dict:
         fact_key("Account", user=s["litellm_user"]): None,
         fact_key("DirectoryStates", paths=(home, conf, f"{conf}/candidate")): [None] * 3,
         fact_key("FileState", path=f"{home}/check_config.py"): None,
+        fact_key("FileState", path=f"{home}/llmlab_serve.py"): None,
         fact_key("FileStates", paths=(f"{conf}/candidate/router.yaml", f"{conf}/candidate/env.local",
                                       f"{conf}/candidate/llmlab_auth.py")): [None] * 3,
         fact_key("FileStates", paths=(f"{conf}/router.yaml", f"{conf}/env.local", f"{conf}/llmlab_auth.py")): [None] * 3,
@@ -116,7 +117,8 @@ def test_fresh_ubuntu_mini_as_an_ordinary_user_with_sudo(monkeypatch, registry):
     assert "bind 127.0.0.1\n" in conf and 'requirepass "unit-test-redis"' in conf
     assert "chown root:redis /etc/redis-llm/redis.conf.upload" in lines and "chmod 640 /etc/redis-llm/redis.conf.upload" in lines
     unit = files["/etc/systemd/system/litellm.service"].decode()
-    assert "--num_workers 8" in unit  # one per CPU of the host
+    # LiteLLM's app under uvicorn, its config and one worker per CPU of the host
+    assert "ExecStart=/opt/litellm/venv/bin/python /opt/litellm/llmlab_serve.py /etc/litellm/router.yaml 0.0.0.0 4000 8\n" in unit
 
 
 @pytest.mark.parametrize(
