@@ -18,6 +18,7 @@ CHECK_SCRIPT = FILES / "litellm" / "check_config.py"
 LAUNCHER = FILES / "litellm" / "llmlab_serve.py"  # what the unit runs: LiteLLM's app under uvicorn
 AUTH_MODULE = FILES / "litellm" / "llmlab_auth.py"
 CUSTOM_AUTH = "llmlab_auth.user_api_key_auth"  # LiteLLM loads it from beside router.yaml
+PROXY_MODULE = "litellm.proxy.proxy_server"  # what each worker loads as it starts
 # LiteLLM fetches its model price map from the internet at import unless told not to: the one
 # place this is set, for the proxy's unit and for the config checker alike.
 OFFLINE_ENV = {"LITELLM_LOCAL_MODEL_COST_MAP": "True"}
@@ -90,8 +91,9 @@ def python_env(r: Registry) -> PythonEnv:
         f"{s['litellm_home']}/venv",
         (f"litellm[proxy]=={s['litellm_version']}", f"prisma=={s['litellm_prisma_version']}"),
         entry_point="litellm",
-        imports=("litellm.proxy.proxy_server",),
+        imports=(PROXY_MODULE,),
         import_env=tuple(OFFLINE_ENV.items()),
+        imported_by_check=True,  # the config check below loads LiteLLM anyway
     )
 
 
@@ -143,9 +145,18 @@ def deploy_litellm(r: Registry, envs: dict) -> list[Wait]:
     # A LiteLLM this run switches to (built, or the previous one put back) judges it too.
     inputs = [m for m in (staged, built.build, check) if m is not None]
     if ops.may_change(live_will_change or built.reuse, inputs):
+        staged_pair = f"{candidate}/router.yaml {candidate}/env.local"
+        if built.build is not None:
+            # An environment built by this run: the check loads the proxy first, as root, and so
+            # writes its bytecode (pyenv.PythonEnv.imported_by_check), one import instead of two.
+            command = pyenv.bytecode_command(built.env, built.target,
+                                             f"{home}/check_config.py --import {PROXY_MODULE} {staged_pair}", "exit 1")
+        else:
+            command = f"{offline} {built.python} {home}/check_config.py {staged_pair}"
         server.shell(
-            name="Validate the staged router.yaml with LiteLLM",
-            commands=[f"{offline} {built.python} {home}/check_config.py {candidate}/router.yaml {candidate}/env.local"],
+            name="Validate the staged router.yaml with LiteLLM"
+            + (" (and load the new environment's proxy, writing its bytecode)" if built.build is not None else ""),
+            commands=[command],
             _if=lambda: live_will_change or built.reuse or any(m.did_change() for m in inputs),
         )
     # A new LiteLLM is switched to only now, its own check of the config passed.

@@ -47,6 +47,10 @@ class PythonEnv:
     # environment variables for that import (name, value).
     imports: tuple[str, ...] = ()
     import_env: tuple[tuple[str, str], ...] = ()
+    # The service's own check of its config imports them instead, with bytecode_command, before
+    # the switch (LiteLLM's: it loads LiteLLM anyway, so one import of 4 s less); the build only
+    # installs.
+    imported_by_check: bool = False
 
     @property
     def pins(self) -> dict[str, str]:
@@ -178,7 +182,7 @@ def _uv_environment(env: PythonEnv, found: dict) -> Built:
             # A build that fails leaves nothing behind (the folder in use was never touched).
             f"{UV} pip install --quiet {options} --python {t}/bin/python "
             + " ".join(shlex.quote(r) for r in env.requirements) + f" || {{ rm -rf {t}; exit 1; }}",
-            *([_import_command(env, t)] if env.imports else []),
+            *([_import_command(env, t)] if env.imports and not env.imported_by_check else []),
             f"printf %s {shlex.quote(spec_text)} > {shlex.quote(record_path(target))}",
         ],
     )
@@ -186,11 +190,19 @@ def _uv_environment(env: PythonEnv, found: dict) -> Built:
 
 
 def _import_command(env: PythonEnv, target: str) -> str:
-    """Shell: import the service's modules with the new environment (as root, so their bytecode
-    is written); if they do not import, the build fails and leaves nothing behind. Beside the
-    import, on another core, the service's own packages are compiled whole (LiteLLM: 16 s -> 12 s
-    on the lab); whichever gets to a module first writes its bytecode."""
+    """Shell: import the service's modules with the new environment; if they do not import, the
+    build fails and leaves nothing behind."""
     names = ", ".join(env.imports)
+    return bytecode_command(env, target, f"-c {shlex.quote('import ' + names)} >/dev/null",
+                            f"echo {shlex.quote(f'the new {env.service} environment cannot import {names}')} >&2; "
+                            f"rm -rf {target}; exit 1")
+
+
+def bytecode_command(env: PythonEnv, target: str, program: str, failed: str) -> str:
+    """Shell: run program (arguments to the new environment's python, which load the service's
+    modules) as root, so the bytecode of what it loads is written; `failed` is run when it fails.
+    Beside it, on another core, the service's own packages are compiled whole (LiteLLM: 16 s ->
+    12 s on the lab); whichever gets to a module first writes its bytecode."""
     writes = "env -u PYTHONDONTWRITEBYTECODE"  # bytecode is the point, whatever the host's shell sets
     python = f"{writes} {target}/bin/python"
     service_python = f"{writes} " + "".join(f"{k}={shlex.quote(v)} " for k, v in env.import_env) + f"{target}/bin/python"
@@ -199,9 +211,7 @@ def _import_command(env: PythonEnv, target: str) -> str:
     # From /: `python -c` puts the working directory (the login user's home, under sudo) first
     # on sys.path, where a stray module would shadow the service's own, imported as root.
     return (f"cd / && {{ {python} -m compileall -q -j 1 {packages} >/dev/null 2>&1 || true; }} & compiling=$!; "
-            f"{service_python} -c {shlex.quote('import ' + names)} >/dev/null || "
-            f"{{ wait $compiling; echo {shlex.quote(f'the new {env.service} environment cannot import {names}')} >&2; "
-            f"rm -rf {target}; exit 1; }}; wait $compiling")
+            f"{service_python} {program} || {{ wait $compiling; {failed}; }}; wait $compiling")
 
 
 def _ln(macos: bool) -> str:

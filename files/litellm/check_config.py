@@ -1,9 +1,12 @@
 """Ask LiteLLM itself whether a router.yaml + env.local pair would start.
 
-Usage: check_config.py ROUTER_YAML ENV_FILE. Exit 0 when LiteLLM accepts the config; otherwise
-print what it rejected (never a secret value) and exit 1. The deploy runs this with the proxy's
-own environment before it puts a new config live, so a bad config never reaches the service.
-Run it with LITELLM_LOCAL_MODEL_COST_MAP=True (tasks/litellm.py OFFLINE_ENV), as the proxy runs.
+Usage: check_config.py [--import MODULE] ROUTER_YAML ENV_FILE. Exit 0 when LiteLLM accepts the
+config; otherwise print what it rejected (never a secret value) and exit 1. The deploy runs this
+with the proxy's own environment before it puts a new config live, so a bad config never reaches
+the service. Run it with LITELLM_LOCAL_MODEL_COST_MAP=True (tasks/litellm.py OFFLINE_ENV), as the
+proxy runs. With --import, MODULE (the proxy's) is loaded first, in the same process: the deploy
+asks this of an environment it has just built, so one run of LiteLLM's slow import both writes
+the proxy's bytecode and judges the config (a MODULE that does not load fails the check).
 """
 
 import asyncio
@@ -88,7 +91,7 @@ def resolve(value, env, where):
     return value
 
 
-def main(router_path, env_path):
+def main(router_path, env_path, preload=None):
     try:
         with open(router_path) as handle:
             config = yaml.safe_load(handle)
@@ -102,6 +105,12 @@ def main(router_path, env_path):
     env = read_env(env_path)
     config = resolve(config, env, "router.yaml")
 
+    if preload:
+        try:
+            importlib.import_module(preload)
+        except Exception as exc:  # the new environment cannot load the proxy at all
+            print(f"the new LiteLLM environment cannot import {preload}: {type(exc).__name__}: {exc}", file=sys.stderr)
+            sys.exit(1)
     import litellm
     from litellm.types.router import RetryPolicy
 
@@ -132,6 +141,9 @@ def main(router_path, env_path):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 3:
-        sys.exit("usage: check_config.py ROUTER_YAML ENV_FILE")
-    main(sys.argv[1], sys.argv[2])
+    args = sys.argv[1:]
+    module = args[1] if args[:1] == ["--import"] and len(args) > 1 else None
+    args = args[2:] if module else args
+    if len(args) != 2:
+        sys.exit("usage: check_config.py [--import MODULE] ROUTER_YAML ENV_FILE")
+    main(args[0], args[1], module)

@@ -96,13 +96,13 @@ def test_a_line_break_cannot_reach_env_local():
         litellm_task.systemd_quote("a\nb")
 
 
-def check_with_litellm(registry, secrets, folder):
+def check_with_litellm(registry, secrets, folder, *options):
     """Run the deploy's own checker (LiteLLM judging the rendered pair) on this machine."""
     (folder / "router.yaml").write_text(litellm_task.render_router_yaml(registry))
     (folder / "env.local").write_text(litellm_task.render_env_local(registry))
     (folder / litellm_task.AUTH_MODULE.name).write_text(litellm_task.AUTH_MODULE.read_text())
     return subprocess.run(
-        [sys.executable, str(litellm_task.CHECK_SCRIPT), str(folder / "router.yaml"), str(folder / "env.local")],
+        [sys.executable, str(litellm_task.CHECK_SCRIPT), *options, str(folder / "router.yaml"), str(folder / "env.local")],
         capture_output=True, text=True, timeout=120,
         env={**os.environ, **litellm_task.OFFLINE_ENV},
     )
@@ -112,6 +112,20 @@ def test_litellm_accepts_the_rendered_config(registry, secrets, tmp_path):
     out = check_with_litellm(registry, secrets, tmp_path)
     assert out.returncode == 0, out.stderr
     assert "accepted" in out.stdout
+
+
+def test_the_checker_loads_the_proxy_first_when_asked(registry, secrets, tmp_path):
+    """What the deploy asks of an environment it has just built: the proxy's module loads in the
+    checker's own process (its bytecode written there), then the config is judged."""
+    out = check_with_litellm(registry, secrets, tmp_path, "--import", litellm_task.PROXY_MODULE)
+    assert out.returncode == 0, out.stderr
+    assert "accepted" in out.stdout
+
+
+def test_the_checker_fails_when_the_proxy_does_not_load(registry, secrets, tmp_path):
+    out = check_with_litellm(registry, secrets, tmp_path, "--import", "litellm.proxy.no_such_module")
+    assert out.returncode == 1
+    assert "the new LiteLLM environment cannot import litellm.proxy.no_such_module" in out.stderr, out.stderr
 
 
 @pytest.mark.parametrize(

@@ -99,6 +99,19 @@ def test_fresh_ubuntu_mini_as_an_ordinary_user_with_sudo(monkeypatch, registry):
     ovms_unit = files["/etc/systemd/system/ovms.service"].decode()
     assert "PYTHONPATH=/opt/ovms/current/ovms/lib/python:/opt/ovms/python/lib/python3.12/site-packages" in ovms_unit
     assert "systemctl enable litellm.service" in lines and "systemctl start litellm.service" in lines
+    # LiteLLM's new environment: the build only installs; the config check loads the proxy in
+    # it, as root from / with bytecode written, the litellm package compiled beside it.
+    build = next(line for line in lines if line.startswith("/opt/uv/bin/uv pip install") and "litellm[proxy]" in line)
+    assert "--compile-bytecode" not in build
+    assert not any(line.endswith("-c 'import litellm.proxy.proxy_server' >/dev/null") or "'import litellm" in line
+                   for line in lines)
+    check = [line for line in lines if "check_config.py --import" in line]
+    assert len(check) == 1 and check[0].startswith("{ env -u PYTHONDONTWRITEBYTECODE /opt/litellm/venv-")
+    assert lines[lines.index(check[0]) - 1] == "cd /"
+    assert "-m compileall -q -j 1 /opt/litellm/venv-" in check[0] and "/site-packages/litellm >/dev/null" in check[0]
+    assert (" LITELLM_LOCAL_MODEL_COST_MAP=True /opt/litellm/venv-" in check[0]
+            and "/bin/python /opt/litellm/check_config.py --import litellm.proxy.proxy_server "
+                "/etc/litellm/candidate/router.yaml /etc/litellm/candidate/env.local" in check[0])
     # Uploads pass through the operator's private staging folder, then sudo copies them.
     assert staging_paths(ran) and all(p.startswith("/home/chris/.llmlab-upload/") for p in staging_paths(ran))
     assert "mkdir -p /home/chris/.llmlab-upload" in lines and "chmod 700 /home/chris/.llmlab-upload" in lines
