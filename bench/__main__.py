@@ -195,6 +195,52 @@ def tokens_per_second(url: str, model: str, key: str, requests: int, on_mini: bo
     return sum(t for _, t in runs) / sum(s for s, _ in runs)
 
 
+FLOOR = """
+import asyncio, json, os, sys, time
+os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
+base, upstream, model, calls = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+messages = [{"role": "user", "content": "hello"}]
+async def cpu(call):
+    for _ in range(10):  # warm up connections, caches and lazy imports
+        await call()
+    started = time.process_time()  # every thread of this process (LiteLLM logs on a thread pool)
+    for _ in range(calls):
+        await call()
+    return (time.process_time() - started) / calls
+async def main():
+    import httpx, openai, litellm
+    client = httpx.AsyncClient(timeout=60)
+    body = {"model": upstream, "messages": messages, "max_tokens": 4}
+    async def raw():
+        (await client.post(base + "/chat/completions", json=body)).json()
+    sdk = openai.AsyncOpenAI(base_url=base, api_key="none", max_retries=0)
+    async def via_sdk():
+        await sdk.chat.completions.create(**body)
+    async def via_litellm():
+        await litellm.acompletion(model=model, api_base=base, api_key="none", messages=messages, max_tokens=4)
+    router = litellm.Router(model_list=[{"model_name": "m", "litellm_params": {"model": model, "api_base": base, "api_key": "none"}}])
+    async def via_router():
+        await router.acompletion(model="m", messages=messages, max_tokens=4)
+    calls = (("httpx", raw), ("openai SDK", via_sdk), ("litellm.acompletion", via_litellm), ("litellm Router", via_router))
+    for _, call in calls:  # everything loaded and warm before the first is measured
+        await call()
+    print(json.dumps({name: await cpu(call) for name, call in calls}))
+asyncio.run(main())
+"""
+
+
+def client_floor(registry, model, calls: int) -> dict[str, float]:
+    """CPU seconds per call of the client side alone, in the proxy's own environment on the mini,
+    straight to the MLX server (no proxy, no HTTP serving): httpx, the openai SDK, litellm's
+    acompletion and its Router. What LiteLLM costs a request before the proxy adds anything."""
+    python = f"{registry.proxy['litellm_home']}/venv/bin/python"
+    base = f"http://{HOSTS[model.host]}:{model.port}/v1"
+    args = (base, model.upstream, model.litellm_model, str(calls))
+    out = run_here(*hosts.ssh_args("mini"), f"cd /tmp && {python} - " + " ".join(shlex.quote(a) for a in args),
+                   input=FLOOR, timeout=600).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
 def proxy_cpu_seconds() -> float:
     """CPU time (user + system) LiteLLM's processes (master and workers) have used so far, read on
     the mini: systemd's accounting where it has it, else /proc of every process in its cgroup
@@ -293,6 +339,11 @@ def main(argv: list[str]) -> int:
             rows.append((f"c={concurrency} {what}, p50 / p95 (ms)",
                          f"{ms(figures[kind]['p50'])} / {ms(figures[kind]['p95'])}"))
         rows.append((f"c={concurrency} LiteLLM CPU time per request (ms)", ms(cpu)))
+
+    print(f"bench: the client side alone (no proxy), CPU per call x{args.runs}", flush=True)
+    floors = [client_floor(registry, model, args.requests) for _ in range(args.runs)]
+    rows.append(("c=1 CPU per call with no proxy, on the mini: httpx / openai SDK / litellm.acompletion / "
+                 "litellm Router (ms)", " / ".join(ms([f[name] for f in floors]) for name in floors[0])))
 
     for m in (m for m in registry.models.values() if m.backend == "ovms"):
         print(f"bench: {m.name} tokens per second x{args.runs}", flush=True)

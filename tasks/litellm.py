@@ -117,13 +117,6 @@ def deploy_litellm(r: Registry, envs: dict) -> list[Wait]:
         public=True,
     )
 
-    launcher = ops.local_file(
-        name=f"Install the proxy's launcher in {home}",
-        src=str(LAUNCHER),
-        dest=f"{home}/{LAUNCHER.name}",
-        public=True,
-    )
-
     router_text = render_router_yaml(r)
     env_text = render_env_local(r)
     auth_text = AUTH_MODULE.read_text()
@@ -150,7 +143,8 @@ def deploy_litellm(r: Registry, envs: dict) -> list[Wait]:
             # An environment built by this run: the check loads the proxy first, as root, and so
             # writes its bytecode (pyenv.PythonEnv.imported_by_check), one import instead of two.
             command = pyenv.bytecode_command(built.env, built.target,
-                                             f"{home}/check_config.py --import {PROXY_MODULE} {staged_pair}", "exit 1")
+                                             f"{home}/check_config.py --import {PROXY_MODULE} {staged_pair}",
+                                             "echo 'the new LiteLLM environment did not pass the config check' >&2; exit 1")
         else:
             command = f"{offline} {built.python} {home}/check_config.py {staged_pair}"
         server.shell(
@@ -159,8 +153,15 @@ def deploy_litellm(r: Registry, envs: dict) -> list[Wait]:
             commands=[command],
             _if=lambda: live_will_change or built.reuse or any(m.did_change() for m in inputs),
         )
-    # A new LiteLLM is switched to only now, its own check of the config passed.
+    # A new LiteLLM is switched to only now, its own check of the config passed; the launcher
+    # too (a restart trigger: installed by a run that stopped at the check, it would wait unseen).
     env = pyenv.switch(built, r.proxy["uv_keep"])
+    launcher = ops.local_file(
+        name=f"Install the proxy's launcher in {home}",
+        src=str(LAUNCHER),
+        dest=f"{home}/{LAUNCHER.name}",
+        public=True,
+    )
     rendered = ops.text_files(
         name=f"Render {conf}/router.yaml, env.local (not shown) and the key check",
         files={f"{conf}/router.yaml": ops.Text(router_text, group=user, mode="640"),

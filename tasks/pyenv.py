@@ -42,14 +42,15 @@ class PythonEnv:
     venv: str
     requirements: tuple[str, ...]  # name[extras]==version
     python: str = ""  # a version for a uv-managed interpreter; "" for the host's python3
-    entry_point: str = ""  # the service's program in <venv>/bin, which must exist
-    # The modules the service loads as it starts, imported once by the build (see _uv_environment);
-    # environment variables for that import (name, value).
+    entry_point: str = ""  # a program in <venv>/bin that must exist and run (judged, not run by us)
+    # The modules the service loads as it starts, imported once before the environment is used
+    # (see _uv_environment); environment variables for that import (name, value).
     imports: tuple[str, ...] = ()
     import_env: tuple[tuple[str, str], ...] = ()
-    # The service's own check of its config imports them instead, with bytecode_command, before
-    # the switch (LiteLLM's: it loads LiteLLM anyway, so one import of 4 s less); the build only
-    # installs.
+    # The service's own check of its config imports them instead of the build, with
+    # bytecode_command, before the switch (LiteLLM's check loads LiteLLM anyway: one import of it,
+    # not two); the build only installs. The record still names the imports: what is switched to
+    # has had them.
     imported_by_check: bool = False
 
     @property
@@ -148,8 +149,8 @@ def _uv_environment(env: PythonEnv, found: dict) -> Built:
     certs = "--system-certs" if not is_macos() else ""
     # Bytecode is written at build time: the services run as users who cannot write __pycache__
     # into a root-owned environment, and would otherwise recompile at every start. Only for what
-    # the service loads: the build imports its modules once (it fails if they do not import),
-    # which compiles those. LiteLLM's environment holds 8,500 modules, its proxy loads 3,600:
+    # the service loads: the build imports its modules once (it fails if they do not import), or
+    # the service's check does before the switch (imported_by_check), which compiles those. LiteLLM's environment holds 8,500 modules, its proxy loads 3,600:
     # compiling all of them took 25 s of CPU on the lab, the import 16 s; MLX's 14 s and 2 s.
     # Modules loaded later (a model's architecture) are compiled in memory when first used.
     options = certs if env.imports else f"--compile-bytecode {certs}".strip()

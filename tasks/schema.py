@@ -252,7 +252,7 @@ KEYS: tuple[Key, ...] = (
     Key("litellm_port", int, 4000, "where the proxy listens", _port),
     Key("litellm_bind_address", str, "0.0.0.0", "the proxy's address (it serves the LAN)", _ip),
     Key("litellm_user", str, "litellm", "the proxy's service user", _user),
-    Key("litellm_home", str, "/opt/litellm", "its environment (`venv/`) and config checker", _abs_path),
+    Key("litellm_home", str, "/opt/litellm", "its environment (`venv/`), config checker and launcher", _abs_path),
     Key("litellm_config_dir", str, "/etc/litellm", "router.yaml and env.local", _abs_path),
     Key("litellm_state_dir", str, "/var/lib/litellm", "the service user's home and working folder", _state_dir),
     Key("litellm_router_settings", dict, SEED_ROUTER_SETTINGS,

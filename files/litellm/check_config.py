@@ -13,6 +13,7 @@ import asyncio
 import importlib.util
 import os
 import sys
+import traceback
 
 import yaml
 
@@ -108,7 +109,8 @@ def main(router_path, env_path, preload=None):
     if preload:
         try:
             importlib.import_module(preload)
-        except Exception as exc:  # the new environment cannot load the proxy at all
+        except BaseException as exc:  # the new environment cannot load the proxy at all
+            traceback.print_exc()
             print(f"the new LiteLLM environment cannot import {preload}: {type(exc).__name__}: {exc}", file=sys.stderr)
             sys.exit(1)
     import litellm

@@ -4,10 +4,12 @@ Usage: llmlab_serve.py ROUTER_YAML HOST PORT WORKERS. The proxy's systemd unit r
 proxy's own environment instead of `litellm --config ROUTER_YAML --num_workers WORKERS`: that
 command imports the whole proxy in the supervising process (8 s of CPU on the lab's mini, and
 300 MB kept for nothing) before uvicorn spawns the workers, which import it again. Here only the
-workers load LiteLLM, so the proxy answers that much sooner after every start. What the workers
-run is what the command would have them run: the same app, uvicorn with uvloop, the config from
-CONFIG_FILE_PATH and the worker count in NUM_WORKERS (the variables LiteLLM itself reads), and
-uvicorn's log lines as JSON like LiteLLM's `json_logs` makes them.
+workers load LiteLLM, so the proxy answers that much sooner after every start. The workers run
+what the command has them run for this deployment: the same app, uvicorn with uvloop and no
+`server` header, the config from CONFIG_FILE_PATH and the worker count in NUM_WORKERS (the
+variables LiteLLM itself reads), and uvicorn's log lines through LiteLLM's JSON formatter, as its
+`json_logs` has them. The command's other options (keep-alive, worker health-check timeout,
+concurrency limit, recycling workers) are not set by this deployment and not carried over.
 """
 
 import json
@@ -20,24 +22,34 @@ from datetime import datetime
 APP = "litellm.proxy.proxy_server:app"
 
 
+def _supervisor() -> bool:
+    """Whether this process is uvicorn's supervisor of several workers (which never loads
+    LiteLLM); with one worker, uvicorn serves from this process itself."""
+    return multiprocessing.parent_process() is None and os.environ.get("NUM_WORKERS", "1") != "1"
+
+
 class JsonFormatter(logging.Formatter):
-    """uvicorn's log lines as JSON. In a worker (which loads LiteLLM anyway) LiteLLM's own JSON
-    formatter; in the supervisor, which must not load LiteLLM, the same first fields."""
+    """uvicorn's log lines as JSON. Where LiteLLM serves, LiteLLM's own JSON formatter (its fields,
+    its redaction of secrets), loaded at the first line: a worker's first line comes after it has
+    loaded the app, so configuring logging stays quick and the worker answers uvicorn's health
+    check while it loads. In the supervisor, the same first fields without LiteLLM."""
 
     def __init__(self):
         super().__init__()
         self.litellm = None
-        if multiprocessing.parent_process() is not None:
-            from litellm._logging import JsonFormatter as LiteLLMJsonFormatter
-
-            self.litellm = LiteLLMJsonFormatter()
 
     def format(self, record):
-        if self.litellm is not None:
+        if not _supervisor():
+            if self.litellm is None:
+                from litellm._logging import JsonFormatter as LiteLLMJsonFormatter
+
+                self.litellm = LiteLLMJsonFormatter()
             return self.litellm.format(record)
-        return json.dumps({"message": record.getMessage(), "level": record.levelname,
-                           "timestamp": datetime.fromtimestamp(record.created).isoformat(),
-                           "component": record.name})
+        line = {"message": record.getMessage(), "level": record.levelname,
+                "timestamp": datetime.fromtimestamp(record.created).isoformat(), "component": record.name}
+        if record.exc_info:
+            line["stacktrace"] = self.formatException(record.exc_info)
+        return json.dumps(line)
 
 
 def log_config(level):
@@ -55,15 +67,27 @@ def log_config(level):
     }
 
 
+def own_python(prefix: str) -> str | None:
+    """The interpreter of the environment's own folder when prefix is a link to it (the unit
+    names `<home>/venv`, which a deploy switches to a new folder before it restarts the proxy):
+    the running proxy keeps to the folder it started from, as `bin/litellm`'s first line made it.
+    None when prefix is that folder already."""
+    real = os.path.realpath(prefix)
+    return None if real == os.path.abspath(prefix) else os.path.join(real, "bin", "python")
+
+
 def main(argv):
     if len(argv) != 4:
         sys.exit("usage: llmlab_serve.py ROUTER_YAML HOST PORT WORKERS")
+    python = own_python(sys.prefix)
+    if python:
+        os.execv(python, [python, os.path.abspath(__file__), *argv])
     config, host, port, workers = argv[0], argv[1], int(argv[2]), int(argv[3])
     os.environ["CONFIG_FILE_PATH"] = config
     os.environ["NUM_WORKERS"] = str(workers)
     import uvicorn
 
-    uvicorn.run(APP, host=host, port=port, workers=workers, loop="uvloop",
+    uvicorn.run(APP, host=host, port=port, workers=workers, loop="uvloop", server_header=False,
                 log_config=log_config(os.environ.get("LITELLM_LOG", "DEBUG").upper()))
 
 

@@ -146,7 +146,7 @@ def _router_setting(data):
 
 
 def _unit(data):
-    (data / "mini.py").write_text("litellm_workers = 1\n")  # the proxy's unit: --num_workers 1
+    (data / "mini.py").write_text("litellm_workers = 1\n")  # the proxy's unit: one worker
     return ()
 
 

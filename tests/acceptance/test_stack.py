@@ -219,6 +219,19 @@ def test_redis_is_loopback_only_and_wants_its_password(hosts, registry):
     assert mini.run("systemctl is-enabled redis-server").stdout.strip() == "masked"  # the distribution's own
 
 
+def test_the_proxy_runs_from_its_environments_own_folder(hosts, registry):
+    """The unit names <home>/venv, a link an upgrade switches before it restarts the proxy: the
+    supervisor and every worker run from the folder the link named when they started."""
+    mini = hosts[registry.proxy_host]
+    home = registry.proxy["litellm_home"]
+    folder = mini.check_output(f"readlink {home}/venv")
+    pid = mini.check_output("systemctl show -p MainPID --value litellm")
+    programs = mini.check_output(
+        f"for p in {pid} $(pgrep -P {pid}); do tr '\\0' '\\n' < /proc/$p/cmdline | head -n 1; done").split()
+    assert folder.startswith(f"{home}/venv-") and len(programs) >= 3, (folder, programs)
+    assert set(programs) == {f"{folder}/bin/python"}, programs
+
+
 def test_proxy_runs_a_worker_per_cpu(hosts, registry):
     from tasks import litellm as litellm_task
 

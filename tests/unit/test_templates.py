@@ -1,5 +1,6 @@
 """Every template rendered from the default registry, checked without any host."""
 
+import json
 import os
 import re
 import stat
@@ -238,38 +239,65 @@ def test_firewall_admits_only_the_proxy_host_and_listed_clients(data):
     assert pf.index(f"pass in quick on lo0 proto tcp to any port {{ {ports} }}") < pf.index("block return")
 
 
-def _launcher_line(monkeypatch, capsys, worker: bool) -> dict:
+def _launcher_line(monkeypatch, capsys, worker: bool, workers: int = 2, exc: bool = False) -> dict:
     """One uvicorn log line through the proxy launcher's log config, as the supervisor (worker=False)
     or a worker writes it."""
-    import json
     import logging.config
     import multiprocessing
 
     monkeypatch.syspath_prepend(str(litellm_task.LAUNCHER.parent))
     import llmlab_serve
 
+    monkeypatch.setenv("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # LiteLLM's import stays offline
+    monkeypatch.setenv("NUM_WORKERS", str(workers))
     monkeypatch.setattr(multiprocessing, "parent_process", lambda: object() if worker else None)
     logging.config.dictConfig(llmlab_serve.log_config("INFO"))
     try:
-        logging.getLogger("uvicorn.error").info("Started parent process [%d]", 42)
+        log = logging.getLogger("uvicorn.error")
+        if exc:
+            try:
+                raise RuntimeError("boom")
+            except RuntimeError:
+                log.exception("Exception in ASGI application")
+        else:
+            log.info("Started parent process [%d]", 42)
         lines = capsys.readouterr().out.splitlines()
     finally:
         for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
             logging.getLogger(name).handlers.clear()
-    assert len(lines) == 1, lines
-    return json.loads(lines[0])
+    line = json.loads("\n".join(lines))
+    assert line["level"] == ("ERROR" if exc else "INFO")
+    return line
 
 
 def test_the_proxy_launcher_logs_json_without_loading_litellm_in_the_supervisor(monkeypatch, capsys):
     line = _launcher_line(monkeypatch, capsys, worker=False)
-    assert line["message"] == "Started parent process [42]" and line["level"] == "INFO"
-    assert line["component"] == "uvicorn.error"
+    assert line["message"] == "Started parent process [42]" and line["component"] == "uvicorn.error"
+    assert "logger" not in line  # not LiteLLM's formatter
+    failed = _launcher_line(monkeypatch, capsys, worker=False, exc=True)
+    assert "RuntimeError: boom" in failed["stacktrace"]
 
 
-def test_the_proxy_launcher_logs_through_litellms_formatter_in_a_worker(monkeypatch, capsys):
-    line = _launcher_line(monkeypatch, capsys, worker=True)
-    assert line["message"] == "Started parent process [42]" and line["level"] == "INFO"
+@pytest.mark.parametrize("worker, workers", [(True, 2), (False, 1)], ids=["a-worker", "one-worker-serving-itself"])
+def test_the_proxy_launcher_logs_through_litellms_formatter_where_litellm_serves(monkeypatch, capsys, worker, workers):
+    line = _launcher_line(monkeypatch, capsys, worker=worker, workers=workers)
+    assert line["message"] == "Started parent process [42]"
     assert "logger" in line  # a field only LiteLLM's own JSON formatter adds
+    failed = _launcher_line(monkeypatch, capsys, worker=worker, workers=workers, exc=True)
+    assert "boom" in json.dumps(failed)
+
+
+def test_the_proxy_launcher_runs_from_the_environments_own_folder(monkeypatch, tmp_path):
+    """The unit names <home>/venv, a link a deploy switches before it restarts the proxy: the
+    launcher runs on from the folder the link named when it started."""
+    monkeypatch.syspath_prepend(str(litellm_task.LAUNCHER.parent))
+    import llmlab_serve
+
+    real = tmp_path / "venv-20261125000000p1-abcdef12"
+    real.mkdir()
+    (tmp_path / "venv").symlink_to(real.name)
+    assert llmlab_serve.own_python(str(tmp_path / "venv")) == str(real / "bin" / "python")
+    assert llmlab_serve.own_python(str(real)) is None
 
 
 def test_the_proxy_launcher_wants_its_four_arguments():
