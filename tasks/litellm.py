@@ -131,7 +131,9 @@ def deploy_litellm(r: Registry, envs: dict) -> list[Wait]:
     # to change (read before this run changed anything), so re-running a rejected deploy is
     # rejected again even though its staged files are already in place, and whenever the
     # LiteLLM environment or the checker changed.
-    live = {f"{conf}/router.yaml": router_text, f"{conf}/env.local": env_text, f"{conf}/{AUTH_MODULE.name}": auth_text}
+    launcher_text = LAUNCHER.read_text()
+    live = {f"{conf}/router.yaml": router_text, f"{conf}/env.local": env_text, f"{conf}/{AUTH_MODULE.name}": auth_text,
+            f"{home}/{LAUNCHER.name}": launcher_text}  # read with the render's own question: one command
     found = host.get_fact(FileStates, paths=tuple(live))
     live_will_change = any(f is None or f["sha256"] != sha256_text(text) for f, text in zip(found, live.values()))
     offline = " ".join(f"{k}={v}" for k, v in OFFLINE_ENV.items())
@@ -154,22 +156,18 @@ def deploy_litellm(r: Registry, envs: dict) -> list[Wait]:
             _if=lambda: live_will_change or built.reuse or any(m.did_change() for m in inputs),
         )
     # A new LiteLLM is switched to only now, its own check of the config passed; the launcher
-    # too (a restart trigger: installed by a run that stopped at the check, it would wait unseen).
+    # goes with the live files (a restart trigger: installed by a run that stopped at the check,
+    # it would wait unseen).
     env = pyenv.switch(built, r.proxy["uv_keep"])
-    launcher = ops.local_file(
-        name=f"Install the proxy's launcher in {home}",
-        src=str(LAUNCHER),
-        dest=f"{home}/{LAUNCHER.name}",
-        public=True,
-    )
     rendered = ops.text_files(
-        name=f"Render {conf}/router.yaml, env.local (not shown) and the key check",
+        name=f"Render {conf}/router.yaml, env.local (not shown), the key check and {home}/{LAUNCHER.name}",
         files={f"{conf}/router.yaml": ops.Text(router_text, group=user, mode="640"),
                f"{conf}/env.local": ops.Text(env_text, user=user, group=user, mode="600", secret=True),
-               f"{conf}/{AUTH_MODULE.name}": ops.Text(auth_text, group=user, mode="640")},
+               f"{conf}/{AUTH_MODULE.name}": ops.Text(auth_text, group=user, mode="640"),
+               f"{home}/{LAUNCHER.name}": ops.Text(launcher_text)},
     )
     started = managed_services(
-        [Service("litellm", render_unit(r, hostos.system().cpus), restart_on=[env, rendered, launcher])], "the LiteLLM proxy"
+        [Service("litellm", render_unit(r, hostos.system().cpus), restart_on=[env, rendered])], "the LiteLLM proxy"
     )["litellm"]
     # Readiness, not only liveness: LiteLLM's own endpoint answers once the router is loaded.
     return [Wait(answers_http(f"http://127.0.0.1:{s['litellm_port']}/health/readiness"), s["litellm_start_timeout"],

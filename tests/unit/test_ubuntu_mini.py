@@ -62,10 +62,10 @@ def recorded_fresh_mini(registry, system: System = UBUNTU) -> dict:
         fact_key("Account", user=s["litellm_user"]): None,
         fact_key("DirectoryStates", paths=(home, conf, f"{conf}/candidate")): [None] * 3,
         fact_key("FileState", path=f"{home}/check_config.py"): None,
-        fact_key("FileState", path=f"{home}/llmlab_serve.py"): None,
         fact_key("FileStates", paths=(f"{conf}/candidate/router.yaml", f"{conf}/candidate/env.local",
                                       f"{conf}/candidate/llmlab_auth.py")): [None] * 3,
-        fact_key("FileStates", paths=(f"{conf}/router.yaml", f"{conf}/env.local", f"{conf}/llmlab_auth.py")): [None] * 3,
+        fact_key("FileStates", paths=(f"{conf}/router.yaml", f"{conf}/env.local", f"{conf}/llmlab_auth.py",
+                                      f"{home}/llmlab_serve.py")): [None] * 4,
         fact_key("FileStates", paths=("/etc/systemd/system/litellm.service",)): [None],
         fact_key("UnitStates", units=("litellm.service",)): {"litellm.service": ("", "inactive")},
     }
