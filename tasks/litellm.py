@@ -127,8 +127,8 @@ def deploy_litellm(r: Registry, envs: dict) -> list[Wait]:
                f"{candidate}/{AUTH_MODULE.name}": ops.Text(auth_text, mode="600")},
     )
     # LiteLLM itself judges the staged pair; a rejection stops this host's deploy here, before
-    # the live files or the running proxy are touched. It judges whenever the live pair is about
-    # to change (read before this run changed anything), so re-running a rejected deploy is
+    # the live files or the running proxy are touched. It judges whenever the live files (the
+    # launcher among them) are about to change (read before this run changed anything), so re-running a rejected deploy is
     # rejected again even though its staged files are already in place, and whenever the
     # LiteLLM environment or the checker changed.
     launcher_text = LAUNCHER.read_text()
