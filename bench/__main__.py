@@ -221,10 +221,10 @@ async def main():
     router = litellm.Router(model_list=[{"model_name": "m", "litellm_params": {"model": model, "api_base": base, "api_key": "none"}}])
     async def via_router():
         await router.acompletion(model="m", messages=messages, max_tokens=4)
-    calls = (("httpx", raw), ("openai SDK", via_sdk), ("litellm.acompletion", via_litellm), ("litellm Router", via_router))
-    for _, call in calls:  # everything loaded and warm before the first is measured
+    clients = (("httpx", raw), ("openai SDK", via_sdk), ("litellm.acompletion", via_litellm), ("litellm Router", via_router))
+    for _, call in clients:  # everything loaded and warm before the first is measured
         await call()
-    print(json.dumps({name: await cpu(call) for name, call in calls}))
+    print(json.dumps({name: await cpu(call) for name, call in clients}))
 asyncio.run(main())
 """
 

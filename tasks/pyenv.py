@@ -150,8 +150,9 @@ def _uv_environment(env: PythonEnv, found: dict) -> Built:
     # Bytecode is written at build time: the services run as users who cannot write __pycache__
     # into a root-owned environment, and would otherwise recompile at every start. Only for what
     # the service loads: the build imports its modules once (it fails if they do not import), or
-    # the service's check does before the switch (imported_by_check), which compiles those. LiteLLM's environment holds 8,500 modules, its proxy loads 3,600:
-    # compiling all of them took 25 s of CPU on the lab, the import 16 s; MLX's 14 s and 2 s.
+    # the service's check does before the switch (imported_by_check), which compiles those.
+    # LiteLLM's environment holds 8,500 modules, its proxy loads 3,600: compiling all of them took
+    # 25 s of CPU on the lab, the import 16 s; MLX's 14 s and 2 s.
     # Modules loaded later (a model's architecture) are compiled in memory when first used.
     options = certs if env.imports else f"--compile-bytecode {certs}".strip()
     if env.python:

@@ -32,14 +32,16 @@ class JsonFormatter(logging.Formatter):
     """uvicorn's log lines as JSON. Where LiteLLM serves, LiteLLM's own JSON formatter (its fields,
     its redaction of secrets), loaded at the first line: a worker's first line comes after it has
     loaded the app, so configuring logging stays quick and the worker answers uvicorn's health
-    check while it loads. In the supervisor, the same first fields without LiteLLM."""
+    check while it loads. In the supervisor, the same first fields without LiteLLM. Which of the
+    two is decided once, as logging is configured (in each process, the role known by then)."""
 
     def __init__(self):
         super().__init__()
+        self.supervisor = _supervisor()
         self.litellm = None
 
     def format(self, record):
-        if not _supervisor():
+        if not self.supervisor:
             if self.litellm is None:
                 from litellm._logging import JsonFormatter as LiteLLMJsonFormatter
 
