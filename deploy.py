@@ -30,6 +30,7 @@ if PROXY_GROUP in roles:  # mini; Redis first (LiteLLM connects to it as it star
 
 # The distribution's packages of every service at once: one package-list refresh, not one each.
 ops.system_packages(name="Install the system packages the services need",
+                    max_age_hours=r.settings(host.name)["package_lists_max_age"],
                     packages=list(dict.fromkeys(pyenv.packages(system) + [p for m, _ in services for p in m.packages(r, system)])))
 
 # On every host at once: the pinned uv and each service's Python environment, the slow part of

@@ -69,7 +69,7 @@ SYSTEMS = {"mini": UBUNTU_2404, "studio": DEBIAN_12}
 
 def recipe(distro: Distro) -> str:
     return json.dumps({"distro": asdict(distro), "packages": BASE_PACKAGES, "variant": "minbase",
-                       "dropin": SSH_KEYGEN_DROPIN, "v": 2})
+                       "dropin": SSH_KEYGEN_DROPIN, "v": 3})
 
 
 def recipe_hash(distro: Distro) -> str:
@@ -121,9 +121,9 @@ def base_rootfs(host: str) -> Path:
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
         run("chroot", str(tmp), "apt-get", "update", "-qq", env=env)
         run("chroot", str(tmp), "apt-get", "dist-upgrade", "-y", "-qq", env=env)
-        # The package lists go (the image stays small): refreshing them is the deploy's job.
-        for lists in (tmp / "var/lib/apt/lists").glob("*_*"):
-            lists.unlink()
+    # The package lists stay, as on an installed system (its installer fetched them, apt's daily
+    # timer refreshes them): the deploy refreshes lists older than package_lists_max_age, and
+    # whenever an install fails without a refresh (an image cached for long).
     dropin = tmp / "etc/systemd/system/ssh.service.d"
     dropin.mkdir(parents=True, exist_ok=True)
     (dropin / "keygen.conf").write_text(SSH_KEYGEN_DROPIN)

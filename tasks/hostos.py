@@ -47,13 +47,8 @@ class System:
 
     @property
     def family(self) -> str:
-        """How packages and certificates are managed: "debian" (Debian, Ubuntu), "rhel", "macos"."""
+        """How packages are managed: "debian" (Debian, Ubuntu), "rhel", "macos"."""
         return {"ubuntu": "debian", "debian": "debian"}.get(self.os, self.os)
-
-    @property
-    def ca_bundle(self) -> str:
-        """The system's certificate bundle (TLS to the package index may be intercepted)."""
-        return "/etc/pki/tls/certs/ca-bundle.crt" if self.family == "rhel" else "/etc/ssl/certs/ca-certificates.crt"
 
     def supported_for(self, role: str) -> bool:
         for os_id, versions, arches in SUPPORTED[role]:

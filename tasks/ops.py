@@ -220,11 +220,29 @@ def directories(paths: list, user: str = "root", group: str | None = None, mode:
             yield from _owner_and_mode(current, path, user, dir_group, dir_mode)
 
 
+APT_LISTS = "/var/lib/apt/lists"
+
+
+def apt_install_command(packages: list[str], max_age_hours: int, lists: str = APT_LISTS) -> str:
+    """Shell: install packages with apt, refreshing the package lists first only when none was
+    written within max_age_hours (by ctime: when apt last wrote one here; 0: always), and again
+    whenever an install without a refresh fails (lists too old for the archive, a package they
+    do not name yet)."""
+    install = " ".join(["DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends",
+                        *(shlex.quote(p) for p in packages)])
+    refresh_then_install = f"apt-get update -qq && {install}"
+    if max_age_hours <= 0:
+        return refresh_then_install
+    fresh = f"find {shlex.quote(lists)} -maxdepth 1 -name '*Release' -cmin -{max_age_hours * 60} 2>/dev/null | grep -q ."
+    return f"if {fresh} && {install}; then :; else {refresh_then_install}; fi"
+
+
 @operation()
-def system_packages(packages: list):
-    """The distribution's packages installed (apt on Debian and Ubuntu, dnf on RHEL). The package
-    lists are refreshed only when something is missing, so a converged host is asked one
-    question and nothing changes."""
+def system_packages(packages: list, max_age_hours: int = 0):
+    """The distribution's packages installed (apt on Debian and Ubuntu, dnf on RHEL). Only when
+    something is missing, so a converged host is asked one question and nothing changes; apt's
+    package lists are then refreshed unless they are younger than max_age_hours (see
+    apt_install_command; dnf refreshes its own metadata when it expires)."""
     if not packages:
         return
     if hostos.system().family == "rhel":
@@ -236,11 +254,7 @@ def system_packages(packages: list):
     installed = set(host.get_fact(InstalledDebianPackages, packages=tuple(packages), **AS_LOGIN))
     missing = [p for p in packages if p not in installed]
     if missing:
-        yield "apt-get update -qq"
-        yield StringCommand(
-            "DEBIAN_FRONTEND=noninteractive", "apt-get", "install", "-y", "-qq", "--no-install-recommends",
-            *[Q(p) for p in missing],
-        )
+        yield apt_install_command(missing, max_age_hours)
 
 
 @operation()

@@ -120,6 +120,11 @@ def _positive(key: str, value: Any) -> None:
         raise DataError(f"{key} must be positive")
 
 
+def _not_negative(key: str, value: Any) -> None:
+    if value < 0:
+        raise DataError(f"{key} must be 0 or more")
+
+
 def _fraction(key: str, value: Any) -> None:
     if not 0 < value <= 1:
         raise DataError(f"{key} must be above 0 and at most 1: {value}")
@@ -240,6 +245,10 @@ KEYS: tuple[Key, ...] = (
     Key("llm_break_lock", bool, False,
         "take this host's deploy lock from a run that is gone but ran elsewhere (`--data llm_break_lock=true`, "
         "once); a run of this machine that is gone is recognised without it"),
+    Key("package_lists_max_age", int, 24,
+        "hours: when packages are missing, the distribution's package lists are refreshed first only if "
+        "older than this (apt's daily timer keeps them younger), and always when an install without a "
+        "refresh fails; 0 refreshes every time", _not_negative),
     Key("uv_version", str, "0.13.9", "uv that builds every Python environment", _version),
     Key("uv_keep", int, 2,
         "environment folders kept per service, newest first (the one in use and the previous one, for a "

@@ -6,7 +6,7 @@ import subprocess
 import pytest
 
 from tasks.facts import DirectoryStates, FileStates, InstalledDebianPackages, TreeDigests, UnitStates
-from tasks.ops import tar_of, untar_command
+from tasks.ops import apt_install_command, tar_of, untar_command
 
 
 def run_fact(fact, **kwargs):
@@ -106,3 +106,41 @@ def test_a_tree_upload_unpacks_the_changed_files_with_their_modes(tmp_path):
     archive.write_bytes(b"not a tar")
     failed = subprocess.run(["sh", "-c", str(untar_command(str(archive), str(dest)).get_raw_value())])
     assert failed.returncode != 0 and not archive.exists()
+
+
+@pytest.mark.parametrize("lists, first_install_fails, expected", [
+    ("none", False, ["update", "install"]),         # no package lists: refreshed first
+    ("fresh", False, ["install"]),                  # lists written just now: used as they are
+    ("fresh", True, ["install", "update", "install"]),  # ... but an install they fail is retried after a refresh
+    ("old", False, ["update", "install"]),          # none written within the hours allowed: refreshed first
+])
+def test_apt_refreshes_the_package_lists_only_when_old_or_failing(tmp_path, lists, first_install_fails, expected):
+    """The shell the deploy runs, with apt-get replaced by a stub that records its calls."""
+    folder = tmp_path / "lists"
+    folder.mkdir()
+    if lists != "none":
+        (folder / "archive_dists_noble_InRelease").write_text("")
+    calls = tmp_path / "calls"
+    stub = tmp_path / "bin"
+    stub.mkdir()
+    (stub / "apt-get").write_text(
+        "#!/bin/sh\n"
+        f"echo \"$1\" >> {calls}\n"
+        f"if [ \"$1\" = install ] && [ -e {tmp_path}/fail-once ]; then rm {tmp_path}/fail-once; exit 100; fi\n")
+    if lists == "old":  # a ctime cannot be set back: find, asked for lists changed within the hours, finds none
+        (stub / "find").write_text("#!/bin/sh\nexit 0\n")
+    for program in stub.iterdir():
+        program.chmod(0o755)
+    if first_install_fails:
+        (tmp_path / "fail-once").write_text("")
+    command = apt_install_command(["redis-server", "python3-venv"], max_age_hours=2, lists=str(folder))
+    assert f"find {folder} -maxdepth 1 -name '*Release' -cmin -120" in command
+    env = {**os.environ, "PATH": f"{stub}:{os.environ['PATH']}"}
+    result = subprocess.run(["sh", "-c", command], env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert calls.read_text().split() == expected
+
+
+def test_apt_refreshes_every_time_when_told():
+    assert apt_install_command(["nftables"], max_age_hours=0) == (
+        "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nftables")

@@ -3,6 +3,7 @@ real virtual environment (this machine's own), and each reason a deploy rebuilds
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -134,3 +135,43 @@ def test_the_build_imports_the_service_modules_and_writes_their_bytecode(tmp_pat
     run = subprocess.run(["sh", "-c", pyenv._import_command(broken, str(target))], capture_output=True, text=True)
     assert run.returncode == 1 and not target.exists()
     assert "the new litellm environment cannot import service_pkg.server, no_such_module" in run.stderr
+
+
+def _fake_index(tmp_path, version, sha=None):
+    """A PyPI simple index (PEP 691 JSON) for uv with one wheel for this machine, served as file:// URLs."""
+    import hashlib
+    import json
+    import zipfile
+
+    machine = os.uname().machine
+    name = f"uv-{version}-py3-none-manylinux_2_17_{machine}.manylinux2014_{machine}.whl"
+    wheel = tmp_path / name
+    with zipfile.ZipFile(wheel, "w") as z:
+        z.writestr(f"uv-{version}.data/scripts/uv", f"#!/bin/sh\necho 'uv {version} (fake)'\n")
+        z.writestr(f"uv-{version}.dist-info/METADATA", "Name: uv\n")
+    digest = sha or hashlib.sha256(wheel.read_bytes()).hexdigest()
+    other = {"filename": f"uv-{version}-py3-none-win_amd64.whl", "url": "file:///nonexistent", "hashes": {"sha256": "0"}}
+    index = tmp_path / "index.json"
+    index.write_text(json.dumps({"files": [other, {"filename": name, "url": wheel.as_uri(), "hashes": {"sha256": digest}}]}))
+    return index.as_uri()
+
+
+@pytest.mark.skipif(os.uname().sysname != "Linux", reason="the fake wheel is a Linux one")
+def test_uv_comes_from_its_wheel_held_to_the_index_digest(tmp_path):
+    """pyenv.UV_FETCH run as a host runs it (python3, curl), against a local index."""
+    from tasks.pyenv import UV_FETCH
+
+    dest = tmp_path / "opt-uv"
+    subprocess.run(["python3", "-c", UV_FETCH, "9.8.7", str(dest), _fake_index(tmp_path, "9.8.7")], check=True)
+    out = subprocess.run([str(dest / "bin" / "uv"), "--version"], capture_output=True, text=True, check=True)
+    assert out.stdout == "uv 9.8.7 (fake)\n"
+    assert sorted(p.name for p in (dest / "bin").iterdir()) == ["uv"]
+
+    bad = subprocess.run(["python3", "-c", UV_FETCH, "9.8.6", str(tmp_path / "bad"), _fake_index(tmp_path, "9.8.6", "ab" * 32)],
+                         capture_output=True, text=True)
+    assert bad.returncode == 1 and f"not the {'ab' * 32} PyPI lists" in bad.stderr
+    assert not (tmp_path / "bad" / "bin" / "uv").exists()
+
+    missing = subprocess.run(["python3", "-c", UV_FETCH, "1.2.3", str(tmp_path / "none"), _fake_index(tmp_path, "9.8.7")],
+                             capture_output=True, text=True)
+    assert missing.returncode == 1 and f"PyPI has no uv 1.2.3 wheel for Linux {os.uname().machine}" in missing.stderr

@@ -4,17 +4,19 @@ recorded (tests/unit/recorded.py); other systems refused before any change."""
 
 from __future__ import annotations
 
+import shlex
+
 import pytest
 
 from tasks import litellm as litellm_task
-from tasks import ovms_models
+from tasks import ovms_models, pyenv
 from tasks.hostos import System
 from tasks.pyenv import UV
 
 from .conftest import build
 from .recorded import fact_key, host_facts, run_deploy, sha, shell_lines, staging_paths, upload_commands, upload_steps, uploads
 
-PACKAGES = ("python3-venv", "ca-certificates", "curl", "redis-server", "libxml2", "libpython3.12t64")  # uv's, Redis, OVMS's
+PACKAGES = ("python3", "ca-certificates", "curl", "redis-server", "libxml2", "libpython3.12t64")  # uv's, Redis, OVMS's
 ARCHIVE = "ovms_ubuntu24_python_on.tar.gz"  # chosen for Ubuntu 24.04 and OVMS 2025.4
 UBUNTU = System(os="ubuntu", version="24.04", name="Ubuntu 24.04.1 LTS", arch="x86_64", kernel="Linux",
                 memory=64 << 30, cpus=8, login="chris", home="/home/chris", sudo="password")
@@ -82,8 +84,10 @@ def test_fresh_ubuntu_mini_as_an_ordinary_user_with_sudo(monkeypatch, registry):
     files = uploads(ran)
     s = registry.proxy
     conf = s["litellm_config_dir"]
-    assert lines.count("apt-get update -qq") == 1  # one refresh for every service's packages
-    assert any(line.startswith("DEBIAN_FRONTEND=noninteractive apt-get install") and "python3-venv" in line for line in lines)
+    apt = [line for line in shell_lines(ran) if "apt-get install" in line]
+    assert len(apt) == 1  # one install (and at most one refresh) for every service's packages
+    assert apt[0].startswith("if find /var/lib/apt/lists -maxdepth 1 -name '*Release' -cmin -1440")
+    assert "apt-get update -qq" in apt[0] and "redis-server" in apt[0]
     assert files[f"{conf}/router.yaml"].decode() == litellm_task.render_router_yaml(registry)
     assert files["/etc/ovms/config.json"].decode() == ovms_models.render_config(registry)
     # OVMS: the asset for Ubuntu 24.04, held to its digest, and the model pulled by OVMS as its user.
@@ -182,7 +186,9 @@ def test_rhel_installs_with_dnf(monkeypatch, registry):
     assert any("releases/download/v2025.4/ovms_redhat_python_on.tar.gz" in line for line in lines)
     assert "systemctl mask --now redis.service" in lines
     assert not any("apt-get" in line for line in lines)
-    assert any("--cert /etc/pki/tls/certs/ca-bundle.crt" in line for line in lines)
+    # uv from its wheel on PyPI by the host's python3 and curl (the system's trust store): no pip.
+    assert [line for line in lines if "/opt/uv" in line and "uv pip" not in line and " venv " not in line] == [
+        f"python3 -c {shlex.quote(pyenv.UV_FETCH)} {registry.settings('mini')['uv_version']} /opt/uv"]
 
 
 def test_logging_in_as_root_uses_no_sudo_and_no_staging(monkeypatch, registry):
