@@ -79,14 +79,17 @@ def from_scratch(host: str | None, runs: int) -> dict[str, list[float]]:
 
 def pip_vs_uv(settings: dict) -> tuple[float, float]:
     """The LiteLLM environment installed once with pip and once with uv, both without a cache,
-    on the (deployed) mini, in throwaway folders."""
+    on the (deployed) mini, in throwaway folders: the install alone (the hosts have no venv
+    module: the pip one is made by uv, with pip seeded into it)."""
     pins = f"'litellm[proxy]=={settings['litellm_version']}' 'prisma=={settings['litellm_prisma_version']}'"
     script = (
         "set -e; rm -rf /tmp/bench-pip /tmp/bench-uv; "
-        "s=$(date +%s.%N); python3 -m venv /tmp/bench-pip; "
+        "/opt/uv/bin/uv venv -q --seed --system-certs --python python3 /tmp/bench-pip; "
+        "s=$(date +%s.%N); "
         f"/tmp/bench-pip/bin/pip install -q --no-cache-dir --cert /etc/ssl/certs/ca-certificates.crt {pins}; "
         "e=$(date +%s.%N); echo pip $(python3 -c \"print($e-$s)\"); "
-        "s=$(date +%s.%N); /opt/uv/bin/uv venv -q --system-certs --python python3 /tmp/bench-uv; "
+        "/opt/uv/bin/uv venv -q --system-certs --python python3 /tmp/bench-uv; "
+        "s=$(date +%s.%N); "
         f"/opt/uv/bin/uv pip install -q --no-cache --system-certs --python /tmp/bench-uv/bin/python {pins}; "
         "e=$(date +%s.%N); echo uv $(python3 -c \"print($e-$s)\"); rm -rf /tmp/bench-pip /tmp/bench-uv"
     )
@@ -285,6 +288,7 @@ def main(argv: list[str]) -> int:
             result = from_scratch(host, args.runs)
             rows.append((f"from-scratch deploy, {label} (s, after boot)", stats(result["wall"])))
             rows.append(("  of which uv + Python environments (s)", stats(result["python envs"])))
+            print(f"bench: {rows[-2][1]} s; each run: {', '.join(f'{w:.1f}' for w in result['wall'])}", flush=True)
         print("bench: LiteLLM's environment with pip and with uv, no cache", flush=True)
         pip, uv = pip_vs_uv(registry.proxy)
         rows.append(("LiteLLM environment, pip vs uv, no cache (s, once)", f"pip {pip:.1f} / uv {uv:.1f}"))
