@@ -116,6 +116,15 @@ def fact_floor(runs: int) -> list[float]:
     return times
 
 
+def cpu_speed() -> float:
+    """This machine's speed at the moment, for comparing benches: seconds to compile the standard
+    library's typing.py 200 times in one process (pure CPU, no I/O; lower is faster). The lab's
+    work is CPU-bound, and a shared VM's speed drifts within the hour."""
+    script = ("import time, typing; src = open(typing.__file__).read(); s = time.perf_counter()\n"
+              "for _ in range(200): compile(src, 'typing.py', 'exec')\nprint(time.perf_counter() - s)")
+    return float(subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout)
+
+
 # --- latency ---------------------------------------------------------------------------------
 
 def one_request(url: str, body: bytes, key: str | None) -> float:
@@ -280,6 +289,7 @@ def main(argv: list[str]) -> int:
     registry = preflight.build(ROOT / "lab" / "inventory.py", ROOT, with_secrets=False)
     rows: list[tuple[str, str]] = []
     print(f"bench: {machine()}", flush=True)
+    speed = [cpu_speed()]
 
     if not args.skip_rebuild:
         for host in ("mini", "studio", None):
@@ -357,6 +367,9 @@ def main(argv: list[str]) -> int:
         rows.append((f"{m.name} (OVMS) completion tokens/s, direct on the mini", stats(direct)))
         rows.append((f"{m.name} (OVMS) completion tokens/s, through LiteLLM", stats(through)))
 
+    speed.append(cpu_speed())
+    rows.insert(0, ("machine speed: typing.py compiled 200 times, at the start / the end (s, lower is faster)",
+                    " / ".join(f"{v:.2f}" for v in speed)))
     print()
     print(f"Machine: {machine()}  ")
     print(f"Each figure: median (min-max) of {args.runs} runs.\n")
