@@ -136,7 +136,6 @@ def deploy_litellm(r: Registry, envs: dict) -> list[Wait]:
             f"{home}/{LAUNCHER.name}": launcher_text}  # read with the render's own question: one command
     found = host.get_fact(FileStates, paths=tuple(live))
     live_will_change = any(f is None or f["sha256"] != sha256_text(text) for f, text in zip(found, live.values()))
-    offline = " ".join(f"{k}={v}" for k, v in OFFLINE_ENV.items())
     # A LiteLLM this run switches to (built, or the previous one put back) judges it too.
     inputs = [m for m in (staged, built.build, check) if m is not None]
     if ops.may_change(live_will_change or built.reuse, inputs):
@@ -148,7 +147,7 @@ def deploy_litellm(r: Registry, envs: dict) -> list[Wait]:
                                              f"{home}/check_config.py --import {PROXY_MODULE} {staged_pair}",
                                              "echo 'the new LiteLLM environment did not pass the config check' >&2; exit 1")
         else:
-            command = f"{offline} {built.python} {home}/check_config.py {staged_pair}"
+            command = f"{pyenv.env_prefix(built.env)}{built.python} {home}/check_config.py {staged_pair}"
         server.shell(
             name="Validate the staged router.yaml with LiteLLM"
             + (" (and load the new environment's proxy, writing its bytecode)" if built.build is not None else ""),

@@ -228,6 +228,12 @@ def _import_command(env: PythonEnv, target: str) -> str:
                             f"rm -rf {target}; exit 1")
 
 
+def env_prefix(env: PythonEnv) -> str:
+    """Shell: the variables the service's modules are loaded with (import_env), as a command's
+    prefix ("" when none)."""
+    return "".join(f"{k}={shlex.quote(v)} " for k, v in env.import_env)
+
+
 def bytecode_command(env: PythonEnv, target: str, program: str, failed: str) -> str:
     """Shell: run program (arguments to the new environment's python, which load the service's
     modules) as root, so the bytecode of what it loads is written; `failed` is run when it fails.
@@ -235,7 +241,7 @@ def bytecode_command(env: PythonEnv, target: str, program: str, failed: str) -> 
     12 s on the lab); whichever gets to a module first writes its bytecode."""
     writes = "env -u PYTHONDONTWRITEBYTECODE"  # bytecode is the point, whatever the host's shell sets
     python = f"{writes} {target}/bin/python"
-    service_python = f"{writes} " + "".join(f"{k}={shlex.quote(v)} " for k, v in env.import_env) + f"{target}/bin/python"
+    service_python = f"{writes} {env_prefix(env)}{target}/bin/python"
     packages = " ".join(f"{target}/lib/python*/site-packages/{shlex.quote(name)}"
                         for name in dict.fromkeys(m.split(".")[0] for m in env.imports))
     # From /: `python -c` puts the working directory (the login user's home, under sudo) first

@@ -105,6 +105,7 @@ BAD = {
     "negative retries": (setting("litellm_router_settings", {"retry_policy": {"Timeout": -1}}), "retry_policy.Timeout must be a non-negative integer"),
     "allowed_fails as string": (setting("litellm_router_settings", {"allowed_fails": "two"}), "allowed_fails must be a non-negative number"),
     "zero timeout": (setting("litellm_start_timeout", 0), "litellm_start_timeout must be positive"),
+    "negative package list age": (setting("package_lists_max_age", -1), "package_lists_max_age must be 0 or more"),
     "fallback to no model": (change_model("jerry-chat", fallbacks=["jerry-gone"]), "llm_models['jerry-chat'].fallbacks names 'jerry-gone', which is no model"),
     "fallback to itself": (change_model("jerry-chat", fallbacks=["jerry-chat"]), "fallbacks names the model itself"),
     "fallbacks not a list of names": (change_model("jerry-chat", fallbacks=[1]), "fallbacks must list model names"),
