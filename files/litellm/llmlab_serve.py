@@ -1,17 +1,22 @@
-"""Start LiteLLM's proxy app under uvicorn's worker supervisor, which never loads LiteLLM itself.
+"""Start LiteLLM's proxy app under uvicorn's worker supervisor, loaded once and forked to each worker.
 
 Usage: llmlab_serve.py ROUTER_YAML HOST PORT WORKERS. The proxy's systemd unit runs this with the
 proxy's own environment instead of `litellm --config ROUTER_YAML --num_workers WORKERS`: that
-command imports the whole proxy in the supervising process (8 s of CPU on the lab's mini, and
-300 MB kept for nothing) before uvicorn spawns the workers, which import it again. Here only the
-workers load LiteLLM, so the proxy answers that much sooner after every start. The workers run
-what the command has them run for this deployment: the same app, uvicorn with uvloop and no
-`server` header, the config from CONFIG_FILE_PATH and the worker count in NUM_WORKERS (the
-variables LiteLLM itself reads), and uvicorn's log lines through LiteLLM's JSON formatter, as its
-`json_logs` has them. The command's other options (keep-alive, worker health-check timeout,
-concurrency limit, recycling workers) are not set by this deployment and not carried over.
+command imports the whole proxy in the supervising process (8 s of CPU on the lab's mini) and
+then has uvicorn spawn the workers, fresh interpreters that import it again, each. Here the
+supervisor loads the app once and the workers are forked from it with everything loaded (as
+gunicorn's --preload does): one import per start, not one per worker plus one, and a worker that
+dies is replaced at once. Nothing the import leaves behind belongs to one process: no thread, no
+connection (the workers connect to Redis as their app starts, after the fork); the supervisor
+refuses to fork otherwise. The workers run what the command has them run for this deployment:
+the same app, uvicorn with uvloop and no `server` header, the config from CONFIG_FILE_PATH and the
+worker count in NUM_WORKERS (the variables LiteLLM itself reads), and uvicorn's log lines through
+LiteLLM's JSON formatter, as its `json_logs` has them. The command's other options (keep-alive,
+worker health-check timeout, concurrency limit, recycling workers) are not set by this deployment
+and not carried over.
 """
 
+import gc
 import json
 import logging
 import multiprocessing
@@ -23,17 +28,17 @@ APP = "litellm.proxy.proxy_server:app"
 
 
 def _supervisor() -> bool:
-    """Whether this process is uvicorn's supervisor of several workers (which never loads
-    LiteLLM); with one worker, uvicorn serves from this process itself."""
+    """Whether this process is uvicorn's supervisor of several workers (which loads LiteLLM but
+    serves nothing); with one worker, uvicorn serves from this process itself."""
     return multiprocessing.parent_process() is None and os.environ.get("NUM_WORKERS", "1") != "1"
 
 
 class JsonFormatter(logging.Formatter):
     """uvicorn's log lines as JSON. Where LiteLLM serves, LiteLLM's own JSON formatter (its fields,
-    its redaction of secrets), loaded at the first line: a worker's first line comes after it has
-    loaded the app, so configuring logging stays quick and the worker answers uvicorn's health
-    check while it loads. In the supervisor, the same first fields without LiteLLM. Which of the
-    two is decided once, as logging is configured (in each process, the role known by then)."""
+    its redaction of secrets), loaded at the first line, so configuring logging stays quick. In
+    the supervisor, the same first fields without LiteLLM's formatter (its lines are uvicorn's
+    own, about the workers). Which of the two is decided once, as logging is configured (in each
+    process, the role known by then)."""
 
     def __init__(self):
         super().__init__()
@@ -78,6 +83,44 @@ def own_python(prefix: str) -> str | None:
     return None if real == os.path.abspath(prefix) else os.path.join(real, "bin", "python")
 
 
+def _sockets() -> set[int]:
+    """The file descriptors of this process that are sockets (Linux, where the proxy runs)."""
+    found = set()
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            if os.readlink(f"/proc/self/fd/{name}").startswith("socket:"):
+                found.add(int(name))
+        except OSError:  # the listing's own descriptor, closed by now
+            pass
+    return found
+
+
+def fork_workers_from_loaded_app(module: str) -> None:
+    """Load the app's module here, in the supervisor, and have uvicorn fork its workers from this
+    process instead of spawning fresh interpreters (uvicorn names the start method in one place,
+    uvicorn/_subprocess.py). Refused, with the reason, if loading it started a thread (a fork
+    copies only the thread that forks) or opened a connection (every worker would share it)."""
+    import threading
+
+    import uvicorn._subprocess
+
+    if not isinstance(getattr(uvicorn._subprocess, "spawn", None), multiprocessing.context.BaseContext):
+        sys.exit("llmlab_serve.py: this uvicorn has no uvicorn._subprocess.spawn to fork workers with")
+    before = _sockets()
+    __import__(module)
+    threads = [t.name for t in threading.enumerate() if t is not threading.main_thread()]
+    if threads:
+        sys.exit(f"llmlab_serve.py: loading {module} started threads ({', '.join(threads)}); "
+                 f"workers cannot be forked from it")
+    opened = _sockets() - before
+    if opened:
+        sys.exit(f"llmlab_serve.py: loading {module} opened {len(opened)} socket(s); workers cannot be forked from it")
+    # What the import built is never collected: the workers keep sharing its memory pages with
+    # this process instead of each copying the pages a collection would touch.
+    gc.freeze()
+    uvicorn._subprocess.spawn = multiprocessing.get_context("fork")
+
+
 def main(argv):
     if len(argv) != 4:
         sys.exit("usage: llmlab_serve.py ROUTER_YAML HOST PORT WORKERS")
@@ -89,6 +132,8 @@ def main(argv):
     os.environ["NUM_WORKERS"] = str(workers)
     import uvicorn
 
+    if workers > 1:
+        fork_workers_from_loaded_app(APP.partition(":")[0])
     uvicorn.run(APP, host=host, port=port, workers=workers, loop="uvloop", server_header=False,
                 log_config=log_config(os.environ.get("LITELLM_LOG", "DEBUG").upper()))
 

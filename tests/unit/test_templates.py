@@ -270,7 +270,7 @@ def _launcher_line(monkeypatch, capsys, worker: bool, workers: int = 2, exc: boo
     return line
 
 
-def test_the_proxy_launcher_logs_json_without_loading_litellm_in_the_supervisor(monkeypatch, capsys):
+def test_the_proxy_launchers_supervisor_logs_uvicorns_fields_as_json(monkeypatch, capsys):
     line = _launcher_line(monkeypatch, capsys, worker=False)
     assert line["message"] == "Started parent process [42]" and line["component"] == "uvicorn.error"
     assert "logger" not in line  # not LiteLLM's formatter
@@ -298,6 +298,51 @@ def test_the_proxy_launcher_runs_from_the_environments_own_folder(monkeypatch, t
     (tmp_path / "venv").symlink_to(real.name)
     assert llmlab_serve.own_python(str(tmp_path / "venv")) == str(real / "bin" / "python")
     assert llmlab_serve.own_python(str(real)) is None
+
+
+def _fork_with(monkeypatch, tmp_path, module_text: str):
+    """fork_workers_from_loaded_app on a new module of module_text; returns the module as loaded
+    and uvicorn's start method after (None if refused: the SystemExit is in the module's `refused`)."""
+    import importlib
+    import uvicorn._subprocess
+
+    monkeypatch.syspath_prepend(str(litellm_task.LAUNCHER.parent))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import llmlab_serve
+
+    name = f"app_{tmp_path.name}".replace("-", "_")
+    (tmp_path / f"{name}.py").write_text(module_text)
+    monkeypatch.setattr(uvicorn._subprocess, "spawn", uvicorn._subprocess.spawn)  # put back afterwards
+    monkeypatch.setattr(llmlab_serve.gc, "freeze", lambda: None)  # not the test process's own objects
+    try:
+        llmlab_serve.fork_workers_from_loaded_app(name)
+    except SystemExit as exc:
+        module = importlib.import_module(name)
+        module.refused = str(exc)
+        return module, None
+    return importlib.import_module(name), uvicorn._subprocess.spawn.get_start_method()
+
+
+def test_the_proxy_launcher_forks_workers_from_the_app_it_loaded(monkeypatch, tmp_path):
+    module, method = _fork_with(monkeypatch, tmp_path, "import time\nloaded_at = time.monotonic()\n")
+    assert method == "fork" and module.loaded_at  # loaded here, before any worker exists
+
+
+def test_the_proxy_launcher_refuses_to_fork_from_an_app_that_started_a_thread(monkeypatch, tmp_path):
+    import uvicorn._subprocess
+
+    module, method = _fork_with(monkeypatch, tmp_path, "import threading\nstop = threading.Event()\n"
+                                "thread = threading.Thread(target=stop.wait, name='poller')\nthread.start()\n")
+    module.stop.set()
+    module.thread.join()
+    assert method is None and "started threads (poller); workers cannot be forked" in module.refused
+    assert uvicorn._subprocess.spawn.get_start_method() == "spawn"  # left as uvicorn has it
+
+
+def test_the_proxy_launcher_refuses_to_fork_from_an_app_that_holds_a_connection(monkeypatch, tmp_path):
+    module, method = _fork_with(monkeypatch, tmp_path, "import socket\nkept = socket.socket()\n")
+    module.kept.close()
+    assert method is None and "opened 1 socket(s); workers cannot be forked" in module.refused
 
 
 def test_the_proxy_launcher_wants_its_four_arguments():
