@@ -38,7 +38,7 @@ from pyinfra.api.command import QuoteString as Q
 from pyinfra.api.exceptions import OperationValueError
 from pyinfra.api.command import StringCommand
 from pyinfra.api.util import get_file_sha256
-from pyinfra.facts.files import FileContents
+from pyinfra.facts.files import FileContents, Link
 from pyinfra.operations.util.files import generate_color_diff
 
 from tasks.facts import (
@@ -46,6 +46,7 @@ from tasks.facts import (
     TreeDigests, UnitStates,
 )
 from tasks import hostos
+from tasks.shell import joined_commands
 from tasks.hostos import root_group
 from tasks.render import sha256_text
 
@@ -109,10 +110,11 @@ def _staging() -> bool:
     return hostos.system().sudo != "root"
 
 
-def _upload(data, dest: str, user: str, group: str, mode: str):
-    """Put the bytes on a 0600 file beside dest, set owner and mode, then move it into place:
-    the content is never readable by others, even for a moment, and dest changes atomically.
-    data: bytes, or a local file's path.
+def _upload(data, dest: str, user: str, group: str, mode: str) -> tuple:
+    """The three steps that put bytes on a 0600 file beside dest, set owner and mode, then move
+    it into place: the content is never readable by others, even for a moment, and dest changes
+    atomically. data: bytes, or a local file's path. Returns (prepare, send, place): _placed()
+    runs them for several files.
 
     Under sudo the bytes go by SFTP, as the login user, into its private upload folder (0700),
     and one command as root copies them onto the 0600 file (umask 077), sets owner and mode and
@@ -120,18 +122,34 @@ def _upload(data, dest: str, user: str, group: str, mode: str):
     tmp = f"{dest}.upload"
     body = BytesIO(data) if isinstance(data, bytes) else data
     if not _staging():  # root: SFTP writes onto the 0600 file itself
-        yield StringCommand("rm", "-f", Q(tmp), "&&", "touch", Q(tmp), "&&", "chmod", "600", Q(tmp))
-        yield FileUploadCommand(body, tmp)
-        copy = []
-    else:
-        staged = _staged(dest)
-        yield _private_folder(_upload_folder())
-        yield FileUploadCommand(body, staged, **AS_LOGIN)
-        # The staged copy goes whether the copy worked or not.
-        copy = ["rm", "-f", Q(tmp), "&&", "(", "umask", "077", "&&", "cp", Q(staged), Q(tmp), ")", ";",
-                "c=$?;", "rm", "-f", Q(staged), ";", "[", "$c", "-eq", "0", "]", "&&"]
-    yield StringCommand(*copy, "chown", Q(f"{user}:{group}"), Q(tmp), "&&", "chmod", Q(mode), Q(tmp),
-                        "&&", "mv", "-f", Q(tmp), Q(dest))
+        return (StringCommand("rm", "-f", Q(tmp), "&&", "touch", Q(tmp), "&&", "chmod", "600", Q(tmp)),
+                FileUploadCommand(body, tmp),
+                StringCommand("chown", Q(f"{user}:{group}"), Q(tmp), "&&", "chmod", Q(mode), Q(tmp),
+                              "&&", "mv", "-f", Q(tmp), Q(dest)))
+    staged = _staged(dest)
+    # The staged copy goes whether the copy worked or not.
+    return (_private_folder(_upload_folder()),
+            FileUploadCommand(body, staged, **AS_LOGIN),
+            StringCommand("rm", "-f", Q(tmp), "&&", "(", "umask", "077", "&&", "cp", Q(staged), Q(tmp), ")", ";",
+                          "c=$?;", "rm", "-f", Q(staged), ";", "[", "$c", "-eq", "0", "]", "&&",
+                          "chown", Q(f"{user}:{group}"), Q(tmp), "&&", "chmod", Q(mode), Q(tmp),
+                          "&&", "mv", "-f", Q(tmp), Q(dest)))
+
+
+def _placed(uploads: list[tuple], fixes: list[StringCommand] = ()):
+    """Commands for several files (_upload steps each): every file's preparation (the upload
+    folder, made once), every upload, then every move into place and the `fixes` (owner and
+    mode of files whose content is right): under joined_commands, one command as the login user,
+    the uploads, and one as root, however many files."""
+    prepared = {}
+    for prepare, _, _ in uploads:
+        prepared.setdefault(prepare.get_raw_value(), prepare)
+    yield from prepared.values()
+    for _, send, _ in uploads:
+        yield send
+    for _, _, place in uploads:
+        yield place
+    yield from fixes
 
 
 def _private_folder(folder: str) -> StringCommand:
@@ -147,29 +165,33 @@ def _owner_and_mode(current: dict, dest: str, user: str, group: str, mode: str):
         yield StringCommand("chmod", Q(mode), Q(dest))
 
 
-def _text(dest: str, content: str, current: dict | None, user: str, group: str, mode: str, show_diff: bool):
-    """Commands that make dest hold content with this owner and mode, given its current state.
-    Returns True when the content is uploaded. show_diff: print a diff under --dry."""
-    if current is not None and current["sha256"] == sha256_text(content):
-        yield from _owner_and_mode(current, dest, user, group, mode)
-        return False
-    if current is not None and show_diff and state.config.DIFF:
-        old = [line + "\n" for line in host.get_fact(FileContents, path=dest) or []]
-        host.log(f"Will modify {dest}", logger.info)
-        for line in generate_color_diff(old, content.splitlines(keepends=True)):
-            logger.info("  %s", line)
-    yield from _upload(content.encode(), dest, user, group, mode)
-    return True
+def _texts(files: list[tuple]):
+    """Commands that make each dest hold its content with its owner and mode, given its current
+    state: files are (dest, content, current, user, group, mode, show_diff). show_diff: print a
+    diff under --dry."""
+    uploads, fixes = [], []
+    for dest, content, current, user, group, mode, show_diff in files:
+        if current is not None and current["sha256"] == sha256_text(content):
+            fixes += _owner_and_mode(current, dest, user, group, mode)
+            continue
+        if current is not None and show_diff and state.config.DIFF:
+            old = [line + "\n" for line in host.get_fact(FileContents, path=dest) or []]
+            host.log(f"Will modify {dest}", logger.info)
+            for line in generate_color_diff(old, content.splitlines(keepends=True)):
+                logger.info("  %s", line)
+        uploads.append(_upload(content.encode(), dest, user, group, mode))
+    yield from _placed(uploads, fixes)
 
 
 @operation()
+@joined_commands
 def text_file(dest: str, content: str, user: str = "root", group: str | None = None, mode: str = "644",
               secret: bool = False, public: bool = False):
     """A file with exactly this content, owner and mode (group: root's unless given). A secret
     file is compared by sha256 only: its content is never printed, diffed (--dry) or logged.
     public: the file and its folders are readable by anyone, so it is read without sudo."""
     current = host.get_fact(FileState, path=dest, **_as(public))
-    yield from _text(dest, content, current, user, group or root_group(), mode, show_diff=not secret)
+    yield from _texts([(dest, content, current, user, group or root_group(), mode, not secret)])
 
 
 @dataclass(frozen=True)
@@ -184,6 +206,7 @@ class Text:
 
 
 @operation()
+@joined_commands
 def text_files(files: dict, user: str = "root", group: str | None = None, mode: str = "644",
                written: Affected | None = None, public: bool = False):
     """Several files with exactly these contents, owners and modes, read in one command: dest ->
@@ -199,12 +222,12 @@ def text_files(files: dict, user: str = "root", group: str | None = None, mode: 
         for dest, spec, current in zip(paths, specs, found):
             if current is None or current["sha256"] != sha256_text(spec.content):
                 written.add(dest)
-    for dest, spec, current in zip(paths, specs, found):
-        yield from _text(dest, spec.content, current, spec.user, spec.group or root_group(), spec.mode,
-                         show_diff=not spec.secret)
+    yield from _texts([(dest, spec.content, current, spec.user, spec.group or root_group(), spec.mode, not spec.secret)
+                       for dest, spec, current in zip(paths, specs, found)])
 
 
 @operation()
+@joined_commands
 def directories(paths: list, user: str = "root", group: str | None = None, mode: str = "755",
                 public: bool = False):
     """Directories that exist with an owner and mode, all read in one command. Each entry is a
@@ -238,6 +261,7 @@ def apt_install_command(packages: list[str], max_age_hours: int, lists: str = AP
 
 
 @operation()
+@joined_commands
 def system_packages(packages: list, max_age_hours: int = 0):
     """The distribution's packages installed (apt on Debian and Ubuntu, dnf on RHEL). Only when
     something is missing, so a converged host is asked one question and nothing changes; apt's
@@ -258,13 +282,14 @@ def system_packages(packages: list, max_age_hours: int = 0):
 
 
 @operation()
+@joined_commands
 def local_file(src: str, dest: str, user: str = "root", group: str | None = None, mode: str = "644",
                public: bool = False):
     """A file on the host that is a copy of src on the control machine (compared by sha256)."""
     group = group or root_group()
     current = host.get_fact(FileState, path=dest, **_as(public))
     if current is None or current["sha256"] != get_file_sha256(src):
-        yield from _upload(src, dest, user, group, mode)
+        yield from _placed([_upload(src, dest, user, group, mode)])
         return
     yield from _owner_and_mode(current, dest, user, group, mode)
 
@@ -300,10 +325,11 @@ def untar_command(archive: str, dest: str) -> StringCommand:
     remove the archive, whether the unpack worked or not."""
     return StringCommand("install", "-d", "-m", "755", Q(dest), "&&",
                          "tar", "-x", "-U", "--numeric-owner", "-f", Q(archive), "-C", Q(dest), ";",
-                         "s=$?;", "rm", "-f", Q(archive), ";", "exit", "$s")
+                         "s=$?;", "rm", "-f", Q(archive), ";", "[", "$s", "-eq", "0", "]")
 
 
 @operation()
+@joined_commands
 def tree(src: str, dest: str):
     """dest on the host holds exactly the files of src on the control machine (root-owned,
     files 0644, folders 0755): changed files are uploaded, files src lacks are removed. The
@@ -332,7 +358,26 @@ def tree(src: str, dest: str):
         yield StringCommand("rm", "-f", *[Q(f"{dest}/{rel}") for rel in gone])
 
 
+def replace_link(macos: bool) -> str:
+    """Shell: `<this> TARGET LINK` points LINK at TARGET, replacing a link to a folder in place
+    (BSD ln's -h is GNU ln's -n)."""
+    return "ln -sfh" if macos else "ln -sfn"
+
+
 @operation()
+def link(path: str, target: str):
+    """path is a symbolic link to target (read without sudo: its folder is readable by anyone).
+    A path that exists and is not a link is refused, not replaced."""
+    current = host.get_fact(Link, path=path, **AS_LOGIN)
+    if current is False:
+        raise OperationValueError(f"{path} exists and is not a link: refusing to replace it with one to {target}")
+    if current and current["link_target"] == target:
+        return
+    yield f"{replace_link(hostos.system().macos)} {shlex.quote(target)} {shlex.quote(path)}"
+
+
+@operation()
+@joined_commands
 def system_account(user: str, home: str, shell: str = "/usr/sbin/nologin"):
     """A system user with a group of its own name, the given home (not created) and shell."""
     current = host.get_fact(Account, user=user, **AS_LOGIN)
@@ -349,6 +394,7 @@ def system_account(user: str, home: str, shell: str = "/usr/sbin/nologin"):
 
 
 @operation()
+@joined_commands
 def restart_units(units: dict, written: Affected, restarted: Affected):
     """systemctl try-restart, in one command, of each unit (name -> (unit file, operations))
     whose file this run wrote or one of whose operations changed something."""
@@ -361,6 +407,7 @@ def restart_units(units: dict, written: Affected, restarted: Affected):
 
 
 @operation()
+@joined_commands
 def units_enabled_running(units: list, started: Affected):
     """systemd units enabled at boot and active now (started if they are not), read in one
     command. `started` collects the units this run enabled or started."""
@@ -377,6 +424,7 @@ def units_enabled_running(units: list, started: Affected):
 
 
 @operation()
+@joined_commands
 def launchd_load(jobs: dict, written: Affected):
     """Reload each launchd job (label -> plist path) whose plist this run wrote: bootout, then
     bootstrap (bootstrap fails while a job of that label is loaded)."""
@@ -391,6 +439,7 @@ def launchd_load(jobs: dict, written: Affected):
 
 
 @operation()
+@joined_commands
 def launchd_kickstart(jobs: dict, written: Affected, restarted: Affected):
     """launchctl kickstart -k each job (label -> (plist path, operations)) whose plist is
     unchanged but one of whose operations changed something (a new plist was loaded already)."""
@@ -403,6 +452,7 @@ def launchd_kickstart(jobs: dict, written: Affected, restarted: Affected):
 
 
 @operation()
+@joined_commands
 def launchd_loaded(jobs: dict, loaded: Affected):
     """Bootstrap each launchd job (label -> plist path) that is not loaded in the system domain
     (`launchctl print`, one command for all): a job someone booted out comes back. `loaded`
@@ -438,6 +488,7 @@ def wait_command(probe: str, timeout: int, what: str, rollback=None) -> str:
 
 
 @operation()
+@joined_commands
 def services_answer(checks: list, every: bool = False):
     """For each (probe, timeout, what, started, rollback) whose `started` operation changed
     something, wait until it answers (wait_command). A rollback applies only when its switch to
@@ -456,6 +507,7 @@ def services_answer(checks: list, every: bool = False):
 
 
 @operation()
+@joined_commands
 def units_masked(units: list):
     """systemd units stopped and masked (another unit of ours does their job), read in one command."""
     states = host.get_fact(UnitStates, units=tuple(units), **AS_LOGIN)

@@ -13,7 +13,7 @@ from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.api.exceptions import DeployError
 from pyinfra.facts.files import File
-from pyinfra.operations import files, server
+from pyinfra.operations import server
 
 from tasks import hostos, ops, ovms_models, ovms_release, pyenv
 from tasks.pyenv import PythonEnv
@@ -21,6 +21,7 @@ from tasks.registry import Registry
 from tasks.render import render
 from tasks.schema import DataError
 from tasks.service import Service, Wait, managed_services
+from tasks.shell import one
 
 _RELEASES: dict[tuple, ovms_release.Release] = {}
 
@@ -120,12 +121,14 @@ def deploy_ovms(r: Registry, envs: dict) -> list[Wait]:
         if rel.local:
             ops.local_file(name=f"Upload the OVMS archive {rel.asset}", src=rel.local, dest=archive, public=True)
         else:
-            files.download(name=f"Download the OVMS archive {rel.asset}", src=rel.url, dest=archive,
-                           sha256sum=rel.sha256)
+            # Into a partial file first: an interrupted download never looks like the archive.
+            server.shell(name=f"Download the OVMS archive {rel.asset}",
+                         commands=[f"curl -fsSL --retry 2 -o {shlex.quote(archive)}.part {shlex.quote(rel.url)} "
+                                   f"&& mv -f {shlex.quote(archive)}.part {shlex.quote(archive)}"])
         # Verified again whatever the source; the folder appears only whole, and the archive goes.
         server.shell(
             name=f"Verify {rel.asset} (sha256 from {rel.digest_from}) and unpack it into {target}",
-            commands=[
+            commands=[one([
                 f"echo {shlex.quote(rel.sha256 + '  ' + archive)} | sha256sum -c --quiet - || "
                 f"{{ echo 'the OVMS archive {rel.asset} does not match the sha256 from {rel.digest_from}'; "
                 f"rm -f {archive}; exit 1; }}",
@@ -133,10 +136,10 @@ def deploy_ovms(r: Registry, envs: dict) -> list[Wait]:
                 f"tar -xzf {archive} -C {target}.tmp",
                 f"test -x {target}.tmp/ovms/bin/ovms",
                 f"mv {target}.tmp {target} && rm -f {archive}",
-            ],
+            ])],
         )
-    current = files.link(name=f"Point {home}/current at {os.path.basename(target)}", path=f"{home}/current",
-                         target=target)
+    current = ops.link(name=f"Point {home}/current at {os.path.basename(target)}", path=f"{home}/current",
+                       target=target)
     models = ovms_models.provision(r)
     switched = pyenv.switch(envs["ovms"], s["uv_keep"]) if "ovms" in envs else None
     config = ops.text_files(name="Render OVMS config.json and each model's graph.pbtxt",

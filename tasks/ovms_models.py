@@ -21,6 +21,7 @@ from tasks import ops
 from tasks.facts import FileState
 from tasks.registry import Model, Registry
 from tasks.render import render, sha256_text
+from tasks.shell import joined_commands
 
 SOURCE_MARKER = "source"
 
@@ -62,6 +63,7 @@ def pull_command(r: Registry, m: Model, repository: str) -> str:
 
 
 @operation()
+@joined_commands
 def hub_model(r: Registry, m: Model):
     """The repo m.source pulled by OVMS as its service user, only when it is not the one there:
     into a fresh folder first, so a failed pull leaves the model being served in place."""

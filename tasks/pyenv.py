@@ -16,6 +16,7 @@ from tasks import hostos, ops
 from tasks.facts import ENV_RECORD, UvEnvironment
 from tasks.hostos import is_macos
 from tasks.render import sha256_text
+from tasks.shell import one
 
 UV = "/opt/uv/bin/uv"
 # This run's name for the environment folders it builds: sortable by time, so pruning keeps the
@@ -206,7 +207,7 @@ def _uv_environment(env: PythonEnv, found: dict) -> Built:
     t = shlex.quote(target)
     build = server.shell(
         name=f"Build the {env.service} environment with uv in {target} ({reason})",
-        commands=[
+        commands=[one([
             f"rm -rf {t}",
             f"{uv_venv} --quiet {certs} {python} {t}",
             # A build that fails leaves nothing behind (the folder in use was never touched).
@@ -214,7 +215,7 @@ def _uv_environment(env: PythonEnv, found: dict) -> Built:
             + " ".join(shlex.quote(r) for r in env.requirements) + f" || {{ rm -rf {t}; exit 1; }}",
             *([_import_command(env, t)] if env.imports and not env.imported_by_check else []),
             f"printf %s {shlex.quote(spec_text)} > {shlex.quote(record_path(target))}",
-        ],
+        ])],
     )
     return Built(env, target, build, reason)
 
@@ -250,16 +251,11 @@ def bytecode_command(env: PythonEnv, target: str, program: str, failed: str) -> 
             f"{service_python} {program} || {{ wait $compiling; {failed}; }}; wait $compiling")
 
 
-def _ln(macos: bool) -> str:
-    """Replace a link to a folder with another (BSD ln's -h is GNU ln's -n)."""
-    return "ln -sfh" if macos else "ln -sfn"
-
-
 def switch_commands(venv_path: str, target_path: str, keep: int, macos: bool) -> list[str]:
     """Shell: point the link venv_path at target_path; the folder it pointed at becomes
     `<venv>.previous`; older folders pruned to `keep` in all (see switch)."""
     venv, target = shlex.quote(venv_path), shlex.quote(target_path)
-    link = _ln(macos)
+    link = ops.replace_link(macos)
     old = shlex.quote(f"{venv_path}-00000000000000-old")  # sorts as the oldest
     return [
         # The folder in use becomes the previous one; an environment of the old layout (a folder,
@@ -285,12 +281,12 @@ def switch(built: Built, keep: int) -> OperationMeta | None:
     return server.shell(
         name=f"Switch {built.env.venv} to {built.target.rsplit('/', 1)[-1]}"
         + (" (the previous environment, which has these pins)" if built.reuse else ""),
-        commands=switch_commands(built.env.venv, built.target, keep, is_macos()),
+        commands=[one(switch_commands(built.env.venv, built.target, keep, is_macos()))],
     )
 
 
 def rollback_command(built: Built) -> str:
     """Shell: point `<venv>` back at the previous environment (when there is one)."""
     venv = shlex.quote(built.env.venv)
-    link = _ln(is_macos())
+    link = ops.replace_link(is_macos())
     return f"[ -L {venv}.previous ] && {link} \"$(readlink {venv}.previous)\" {venv}"

@@ -97,10 +97,18 @@ def run_deploy(monkeypatch, registry, target: str, facts: dict, sudo: bool = Tru
 
 
 def shell_lines(ran) -> list[str]:
+    """Every shell command the deploy runs, in order; those joined into one remote command
+    (tasks/shell.py) one by one."""
     return [
-        str(c.get_raw_value()) for _, commands in ran for c in commands
-        if not isinstance(c, (FileUploadCommand, FunctionCommand))
+        str(part.get_raw_value()) for _, commands in ran for c in commands
+        if not isinstance(c, (FileUploadCommand, FunctionCommand)) for part in getattr(c, "parts", [c])
     ]
+
+
+def remote_commands(ran) -> list[str]:
+    """The remote shell commands the deploy runs (joined ones as one), in order."""
+    return [str(c.get_raw_value()) for _, commands in ran for c in commands
+            if not isinstance(c, (FileUploadCommand, FunctionCommand))]
 
 
 def upload_steps(ran) -> list[str]:

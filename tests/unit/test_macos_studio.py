@@ -180,7 +180,7 @@ def test_after_a_run_that_is_gone_the_servers_not_answering_are_waited_for(monke
         assert changed == []
         return
     assert [name for name, _ in changed] == ["Wait for the (re)started services to answer"]
-    waits = [str(c.get_raw_value()) for c in changed[0][1]]
+    waits = shell_lines(changed)
     assert len(waits) == len(down)
     for i in down:
         assert any(f":{models[i].port}/" in w for w in waits), models[i].name

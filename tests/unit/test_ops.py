@@ -6,6 +6,8 @@ import subprocess
 import pytest
 
 from tasks.facts import DirectoryStates, FileStates, InstalledDebianPackages, TreeDigests, UnitStates
+from pyinfra.api.command import StringCommand
+
 from tasks.ops import apt_install_command, tar_of, untar_command
 
 
@@ -144,3 +146,47 @@ def test_apt_refreshes_the_package_lists_only_when_old_or_failing(tmp_path, list
 def test_apt_refreshes_every_time_when_told():
     assert apt_install_command(["nftables"], max_age_hours=0) == (
         "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nftables")
+
+
+def _sh(command) -> subprocess.CompletedProcess:
+    return subprocess.run(["sh", "-c", str(command.get_raw_value())], capture_output=True, text=True)
+
+
+def test_joined_commands_run_in_order_and_stop_at_the_first_that_fails(tmp_path):
+    from tasks.shell import one
+
+    log = tmp_path / "log"
+    ran = _sh(one([f"echo a >> {log}", f"x=1; (exit 3) || {{ echo b >> {log}; exit 3; }}", f"echo c >> {log}"]))
+    assert ran.returncode == 3 and log.read_text() == "a\nb\n"  # the failing command's status, nothing after it
+    # A command that backgrounds work and waits for it (pyenv.bytecode_command's shape), then the next.
+    ran = _sh(one([f"cd / && {{ sleep 0.1; echo bg >> {log}; }} & p=$!; true || exit 1; wait $p", f"echo d >> {log}"]))
+    assert ran.returncode == 0 and log.read_text().endswith("bg\nd\n")
+    assert one(["echo only"]).get_raw_value() == "echo only"  # a single command as it is
+
+
+def test_an_untar_joined_with_a_later_command_lets_it_run(tmp_path):
+    """untar_command must not end the shell on success: a command joined after it still runs."""
+    from tasks.shell import one
+
+    src, dest = tmp_path / "src", tmp_path / "dest"
+    src.mkdir()
+    (src / "f.txt").write_text("x")
+    archive = tmp_path / "a.tar"
+    with tar_of(str(src), ["f.txt"]) as data:
+        data.seek(0)
+        archive.write_bytes(data.read())
+    assert _sh(one([untar_command(str(archive), str(dest)), StringCommand("touch", str(tmp_path / "after"))])).returncode == 0
+    assert (dest / "f.txt").read_text() == "x" and (tmp_path / "after").exists()
+
+
+def test_joined_keeps_uploads_in_place_and_joins_only_alike_commands():
+    from pyinfra.api import FileUploadCommand
+
+    from tasks.shell import Joined, joined
+
+    out = list(joined([StringCommand("a", _sudo=False), StringCommand("b", _sudo=False), FileUploadCommand("x", "y"),
+                       StringCommand("c"), "d", StringCommand("e", _sudo=False)]))
+    assert [type(c).__name__ for c in out] == ["Joined", "FileUploadCommand", "Joined", "StringCommand"]
+    assert [p.get_raw_value() for p in out[0].parts] == ["a", "b"] and out[0].connector_arguments == {"_sudo": False}
+    assert [p.get_raw_value() for p in out[2].parts] == ["c", "d"] and out[2].connector_arguments == {}
+    assert isinstance(out[0], Joined) and out[3].connector_arguments == {"_sudo": False}

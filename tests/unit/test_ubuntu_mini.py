@@ -14,7 +14,9 @@ from tasks.hostos import System
 from tasks.pyenv import UV
 
 from .conftest import build
-from .recorded import fact_key, host_facts, run_deploy, sha, shell_lines, staging_paths, upload_commands, upload_steps, uploads
+from .recorded import (
+    fact_key, host_facts, remote_commands, run_deploy, sha, shell_lines, staging_paths, upload_commands, upload_steps, uploads,
+)
 
 PACKAGES = ("python3", "ca-certificates", "curl", "redis-server", "libxml2", "libpython3.12t64")  # uv's, Redis, OVMS's
 ARCHIVE = "ovms_ubuntu24_python_on.tar.gz"  # chosen for Ubuntu 24.04 and OVMS 2025.4
@@ -51,10 +53,7 @@ def recorded_fresh_mini(registry, system: System = UBUNTU) -> dict:
         fact_key("UnitStates", units=("redis-llm.service",)): {"redis-llm.service": ("", "inactive")},
         fact_key("Account", user=s["ovms_user"]): None,
         fact_key("DirectoryStates", paths=ovms_folders): [None] * len(ovms_folders),
-        fact_key("Which", command="curl"): "/usr/bin/curl",
-        fact_key("File", path=f"{ovms_home}/archives/{ARCHIVE}"): None,
         fact_key("File", path=f"{release}/ovms/bin/ovms"): None,
-        fact_key("Directory", path=ovms_home): {"mode": 755, "user": "root", "group": "root"},
         fact_key("Link", path=f"{ovms_home}/current"): None,
         **{fact_key("FileState", path=f"{m}/source"): None for m in models},
         fact_key("FileStates", paths=(f"{s['ovms_config_dir']}/config.json", *(f"{m}/graph.pbtxt" for m in models))):
@@ -178,8 +177,6 @@ def test_rhel_installs_with_dnf(monkeypatch, registry):
     facts[fact_key("UnitStates", units=("redis.service",))] = {"redis.service": ("disabled", "inactive")}
     facts[fact_key("InstalledRpmPackages", packages=("python3", "ca-certificates", "curl", "redis", "libxml2",
                                                       "python3-libs"))] = ["python3"]
-    archive = fact_key("File", path=f"/opt/ovms/archives/{ARCHIVE}")
-    facts[fact_key("File", path="/opt/ovms/archives/ovms_redhat_python_on.tar.gz")] = facts.pop(archive)
     ran = run_deploy(monkeypatch, registry, "mini", facts)
     lines = shell_lines(ran)
     assert "dnf install -y -q ca-certificates curl redis libxml2 python3-libs" in lines
@@ -216,3 +213,20 @@ def test_a_model_is_pulled_only_when_its_source_changes(monkeypatch, registry, m
     if pulls:  # into a fresh folder, swapped in only once the pull succeeded
         swap = f"rm -rf {folder}/hub && mv {folder}/hub.tmp {folder}/hub"
         assert lines.index(swap) > next(i for i, line in enumerate(lines) if "--pull" in line)
+
+
+def test_each_operation_runs_its_commands_as_few_remote_commands(monkeypatch, registry):
+    """On a host reached through sudo with a password, every remote command pays a password
+    check: an operation's consecutive commands run as one (tasks/shell.py), so no two of its
+    shell commands in a row are run apart with the same sudo arguments."""
+    from pyinfra.api import FileUploadCommand, StringCommand
+
+    ran = run_deploy(monkeypatch, registry, "mini", recorded_fresh_mini(registry))
+    for name, commands in ran:
+        for a, b in zip(commands, commands[1:]):
+            assert not (isinstance(a, StringCommand) and isinstance(b, StringCommand)
+                        and a.connector_arguments == b.connector_arguments), name
+    # Four files staged: one command as the login user, the four uploads, one as root.
+    staged = next(commands for name, commands in ran if "Stage the new router.yaml" in name)
+    assert [type(c).__name__ for c in staged] == ["StringCommand", *["FileUploadCommand"] * 3, "Joined"]
+    assert len(remote_commands(ran)) < len(shell_lines(ran)) * 2 // 3
