@@ -121,7 +121,19 @@ def python_environments(uv_version: str, envs: list[PythonEnv]) -> dict[str, Bui
     found = [host.get_fact(UvEnvironment, uv=UV, venv=env.venv, entry_point=env.entry_point,
                            dists=tuple(env.pins), **ops.AS_LOGIN) for env in envs]
     _ensure_uv(uv_version, found[0]["uv"])
-    return {env.service: _uv_environment(env, state) for env, state in zip(envs, found)}
+    planned = {env.service: _uv_environment(env, state) for env, state in zip(envs, found)}
+    due = [(built, commands) for built, commands in planned.values() if commands]
+    if due:
+        # Every build of this host in one operation, one after the other: so whatever the
+        # environments of each host, their builds run side by side with the other hosts'.
+        build = server.shell(
+            name="Build " + "; ".join(f"the {b.env.service} environment with uv in {b.target} ({b.reason})"
+                                      for b, _ in due),
+            commands=[one([c for _, commands in due for c in commands])],
+        )
+        for built, _ in due:
+            built.build = build
+    return {service: built for service, (built, _) in planned.items()}
 
 
 def needs_build(env: PythonEnv, found: dict, spec_text: str) -> str:
@@ -150,7 +162,8 @@ class Built:
 
     env: PythonEnv
     target: str
-    build: OperationMeta | None  # None: nothing to build (in use, or the previous one switched back to)
+    build: OperationMeta | None  # None: nothing to build (in use, or the previous one switched back to);
+    # the operation that builds it (with the host's other builds), once declared
     reason: str
     reuse: bool = False  # the previous environment has the pins: switched back to, not built
 
@@ -170,8 +183,9 @@ def record_path(venv: str) -> str:
     return f"{venv}/{ENV_RECORD}"
 
 
-def _uv_environment(env: PythonEnv, found: dict) -> Built:
-    """Built when the environment in use is not what the pins say (needs_build), in a new folder
+def _uv_environment(env: PythonEnv, found: dict) -> tuple[Built, list[str]]:
+    """The environment of this run and the commands that build it (none when it need not be
+    built): built when the one in use is not what the pins say (needs_build), in a new folder
     beside it (`<venv>-<run>-<pins digest>`): the service keeps running from the old one until
     switch() points `<venv>` at the new one. A build interrupted half-way leaves only its own
     folder (an orphaned installer writes nowhere else), pruned by a later switch."""
@@ -200,24 +214,20 @@ def _uv_environment(env: PythonEnv, found: dict) -> Built:
         previous = host.get_fact(UvEnvironment, uv=UV, venv=f"{env.venv}.previous", entry_point=env.entry_point,
                                  dists=tuple(env.pins), **ops.AS_LOGIN)
         if previous["folder"] and not needs_build(env, previous, spec_text):
-            return Built(env, previous["folder"], None, "", reuse=True)
+            return Built(env, previous["folder"], None, "", reuse=True), []
     if not reason:  # nothing declared: a dry run shows no build
-        return Built(env, env.venv, None, "")
+        return Built(env, env.venv, None, ""), []
     target = f"{env.venv}-{RUN}-{sha256_text(spec_text)[:8]}"
     t = shlex.quote(target)
-    build = server.shell(
-        name=f"Build the {env.service} environment with uv in {target} ({reason})",
-        commands=[one([
-            f"rm -rf {t}",
-            f"{uv_venv} --quiet {certs} {python} {t}",
-            # A build that fails leaves nothing behind (the folder in use was never touched).
-            f"{UV} pip install --quiet {options} --python {t}/bin/python "
-            + " ".join(shlex.quote(r) for r in env.requirements) + f" || {{ rm -rf {t}; exit 1; }}",
-            *([_import_command(env, t)] if env.imports and not env.imported_by_check else []),
-            f"printf %s {shlex.quote(spec_text)} > {shlex.quote(record_path(target))}",
-        ])],
-    )
-    return Built(env, target, build, reason)
+    return Built(env, target, None, reason), [
+        f"rm -rf {t}",
+        f"{uv_venv} --quiet {certs} {python} {t}",
+        # A build that fails leaves nothing behind (the folder in use was never touched).
+        f"{UV} pip install --quiet {options} --python {t}/bin/python "
+        + " ".join(shlex.quote(r) for r in env.requirements) + f" || {{ rm -rf {t}; exit 1; }}",
+        *([_import_command(env, t)] if env.imports and not env.imported_by_check else []),
+        f"printf %s {shlex.quote(spec_text)} > {shlex.quote(record_path(target))}",
+    ]
 
 
 def _import_command(env: PythonEnv, target: str) -> str:
