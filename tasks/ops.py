@@ -139,8 +139,8 @@ def _upload(data, dest: str, user: str, group: str, mode: str) -> tuple:
 def _placed(uploads: list[tuple], fixes: list[StringCommand] = ()):
     """Commands for several files (_upload steps each): every file's preparation (the upload
     folder, made once), every upload, then every move into place and the `fixes` (owner and
-    mode of files whose content is right): under joined_commands, one command as the login user,
-    the uploads, and one as root, however many files."""
+    mode of files whose content is right): under joined_commands, one command as the login user
+    (as root when it logs in as root), the uploads, and one as root, however many files."""
     prepared = {}
     for prepare, _, _ in uploads:
         prepared.setdefault(prepare.get_raw_value(), prepare)

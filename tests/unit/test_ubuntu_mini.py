@@ -230,3 +230,12 @@ def test_each_operation_runs_its_commands_as_few_remote_commands(monkeypatch, re
     staged = next(commands for name, commands in ran if "Stage the new router.yaml" in name)
     assert [type(c).__name__ for c in staged] == ["StringCommand", *["FileUploadCommand"] * 3, "Joined"]
     assert len(remote_commands(ran)) < len(shell_lines(ran)) * 2 // 3
+
+
+def test_a_current_release_path_that_is_not_a_link_is_refused_not_replaced(monkeypatch, registry):
+    from pyinfra.api.exceptions import OperationValueError
+
+    facts = recorded_fresh_mini(registry)
+    facts[fact_key("Link", path="/opt/ovms/current")] = False  # a folder someone put there
+    with pytest.raises(OperationValueError, match="/opt/ovms/current exists and is not a link"):
+        run_deploy(monkeypatch, registry, "mini", facts)
