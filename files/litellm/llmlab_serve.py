@@ -7,8 +7,9 @@ then has uvicorn spawn the workers, fresh interpreters that import it again, eac
 supervisor loads the app once and the workers are forked from it with everything loaded (as
 gunicorn's --preload does): one import per start, not one per worker plus one, and a worker that
 dies is replaced at once. Nothing the import leaves behind belongs to one process: no thread, no
-connection (the workers connect to Redis as their app starts, after the fork); the supervisor
-refuses to fork otherwise. The workers run what the command has them run for this deployment:
+connection (the workers connect to Redis as their app starts, after the fork); should a LiteLLM
+version leave one, the supervisor says so in its log and spawns the workers as uvicorn does (each
+loads LiteLLM itself) instead of forking them. The workers run what the command has them run for this deployment:
 the same app, uvicorn with uvloop and no `server` header, the config from CONFIG_FILE_PATH and the
 worker count in NUM_WORKERS (the variables LiteLLM itself reads), and uvicorn's log lines through
 LiteLLM's JSON formatter, as its `json_logs` has them. The command's other options (keep-alive,
@@ -95,30 +96,31 @@ def _sockets() -> set[int]:
     return found
 
 
-def fork_workers_from_loaded_app(module: str) -> None:
+def fork_workers_from_loaded_app(module: str) -> str:
     """Load the app's module here, in the supervisor, and have uvicorn fork its workers from this
     process instead of spawning fresh interpreters (uvicorn names the start method in one place,
-    uvicorn/_subprocess.py). Refused, with the reason, if loading it started a thread (a fork
-    copies only the thread that forks) or opened a connection (every worker would share it)."""
+    uvicorn/_subprocess.py). Returns "" if it will, else why not: loading the module started a
+    thread (a fork copies only the thread that forks) or opened a connection (every worker would
+    share it), or this uvicorn names no start method there; uvicorn then spawns them as usual."""
     import threading
 
     import uvicorn._subprocess
 
     if not isinstance(getattr(uvicorn._subprocess, "spawn", None), multiprocessing.context.BaseContext):
-        sys.exit("llmlab_serve.py: this uvicorn has no uvicorn._subprocess.spawn to fork workers with")
+        return "this uvicorn has no uvicorn._subprocess.spawn to fork workers with"
     before = _sockets()
     __import__(module)
     threads = [t.name for t in threading.enumerate() if t is not threading.main_thread()]
     if threads:
-        sys.exit(f"llmlab_serve.py: loading {module} started threads ({', '.join(threads)}); "
-                 f"workers cannot be forked from it")
+        return f"loading {module} started threads ({', '.join(threads)})"
     opened = _sockets() - before
     if opened:
-        sys.exit(f"llmlab_serve.py: loading {module} opened {len(opened)} socket(s); workers cannot be forked from it")
+        return f"loading {module} opened {len(opened)} socket(s)"
     # What the import built is never collected: the workers keep sharing its memory pages with
     # this process instead of each copying the pages a collection would touch.
     gc.freeze()
     uvicorn._subprocess.spawn = multiprocessing.get_context("fork")
+    return ""
 
 
 def main(argv):
@@ -133,7 +135,9 @@ def main(argv):
     import uvicorn
 
     if workers > 1:
-        fork_workers_from_loaded_app(APP.partition(":")[0])
+        refused = fork_workers_from_loaded_app(APP.partition(":")[0])
+        if refused:
+            print(f"llmlab_serve.py: {refused}: spawning the workers instead of forking them", file=sys.stderr)
     uvicorn.run(APP, host=host, port=port, workers=workers, loop="uvloop", server_header=False,
                 log_config=log_config(os.environ.get("LITELLM_LOG", "DEBUG").upper()))
 

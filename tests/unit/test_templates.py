@@ -302,7 +302,7 @@ def test_the_proxy_launcher_runs_from_the_environments_own_folder(monkeypatch, t
 
 def _fork_with(monkeypatch, tmp_path, module_text: str):
     """fork_workers_from_loaded_app on a new module of module_text; returns the module as loaded
-    and uvicorn's start method after (None if refused: the SystemExit is in the module's `refused`)."""
+    and uvicorn's start method after (None if refused: the reason is in the module's `refused`)."""
     import importlib
     import uvicorn._subprocess
 
@@ -314,13 +314,10 @@ def _fork_with(monkeypatch, tmp_path, module_text: str):
     (tmp_path / f"{name}.py").write_text(module_text)
     monkeypatch.setattr(uvicorn._subprocess, "spawn", uvicorn._subprocess.spawn)  # put back afterwards
     monkeypatch.setattr(llmlab_serve.gc, "freeze", lambda: None)  # not the test process's own objects
-    try:
-        llmlab_serve.fork_workers_from_loaded_app(name)
-    except SystemExit as exc:
-        module = importlib.import_module(name)
-        module.refused = str(exc)
-        return module, None
-    return importlib.import_module(name), uvicorn._subprocess.spawn.get_start_method()
+    refused = llmlab_serve.fork_workers_from_loaded_app(name)
+    module = importlib.import_module(name)
+    module.refused = refused
+    return module, None if refused else uvicorn._subprocess.spawn.get_start_method()
 
 
 def test_the_proxy_launcher_forks_workers_from_the_app_it_loaded(monkeypatch, tmp_path):
@@ -335,14 +332,34 @@ def test_the_proxy_launcher_refuses_to_fork_from_an_app_that_started_a_thread(mo
                                 "thread = threading.Thread(target=stop.wait, name='poller')\nthread.start()\n")
     module.stop.set()
     module.thread.join()
-    assert method is None and "started threads (poller); workers cannot be forked" in module.refused
+    assert method is None and module.refused.endswith("started threads (poller)")
     assert uvicorn._subprocess.spawn.get_start_method() == "spawn"  # left as uvicorn has it
 
 
 def test_the_proxy_launcher_refuses_to_fork_from_an_app_that_holds_a_connection(monkeypatch, tmp_path):
+    import uvicorn._subprocess
+
     module, method = _fork_with(monkeypatch, tmp_path, "import socket\nkept = socket.socket()\n")
     module.kept.close()
-    assert method is None and "opened 1 socket(s); workers cannot be forked" in module.refused
+    assert method is None and module.refused.endswith("opened 1 socket(s)")
+    assert uvicorn._subprocess.spawn.get_start_method() == "spawn"  # uvicorn spawns them as usual
+
+
+def test_the_proxy_launcher_spawns_the_workers_saying_why_when_it_cannot_fork_them(monkeypatch, capsys):
+    import uvicorn
+
+    monkeypatch.syspath_prepend(str(litellm_task.LAUNCHER.parent))
+    import llmlab_serve
+
+    ran = {}
+    monkeypatch.setattr(llmlab_serve, "own_python", lambda prefix: None)
+    monkeypatch.setattr(llmlab_serve, "fork_workers_from_loaded_app", lambda module: f"loading {module} started threads (x)")
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: ran.update(app=app, **kwargs))
+    monkeypatch.setattr(llmlab_serve.os, "environ", dict(llmlab_serve.os.environ))
+    llmlab_serve.main(["/etc/litellm/router.yaml", "127.0.0.1", "4000", "2"])
+    assert ran["app"] == llmlab_serve.APP and ran["workers"] == 2  # still served, by spawned workers
+    assert ("llmlab_serve.py: loading litellm.proxy.proxy_server started threads (x): spawning the workers "
+            "instead of forking them") in capsys.readouterr().err
 
 
 def test_the_proxy_launcher_wants_its_four_arguments():
