@@ -121,19 +121,17 @@ def _upload(data, dest: str, user: str, group: str, mode: str) -> tuple:
     moves it into place: one sudo per file, where pyinfra's own sudo upload takes three."""
     tmp = f"{dest}.upload"
     body = BytesIO(data) if isinstance(data, bytes) else data
+    into_place = ["chown", Q(f"{user}:{group}"), Q(tmp), "&&", "chmod", Q(mode), Q(tmp), "&&", "mv", "-f", Q(tmp), Q(dest)]
     if not _staging():  # root: SFTP writes onto the 0600 file itself
         return (StringCommand("rm", "-f", Q(tmp), "&&", "touch", Q(tmp), "&&", "chmod", "600", Q(tmp)),
                 FileUploadCommand(body, tmp),
-                StringCommand("chown", Q(f"{user}:{group}"), Q(tmp), "&&", "chmod", Q(mode), Q(tmp),
-                              "&&", "mv", "-f", Q(tmp), Q(dest)))
+                StringCommand(*into_place))
     staged = _staged(dest)
     # The staged copy goes whether the copy worked or not.
     return (_private_folder(_upload_folder()),
             FileUploadCommand(body, staged, **AS_LOGIN),
             StringCommand("rm", "-f", Q(tmp), "&&", "(", "umask", "077", "&&", "cp", Q(staged), Q(tmp), ")", ";",
-                          "c=$?;", "rm", "-f", Q(staged), ";", "[", "$c", "-eq", "0", "]", "&&",
-                          "chown", Q(f"{user}:{group}"), Q(tmp), "&&", "chmod", Q(mode), Q(tmp),
-                          "&&", "mv", "-f", Q(tmp), Q(dest)))
+                          "c=$?;", "rm", "-f", Q(staged), ";", "[", "$c", "-eq", "0", "]", "&&", *into_place))
 
 
 def _placed(uploads: list[tuple], fixes: list[StringCommand] = ()):

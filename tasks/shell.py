@@ -48,7 +48,7 @@ def joined(commands: Iterable) -> Iterator:
     run: list[StringCommand] = []
     for command in commands:
         if isinstance(command, str):
-            command = StringCommand(command.strip())
+            command = _command(command)
         if isinstance(command, StringCommand) and (not run or command.connector_arguments == run[0].connector_arguments):
             run.append(command)
             continue
