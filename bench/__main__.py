@@ -66,11 +66,14 @@ def machine() -> str:
 # --- deploys ---------------------------------------------------------------------------------
 
 def from_scratch(host: str | None, runs: int) -> dict[str, list[float]]:
-    """Recreate host (or both), then deploy it; the time from pyinfra's start to its end."""
-    out = {"wall": [], "python envs": []}
+    """Recreate host (or both), then deploy it; the time from pyinfra's start to its end, and the
+    machine's speed (cpu_speed) taken right before each deploy: the runs are CPU-bound, and the
+    speed tells a slow run on a slow machine from a slow deploy."""
+    out = {"wall": [], "python envs": [], "speed": []}
     for _ in range(runs):
         for h in ([host] if host else list(HOSTS)):
             lifecycle.recreate(h)
+        out["speed"].append(cpu_speed())
         run = deploy(*(["--limit", host] if host else []))
         out["wall"].append(run.wall)
         out["python envs"].append(run.seconds(lambda name: bool(ENV_OPS.search(name))))
@@ -298,7 +301,9 @@ def main(argv: list[str]) -> int:
             result = from_scratch(host, args.runs)
             rows.append((f"from-scratch deploy, {label} (s, after boot)", stats(result["wall"])))
             rows.append(("  of which uv + Python environments (s)", stats(result["python envs"])))
-            print(f"bench: {rows[-2][1]} s; each run: {', '.join(f'{w:.1f}' for w in result['wall'])}", flush=True)
+            each = ", ".join(f"{w:.1f} s at speed {v:.2f}" for w, v in zip(result["wall"], result["speed"]))
+            rows.append(("  each run, with the machine's speed right before it", each))
+            print(f"bench: {rows[-3][1]} s; each run: {each}", flush=True)
         print("bench: LiteLLM's environment with pip and with uv, no cache", flush=True)
         pip, uv = pip_vs_uv(registry.proxy)
         rows.append(("LiteLLM environment, pip vs uv, no cache (s, once)", f"pip {pip:.1f} / uv {uv:.1f}"))

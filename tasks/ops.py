@@ -206,22 +206,27 @@ class Text:
 @operation()
 @joined_commands
 def text_files(files: dict, user: str = "root", group: str | None = None, mode: str = "644",
-               written: Affected | None = None, public: bool = False):
+               written: Affected | None = None, public: bool = False, then=None):
     """Several files with exactly these contents, owners and modes, read in one command: dest ->
     text (with the owner and mode given here) or Text (its own). `written` collects the paths
-    whose content this run uploaded. A changed file is diffed under --dry unless it is secret."""
+    whose content this run uploaded. A changed file is diffed under --dry unless it is secret.
+    then: a function of the paths whose content changed, returning the commands (as root) that
+    follow once they are in place (a reload of their service manager); called only if any did."""
     paths = list(files)
     specs = [files[p] if isinstance(files[p], Text) else Text(files[p], user, group, mode) for p in paths]
     found = host.get_fact(FileStates, paths=tuple(paths), **_as(public))
+    changed = [dest for dest, spec, current in zip(paths, specs, found)
+               if current is None or current["sha256"] != sha256_text(spec.content)]
     if written is not None:
         # Recorded before the first command: change detection stops this generator there, and
         # what it recorded is all that the operations after it can see of it.
         written.reset()
-        for dest, spec, current in zip(paths, specs, found):
-            if current is None or current["sha256"] != sha256_text(spec.content):
-                written.add(dest)
+        for dest in changed:
+            written.add(dest)
     yield from _texts([(dest, spec.content, current, spec.user, spec.group or root_group(), spec.mode, not spec.secret)
                        for dest, spec, current in zip(paths, specs, found)])
+    if then is not None and changed:
+        yield from then(changed)
 
 
 @operation()
@@ -393,75 +398,69 @@ def system_account(user: str, home: str, shell: str = "/usr/sbin/nologin"):
 
 @operation()
 @joined_commands
-def restart_units(units: dict, written: Affected, restarted: Affected):
-    """systemctl try-restart, in one command, of each unit (name -> (unit file, operations))
-    whose file this run wrote or one of whose operations changed something."""
+def units_running(units: dict, written: Affected, restarted: Affected, started: Affected):
+    """systemd units (name -> (unit file, operations)) enabled at boot and active, their states
+    read in one command: each running one whose file this run wrote or one of whose operations
+    changed something is restarted (try-restart), then any not enabled is enabled and any not
+    active started. `restarted` and `started` collect what this run restarted, and enabled or
+    started."""
     restarted.reset()
-    due = [name for name, (path, metas) in units.items() if path in written or any(changed(m) for m in metas)]
-    for name in due:
-        restarted.add(name)
-    if due:
-        yield StringCommand("systemctl", "try-restart", *[Q(name) for name in due])
-
-
-@operation()
-@joined_commands
-def units_enabled_running(units: list, started: Affected):
-    """systemd units enabled at boot and active now (started if they are not), read in one
-    command. `started` collects the units this run enabled or started."""
     started.reset()
+    due = [name for name, (path, metas) in units.items() if path in written or any(changed(m) for m in metas)]
     states = host.get_fact(UnitStates, units=tuple(units), **AS_LOGIN)
     to_enable = [u for u in units if states.get(u, ("", ""))[0] != "enabled"]
     to_start = [u for u in units if states.get(u, ("", ""))[1] != "active"]
+    for name in due:  # all recorded before the first command (change detection stops there)
+        restarted.add(name)
     for unit in to_enable + to_start:
         started.add(unit)
+    if due:
+        # Only running units: a stopped one is started just below, with what changed.
+        yield StringCommand("systemctl", "try-restart", *[Q(name) for name in due])
     if to_enable:
         yield StringCommand("systemctl", "enable", *[Q(u) for u in to_enable])
     if to_start:
         yield StringCommand("systemctl", "start", *[Q(u) for u in to_start])
 
 
-@operation()
-@joined_commands
-def launchd_load(jobs: dict, written: Affected):
-    """Reload each launchd job (label -> plist path) whose plist this run wrote: bootout, then
-    bootstrap (bootstrap fails while a job of that label is loaded)."""
-    for label, path in jobs.items():
-        if path in written:
-            yield f"launchctl bootout system/{shlex.quote(label)} 2>/dev/null || true"
+def launchd_reload(jobs: dict):
+    """For text_files(then=): the commands that load afresh each changed plist (jobs: plist path
+    -> label): bootout, then bootstrap (bootstrap fails while a job of that label is loaded)."""
+
+    def commands(changed: list[str]):
+        for path in changed:
+            label = shlex.quote(jobs[path])
+            yield f"launchctl bootout system/{label} 2>/dev/null || true"
             # bootout returns before the job has exited (a server unloading a big model takes a
             # while), and bootstrap fails ("5: Input/output error") while it is still there.
-            yield (f"i=0; while launchctl print system/{shlex.quote(label)} >/dev/null 2>&1 && [ $i -lt 60 ]; "
-                   f"do sleep 0.5; i=$((i+1)); done")
+            yield f"i=0; while launchctl print system/{label} >/dev/null 2>&1 && [ $i -lt 60 ]; do sleep 0.5; i=$((i+1)); done"
             yield f"launchctl bootstrap system {shlex.quote(path)}"
 
+    return commands
+
 
 @operation()
 @joined_commands
-def launchd_kickstart(jobs: dict, written: Affected, restarted: Affected):
-    """launchctl kickstart -k each job (label -> (plist path, operations)) whose plist is
-    unchanged but one of whose operations changed something (a new plist was loaded already)."""
+def launchd_running(jobs: dict, written: Affected, restarted: Affected, loaded: Affected):
+    """launchd jobs (label -> (plist path, operations)) loaded in the system domain, read in one
+    command (`launchctl print`): one not loaded (someone booted it out) is bootstrapped; a loaded
+    one whose plist is unchanged (a changed one was loaded afresh already, launchd_reload) but
+    one of whose operations changed something is restarted (kickstart -k). `restarted` and
+    `loaded` collect the labels."""
     restarted.reset()
-    due = [label for label, (path, metas) in jobs.items() if path not in written and any(changed(m) for m in metas)]
-    for label in due:  # all recorded before the first command (change detection stops there)
-        restarted.add(label)
-    for label in due:
-        yield f"launchctl kickstart -k system/{shlex.quote(label)}"
-
-
-@operation()
-@joined_commands
-def launchd_loaded(jobs: dict, loaded: Affected):
-    """Bootstrap each launchd job (label -> plist path) that is not loaded in the system domain
-    (`launchctl print`, one command for all): a job someone booted out comes back. `loaded`
-    collects the labels this run bootstrapped."""
     loaded.reset()
     states = host.get_fact(LaunchdJobs, labels=tuple(jobs))
-    due = [label for label in jobs if not states.get(label)]
-    for label in due:  # all recorded before the first command (change detection stops there)
+    to_load = [label for label in jobs if not states.get(label)]
+    due = [label for label, (path, metas) in jobs.items()
+           if label not in to_load and path not in written and any(changed(m) for m in metas)]
+    for label in to_load:  # all recorded before the first command (change detection stops there)
         loaded.add(label)
     for label in due:
-        yield f"launchctl bootstrap system {shlex.quote(jobs[label])}"
+        restarted.add(label)
+    for label in to_load:
+        yield f"launchctl bootstrap system {shlex.quote(jobs[label][0])}"
+    for label in due:
+        yield f"launchctl kickstart -k system/{shlex.quote(label)}"
 
 
 def _answers_within(probe: str, timeout: int) -> str:

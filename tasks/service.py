@@ -3,9 +3,9 @@ until every service a run (re)started answers. Each service deploy hands managed
 services (a rendered definition and the operations whose change must restart each one); restarts
 follow operation results, never facts read before the run.
 
-All the services of one deploy are handled by the same few operations (definitions, reload,
-restart, enable and run), each reading the host in one command: five MLX servers cost four
-operations, not twenty."""
+All the services of one deploy are handled by the same two operations (the definitions with the
+service manager's reload; restart, enable and run), each reading the host in one command: five
+MLX servers cost two operations, not twenty."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ import shlex
 from dataclasses import dataclass, field
 
 from pyinfra.api.operation import OperationMeta
-from pyinfra.operations import server
 
 from tasks import ops, pyenv, runlock
 from tasks.hostos import is_macos
@@ -54,29 +53,22 @@ def managed_services(services: list[Service], what: str) -> dict[str, Started]:
     restarted = ops.Affected()
     if is_macos():
         jobs = {s.label or s.name: (f"{LAUNCHD_DIR}/{s.label or s.name}.plist", s) for s in services}
+        # A changed plist is loaded afresh (which starts it) as it is written; then an unchanged
+        # one whose program, environment or model changed is restarted in place, and one that
+        # is not loaded is loaded.
         ops.text_files(
-            name=f"Install the launchd jobs of {what}",
+            name=f"Install the launchd jobs of {what}, loading the changed ones",
             files={path: s.definition for path, s in jobs.values()},
             written=written,
             public=True,
+            then=ops.launchd_reload({path: label for label, (path, _) in jobs.items()}),
         )
-        # A changed plist is loaded afresh (which starts it); an unchanged one whose program,
-        # environment or model changed is restarted in place.
-        ops.launchd_load(
-            name=f"Load the changed launchd jobs of {what}",
-            jobs={label: path for label, (path, _) in jobs.items()},
-            written=written,
-        )
-        ops.launchd_kickstart(
-            name=f"Restart the launchd jobs of {what} whose environment or config changed",
+        loaded = ops.Affected()
+        ops.launchd_running(
+            name=f"Load and run the launchd jobs of {what}, restarting those whose environment or config changed",
             jobs={label: (path, _declared(s.restart_on)) for label, (path, s) in jobs.items()},
             written=written,
             restarted=restarted,
-        )
-        loaded = ops.Affected()
-        ops.launchd_loaded(
-            name=f"Load the launchd jobs of {what} that are not loaded",
-            jobs={label: path for label, (path, _) in jobs.items()},
             loaded=loaded,
         )
         return {
@@ -89,28 +81,24 @@ def managed_services(services: list[Service], what: str) -> dict[str, Started]:
         }
 
     units = {f"{s.name}.service": (f"/etc/systemd/system/{s.name}.service", s) for s in services}
-    definitions = ops.text_files(
-        name=f"Install the systemd units of {what}",
+    # systemd reads changed units as they are written (one command with them); then the services
+    # whose definition or inputs changed are restarted and the others kept enabled and running,
+    # both decided at execution time, from what the operations before actually did.
+    ops.text_files(
+        name=f"Install the systemd units of {what}, reloading systemd if any changed",
         files={path: s.definition for path, s in units.values()},
         written=written,
         public=True,
+        then=lambda changed: ["systemctl daemon-reload"],
     )
-    if ops.may_change(False, [definitions]):
-        server.shell(
-            name="Reload systemd units",
-            commands=["systemctl daemon-reload"],
-            _if=definitions.did_change,
-        )
-    # try-restart touches only running services; stopped ones are started just below. Both
-    # decisions are taken at execution time, from what the operations before actually did.
-    ops.restart_units(
-        name=f"Restart the services of {what} whose definition, environment or config changed",
+    ran = ops.Affected()
+    ops.units_running(
+        name=f"Enable and run the services of {what}, restarting those whose definition, environment or config changed",
         units={unit: (path, _declared(s.restart_on)) for unit, (path, s) in units.items()},
         written=written,
         restarted=restarted,
+        started=ran,
     )
-    ran = ops.Affected()
-    ops.units_enabled_running(name=f"Enable and run the services of {what}", units=list(units), started=ran)
     return {
         s.name: Started([
             lambda path=path: path in written,

@@ -51,9 +51,8 @@ def test_one_drifted_unit_restarts_only_its_service(hosts, registry, timings):
     assert code == 0, text[-3000:]
     rows = changed_rows(text)
     expected = [
-        "MLX model servers | Install the systemd units of the MLX servers",
-        "MLX model servers | Reload systemd units",
-        "MLX model servers | Restart the services of the MLX servers",
+        "MLX model servers | Install the systemd units of the MLX servers",  # and reload systemd
+        "MLX model servers | Enable and run the services of the MLX servers",  # restarting the drifted one
         "Wait for the (re)started services to answer",
         f"LiteLLM proxy | Create {registry.proxy['litellm_home']}",
     ]

@@ -132,7 +132,7 @@ def test_fresh_mac_fetches_weights_then_loads_a_daemon_per_model(monkeypatch, re
     assert sorted(fetched) == sorted(m.upstream for m in models)
     order = [name for name, _ in ran]
     assert order.index(next(n for n in order if "Fetch the weights" in n)) < order.index(
-        next(n for n in order if "Load the changed launchd jobs of the MLX servers" in n))
+        next(n for n in order if "Install the launchd jobs of the MLX servers, loading the changed ones" in n))
     assert any("Check that the MLX models' weights fit in memory" in name for name, _ in fetches)
     # The firewall is loaded (pfctl, from a daemon) before any MLX server.
     fw = plistlib.loads(files["/Library/LaunchDaemons/lab.llm.firewall.plist"])

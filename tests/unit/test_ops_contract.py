@@ -4,6 +4,8 @@ changes and when one file changed. Facts come from a dict; a fact not in it fail
 
 from __future__ import annotations
 
+import re
+
 from pyinfra.api import Config, Inventory, State
 from pyinfra.api.command import FileUploadCommand
 from pyinfra.api.host import Host
@@ -52,10 +54,10 @@ def run_two_passes(monkeypatch, recorded: dict):
     with ctx_state.use(state), ctx_inventory.use(inventory), ctx_host.use(h):
         hostos.use(ROOT_DEBIAN)
         metas = {
-            "files": ops.text_files(name="units", files=TEXT, written=written),
-            "restart": ops.restart_units(name="restart", units={u: (p, []) for u, p in UNITS.items()},
-                                         written=written, restarted=restarted),
-            "run": ops.units_enabled_running(name="run", units=list(UNITS), started=started),
+            "files": ops.text_files(name="units", files=TEXT, written=written,
+                                    then=lambda changed: ["systemctl daemon-reload"]),
+            "run": ops.units_running(name="run", units={u: (p, []) for u, p in UNITS.items()},
+                                     written=written, restarted=restarted, started=started),
         }
         prepared = {name: meta.will_change for name, meta in metas.items()}
         state.set_stage(StateStage.Execute)
@@ -72,9 +74,9 @@ def run_two_passes(monkeypatch, recorded: dict):
 
 def test_converged_host_yields_nothing_in_either_pass(monkeypatch):
     prepared, commands, did, _ = run_two_passes(monkeypatch, facts())
-    assert prepared == {"files": False, "restart": False, "run": False}
-    assert commands == {"files": [], "restart": [], "run": []}
-    assert did == {"files": False, "restart": False, "run": False}
+    assert prepared == {"files": False, "run": False}
+    assert commands == {"files": [], "run": []}
+    assert did == {"files": False, "run": False}
 
 
 def test_one_changed_file_restarts_only_its_unit_at_execution(monkeypatch):
@@ -84,12 +86,53 @@ def test_one_changed_file_restarts_only_its_unit_at_execution(monkeypatch):
     # restart operation, run after it, restarts that unit alone.
     uploads = [c for c in commands["files"] if isinstance(c, FileUploadCommand)]
     assert [u.dest for u in uploads] == [f"{drifted}.upload"]
-    assert did == {"files": True, "restart": True, "run": False}
+    assert did == {"files": True, "run": True}
     with ctx_host.use(affected["host"]):
         assert drifted in affected["written"] and UNITS["a.service"] not in affected["written"]
         assert "b.service" in affected["restarted"] and "a.service" not in affected["restarted"]
-    assert [str(c.get_raw_value()) for c in commands["restart"]] == ["systemctl try-restart b.service"]
+        assert "a.service" not in affected["started"] and "b.service" not in affected["started"]
+    # systemd reads the new unit in the same command, after the file is in place (joined: one
+    # remote command, each part run only if the one before succeeded).
+    file_commands = [str(c.get_raw_value()) for c in commands["files"] if not isinstance(c, FileUploadCommand)]
+    assert re.search(r"&& \{ systemctl daemon-reload\s*\}$", file_commands[-1]), file_commands
+    assert file_commands[-1].index(f"mv -f {drifted}.upload {drifted}") < file_commands[-1].index("daemon-reload")
+    assert [str(c.get_raw_value()) for c in commands["run"]] == ["systemctl try-restart b.service"]
     # Change detection: pyinfra stops the file operation's generator at its first command, and
     # it has recorded every file it will upload before that, so the restart operation predicts
     # the restart the real run above makes (the dry run's plan is what the run does).
-    assert prepared == {"files": True, "restart": True, "run": False}
+    assert prepared == {"files": True, "run": True}
+
+
+class _Changed:
+    """An input operation that changed something (both passes)."""
+
+    will_change = True
+
+    def did_change(self):
+        return True
+
+
+def test_launchd_job_not_loaded_is_loaded_not_kickstarted(monkeypatch):
+    """launchd_running: a job someone booted out is bootstrapped (which starts it with what
+    changed; kickstart would fail on it), a loaded one whose input changed is kickstarted, a
+    loaded one with nothing changed is left alone."""
+    jobs = {"lab.a": ("/L/lab.a.plist", [_Changed()]), "lab.b": ("/L/lab.b.plist", [_Changed()]),
+            "lab.c": ("/L/lab.c.plist", [])}
+    recorded = {("LaunchdJobs", (("labels", tuple(jobs)),)): {"lab.a": True, "lab.b": False, "lab.c": True}}
+    inventory = Inventory((["h"], {}))
+    state = State(inventory, Config(), check_for_changes=True)
+    monkeypatch.setattr(Host, "get_fact", lambda self, cls, *a, **kw: recorded[
+        (cls.__name__, tuple(sorted((k, v) for k, v in kw.items() if not k.startswith("_"))))])
+    h = inventory.get_host("h")
+    written, restarted, loaded = ops.Affected(), ops.Affected(), ops.Affected()
+    state.set_stage(StateStage.Prepare)
+    with ctx_state.use(state), ctx_inventory.use(inventory), ctx_host.use(h):
+        meta = ops.launchd_running(name="run", jobs=jobs, written=written, restarted=restarted, loaded=loaded)
+        state.set_stage(StateStage.Execute)
+        state.is_executing = True
+        commands = [str(c.get_raw_value()) for c in state.ops[h][meta._hash].command_generator()]
+        assert "lab.b" in loaded and "lab.a" not in loaded and "lab.c" not in loaded
+        assert "lab.a" in restarted and "lab.b" not in restarted and "lab.c" not in restarted
+    assert len(commands) == 1  # joined: one remote command
+    assert re.fullmatch(r"\{ launchctl bootstrap system /L/lab\.b\.plist\s*\} && \{ launchctl kickstart -k system/lab\.a\s*\}",
+                        commands[0]), commands
