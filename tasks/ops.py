@@ -450,7 +450,9 @@ def launchd_running(jobs: dict, written: Affected, restarted: Affected, loaded: 
     restarted.reset()
     loaded.reset()
     states = host.get_fact(LaunchdJobs, labels=tuple(jobs))
-    to_load = [label for label in jobs if not states.get(label)]
+    # A job whose plist this run wrote was bootstrapped with it (and a dry run, reading the
+    # host before the run, would otherwise plan a second bootstrap that the run never makes).
+    to_load = [label for label, (path, _) in jobs.items() if not states.get(label) and path not in written]
     due = [label for label, (path, metas) in jobs.items()
            if label not in to_load and path not in written and any(changed(m) for m in metas)]
     for label in to_load:  # all recorded before the first command (change detection stops there)
