@@ -215,18 +215,18 @@ def text_files(files: dict, user: str = "root", group: str | None = None, mode: 
     paths = list(files)
     specs = [files[p] if isinstance(files[p], Text) else Text(files[p], user, group, mode) for p in paths]
     found = host.get_fact(FileStates, paths=tuple(paths), **_as(public))
-    changed = [dest for dest, spec, current in zip(paths, specs, found)
-               if current is None or current["sha256"] != sha256_text(spec.content)]
+    to_write = [dest for dest, spec, current in zip(paths, specs, found)
+                if current is None or current["sha256"] != sha256_text(spec.content)]
     if written is not None:
         # Recorded before the first command: change detection stops this generator there, and
         # what it recorded is all that the operations after it can see of it.
         written.reset()
-        for dest in changed:
+        for dest in to_write:
             written.add(dest)
     yield from _texts([(dest, spec.content, current, spec.user, spec.group or root_group(), spec.mode, not spec.secret)
                        for dest, spec, current in zip(paths, specs, found)])
-    if then is not None and changed:
-        yield from then(changed)
+    if then is not None and to_write:
+        yield from then(to_write)
 
 
 @operation()

@@ -189,10 +189,14 @@ def test_after_a_run_that_is_gone_the_servers_not_answering_are_waited_for(monke
 def test_one_changed_plist_reloads_only_its_job(monkeypatch, registry):
     label = mlx_task.launchd_label(registry, studio_models(registry)[1])
     ran = run_deploy(monkeypatch, registry, "studio", recorded_mac(registry, installed=True, changed_plist=label))
-    assert [line for line in shell_lines(ran) if line.startswith("launchctl")] == [
+    lines = shell_lines(ran)
+    assert [line for line in lines if line.startswith("launchctl")] == [
         f"launchctl bootout system/{label} 2>/dev/null || true",
         f"launchctl bootstrap system {LAUNCHD}/{label}.plist",
     ]
+    # The job is loaded afresh once its new plist is in place.
+    placed = next(i for i, line in enumerate(lines) if f"mv -f {LAUNCHD}/{label}.plist.upload {LAUNCHD}/{label}.plist" in line)
+    assert placed < lines.index(f"launchctl bootout system/{label} 2>/dev/null || true")
     assert set(uploads(ran)) == {f"{LAUNCHD}/{label}.plist"}
 
 

@@ -22,7 +22,12 @@ UNITS = {"a.service": "/etc/systemd/system/a.service", "b.service": "/etc/system
 TEXT = {path: f"[Unit]\nDescription={unit}\n" for unit, path in UNITS.items()}
 
 
-def facts(drifted: str | None = None) -> dict:
+def snapshot(affected: ops.Affected) -> dict:
+    """What an Affected holds now, for every host (a copy)."""
+    return {h: set(items) for h, items in affected._by_host.items()}
+
+
+def facts(drifted: str | None = None, inactive: str | None = None) -> dict:
     states = [
         {"user": "root", "group": "root", "mode": "644",
          "sha256": sha256_text(TEXT[p] + ("# edited\n" if p == drifted else ""))}
@@ -30,7 +35,8 @@ def facts(drifted: str | None = None) -> dict:
     ]
     return {
         ("FileStates", (("paths", tuple(UNITS.values())),)): states,
-        ("UnitStates", (("units", tuple(UNITS)),)): {u: ("enabled", "active") for u in UNITS},
+        ("UnitStates", (("units", tuple(UNITS)),)): {u: ("enabled", "inactive" if u == inactive else "active")
+                                                     for u in UNITS},
     }
 
 
@@ -60,6 +66,8 @@ def run_two_passes(monkeypatch, recorded: dict):
                                      written=written, restarted=restarted, started=started),
         }
         prepared = {name: meta.will_change for name, meta in metas.items()}
+        # What change detection recorded, having stopped each generator at its first command.
+        planned = {"written": snapshot(written), "restarted": snapshot(restarted), "started": snapshot(started)}
         state.set_stage(StateStage.Execute)
         state.is_executing = True
         commands = {}
@@ -69,7 +77,8 @@ def run_two_passes(monkeypatch, recorded: dict):
             op.operation_meta.set_complete(True, commands[name], CommandOutput([]))
         did = {name: meta.did_change() for name, meta in metas.items()}
     hostos.forget()
-    return prepared, commands, did, {"written": written, "restarted": restarted, "started": started, "host": h}
+    return prepared, commands, did, {"written": written, "restarted": restarted, "started": started, "host": h,
+                                     "planned": planned}
 
 
 def test_converged_host_yields_nothing_in_either_pass(monkeypatch):
@@ -97,10 +106,26 @@ def test_one_changed_file_restarts_only_its_unit_at_execution(monkeypatch):
     assert re.search(r"&& \{ systemctl daemon-reload\s*\}$", file_commands[-1]), file_commands
     assert file_commands[-1].index(f"mv -f {drifted}.upload {drifted}") < file_commands[-1].index("daemon-reload")
     assert [str(c.get_raw_value()) for c in commands["run"]] == ["systemctl try-restart b.service"]
+    # Recorded before each operation's first command: change detection saw the same.
+    assert affected["planned"] == {"written": {"h": {drifted}}, "restarted": {"h": {"b.service"}}, "started": {"h": set()}}
     # Change detection: pyinfra stops the file operation's generator at its first command, and
     # it has recorded every file it will upload before that, so the restart operation predicts
     # the restart the real run above makes (the dry run's plan is what the run does).
     assert prepared == {"files": True, "run": True}
+
+
+def test_changed_unit_of_a_stopped_service_is_started_with_it(monkeypatch):
+    """A unit whose file changed while its service is stopped: systemd reloads, try-restart
+    leaves the stopped service alone and start runs it, in the one command; the unit counts as
+    restarted and as started, in the plan as in the run."""
+    drifted = UNITS["b.service"]
+    prepared, commands, did, affected = run_two_passes(monkeypatch, facts(drifted=drifted, inactive="b.service"))
+    assert prepared == {"files": True, "run": True} and did == {"files": True, "run": True}
+    run = [str(c.get_raw_value()) for c in commands["run"]]
+    assert len(run) == 1
+    assert re.fullmatch(r"\{ systemctl try-restart b\.service\s*\} && \{ systemctl start b\.service\s*\}", run[0]), run
+    both = {"h": {"b.service"}}
+    assert affected["planned"] == {"written": {"h": {drifted}}, "restarted": both, "started": both}
 
 
 class _Changed:
@@ -131,6 +156,9 @@ def test_launchd_job_not_loaded_is_loaded_not_kickstarted(monkeypatch):
     with ctx_state.use(state), ctx_inventory.use(inventory), ctx_host.use(h):
         written.add("/L/lab.d.plist")
         meta = ops.launchd_running(name="run", jobs=jobs, written=written, restarted=restarted, loaded=loaded)
+        # Change detection stopped at the first command, everything recorded by then.
+        assert meta.will_change
+        assert snapshot(loaded) == {"h": {"lab.b"}} and snapshot(restarted) == {"h": {"lab.a"}}
         state.set_stage(StateStage.Execute)
         state.is_executing = True
         commands = [str(c.get_raw_value()) for c in state.ops[h][meta._hash].command_generator()]
