@@ -245,10 +245,25 @@ def _container_pids(host: str) -> list[int]:
     return pids
 
 
+def _running(pid: int) -> bool:
+    """Whether pid still runs. An exited process stays in /proc until its parent reaps it: a
+    systemd-nspawn this process booted (a recreate within one bench or test run) is reaped here,
+    and anyone else's zombie counts as gone (otherwise every stop would wait out its timeout)."""
+    try:
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False
+    except ChildProcessError:  # not our child
+        pass
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
 def _wait_gone(pids: list[int], timeout: float) -> list[int]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        pids = [p for p in pids if Path(f"/proc/{p}").exists()]
+        pids = [p for p in pids if _running(p)]
         if not pids:
             break
         time.sleep(0.2)
