@@ -1,11 +1,11 @@
 """The lab's OpenVINO side, built once into the cache: the pinned engine versions, the export tools'
-venv, the tiny model exported to OpenVINO IR (paths.TINY_OV) and the engine libraries that the OVMS
+venv, the tiny model written as OpenVINO IR (paths.TINY_OV) and the engine libraries that the OVMS
 stand-in archive bundles (paths.OVMS_STANDIN_LIBS).
 
-Nothing here downloads anything but packages from the package index (pip): the model is the lab's
-own tiny model (lab/tinymodel.py), exported with optimum-intel and openvino-tokenizers exactly as an
-operator exports a Hugging Face model for OVMS (`optimum-cli export openvino`), in fp32 so the IR
-holds the same random weights.
+Nothing here downloads anything but packages from the package index: the model is the lab's own
+tiny model (lab/tinymodel.py), written as IR by lab/ovir.py with OpenVINO's Python API (the graph
+optimum-intel exports for a Llama, which OVMS reads), its tokenizer converted by openvino-tokenizers
+as `optimum-cli export openvino` does. No torch: a fresh machine gets everything from the index.
 
 Each product is keyed on what makes it (pins, Python, inputs) and is rebuilt only when that key
 changes; the key is written last, so an interrupted build is redone, never half-used.
@@ -45,6 +45,7 @@ ENGINE_PINS = (
     "packaging==26.4",
 )
 NO_TELEMETRY = "openvino-telemetry"  # never installed, in the archive or the export venv
+CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"  # Debian's, with any CA the machine was given
 
 # The systems the archive can be built for: those OVMS builds for (Ubuntu 22.04/24.04) and Debian
 # 12. The engine is installed for the system's python3 and C library; the mini's system is read
@@ -87,36 +88,18 @@ def local_target() -> Target:
     return Target(f"local Python {version}", version, (2, 28), "")
 
 
-# The export tools, every package pinned (a `pip freeze` of a working install, less
-# openvino-telemetry) and installed without dependency resolution. optimum-intel
-# 1.27.0 is the last release for OpenVINO 2025.x (2.x needs 2026.0) and wants transformers < 4.58.
-# torch is the CPU build that lies on this machine's disk (/opt/wheels, via pip's find-links):
-# `==2.13.0+cpu` matches only that build, so a machine without it fails at once instead of
-# pulling the multi-GB CUDA build from the index.
-EXPORT_PYTHON = "3.11"  # the torch CPU wheel on disk is cp311
+# The export tools: OpenVINO's own Python API writes the model (lab/ovir.py), openvino-tokenizers
+# converts the Hugging Face tokenizer, which transformers loads (without torch: no framework is
+# needed for a tokenizer). Every package pinned (a `pip freeze` of a working install, less
+# openvino-telemetry) and installed without dependency resolution.
 EXPORT_PINS = (
-    "torch==2.13.0+cpu",
-    "optimum-intel==1.27.0",
-    "optimum-onnx==0.1.0",
-    "optimum==2.1.0",
-    "transformers==4.57.6",
-    "tokenizers==0.22.2",
-    "safetensors==0.8.0",
-    "huggingface-hub==0.36.2",
     f"openvino=={OPENVINO}",
     f"openvino-tokenizers=={OPENVINO_TOKENIZERS}",
+    "transformers==4.57.6",
+    "tokenizers==0.22.2",
+    "huggingface-hub==0.36.2",
+    "safetensors==0.8.0",
     "numpy==2.2.6",
-    "onnx==1.23.2",
-    "protobuf==7.36.2",
-    "ml-dtypes==0.6.0",
-    "sympy==1.14.0",
-    "mpmath==1.3.0",
-    "networkx==3.6.1",
-    "jinja2==3.1.6",
-    "markupsafe==3.0.4",
-    "fsspec==2026.9.0",
-    "filelock==4.3.1",
-    "typing-extensions==4.16.0",
     "packaging==26.4",
     "pyyaml==6.0.4",
     "regex==2026.11.19",
@@ -125,11 +108,13 @@ EXPORT_PINS = (
     "idna==3.20",
     "certifi==2026.10.19.post1",
     "charset-normalizer==3.5.3",
+    "filelock==4.3.1",
+    "fsspec==2026.9.0",
     "hf-xet==1.8.0",
     "tqdm==4.70.1",
-    "setuptools==84.2.1",
+    "typing-extensions==4.16.0",
 )
-EXPORT_ARGS = ("--task", "text-generation-with-past", "--weight-format", "fp32")
+WRITER = paths.ROOT / "lab" / "ovir.py"
 # What an OVMS LLM folder needs from the export (the deploy adds graph.pbtxt).
 EXPORT_FILES = (
     "openvino_model.xml", "openvino_model.bin",
@@ -181,12 +166,10 @@ def find_python(version: str) -> str | None:
     return None
 
 
-def _python(version: str) -> str:
-    """An interpreter of that version on this machine, for the export venv."""
-    found = find_python(version)
-    if not found:
-        raise LabError(f"the OpenVINO export needs python{version} (the torch CPU wheel is for it)")
-    return found
+def _pip_cert() -> list[str]:
+    """pip's --cert for the system's CA bundle, which also holds a TLS-intercepting proxy's CA
+    where one is on the way (pip's own bundle would not)."""
+    return ["--cert", CA_BUNDLE] if os.path.isfile(CA_BUNDLE) else []
 
 
 # --- the export tools' venv -------------------------------------------------------------------
@@ -197,12 +180,19 @@ def _check_no_telemetry(folder: Path) -> None:
         raise LabError(f"{NO_TELEMETRY} was installed ({', '.join(found)}): it would send usage data out")
 
 
+def _export_python() -> str:
+    """The interpreter the export venv is made from: the one running the lab."""
+    return getattr(sys, "_base_executable", None) or sys.executable
+
+
 def venv_key() -> str:
-    return _digest("export-venv/2", EXPORT_PYTHON, *EXPORT_PINS)
+    version = "%d.%d" % sys.version_info[:2]
+    return _digest("export-venv/3", version, *EXPORT_PINS)
 
 
 def export_venv() -> Path:
-    """The venv with optimum-intel, openvino-tokenizers and torch (CPU), installed once."""
+    """The venv with OpenVINO, openvino-tokenizers and transformers, installed once from the
+    package index by uv (which reads no pip configuration of this machine)."""
     venv = paths.OV_EXPORT_VENV
     stamp = venv / ".lab-key"
     key = venv_key()
@@ -211,15 +201,23 @@ def export_venv() -> Path:
     shutil.rmtree(venv, ignore_errors=True)
     paths.CACHE.mkdir(parents=True, exist_ok=True)
     log(f"installing the OpenVINO export tools into {venv} (once)")
-    seconds = _run([_python(EXPORT_PYTHON), "-m", "venv", str(venv)], "ov-export-venv")
-    # pip, not uv: pip reads this machine's pip configuration, whose find-links hold the torch
-    # CPU wheel. --no-compile: the venv only runs the export.
-    seconds += _run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--no-compile", "--no-deps",
-                     "--only-binary=:all:", *EXPORT_PINS], "ov-export-pip")
+    uv = _uv()
+    seconds = _run([uv, "venv", "-q", "--python", _export_python(), str(venv)], "ov-export-venv")
+    seconds += _run([uv, "pip", "install", "-q", "--system-certs", "--no-deps", "--only-binary", ":all:",
+                     "--python", str(venv / "bin" / "python"), *EXPORT_PINS], "ov-export-install")
     _check_no_telemetry(venv / "lib")
     stamp.write_text(key)  # last: an interrupted install is redone
     log(f"installed the OpenVINO export tools in {seconds:.1f} s")
     return venv
+
+
+def _uv() -> str:
+    """The control machine's uv (labctl installs it beside the lab's Python)."""
+    beside = Path(sys.executable).parent / "uv"
+    found = str(beside) if beside.is_file() else shutil.which("uv")
+    if not found:
+        raise LabError("no uv beside the lab's Python or on PATH: run the lab through ./labctl")
+    return found
 
 
 # --- the tiny model in OpenVINO IR ------------------------------------------------------------
@@ -227,14 +225,14 @@ def export_venv() -> Path:
 def export_key() -> str:
     model = paths.TINY_MODEL
     files = sorted(p for p in model.iterdir() if p.is_file())
-    return _digest("tiny-ov/1", venv_key(), *EXPORT_ARGS,
+    return _digest("tiny-ov/2", venv_key(), WRITER.read_bytes(),
                    *(part for p in files for part in (p.name, p.read_bytes())))
 
 
 def export_tiny_model() -> Path:
     """paths.TINY_OV: the tiny model as an OVMS LLM folder without graph.pbtxt (the deploy writes
     it): openvino_model, openvino_tokenizer and openvino_detokenizer IR plus the HF config and
-    tokenizer files. Exported once per tiny model and tool versions."""
+    tokenizer files. Exported once per tiny model, writer and tool versions."""
     if not (paths.TINY_MODEL / "model.safetensors").exists():
         raise LabError(f"no tiny model in {paths.TINY_MODEL}: build the artifacts first")
     key = export_key()
@@ -246,13 +244,12 @@ def export_tiny_model() -> Path:
     shutil.rmtree(tmp, ignore_errors=True)
     log(f"exporting the tiny model to OpenVINO IR in {out}")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1",
-           "OPENVINO_TELEMETRY_DISABLE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    seconds = _run([str(venv / "bin" / "python"), "-m", "optimum.commands.optimum_cli", "export", "openvino",
-                    "--model", str(paths.TINY_MODEL), *EXPORT_ARGS, str(tmp)], "ov-export", env=env)
+           "OPENVINO_TELEMETRY_DISABLE": "1", "TOKENIZERS_PARALLELISM": "false", "TRANSFORMERS_VERBOSITY": "error"}
+    seconds = _run([str(venv / "bin" / "python"), str(WRITER), str(paths.TINY_MODEL), str(tmp)], "ov-export",
+                   env=env, cwd="/")
     missing = [name for name in EXPORT_FILES if not (tmp / name).is_file()]
     if missing:
         raise LabError(f"the OpenVINO export of {paths.TINY_MODEL} lacks {', '.join(missing)}")
-    (tmp / "graph.pbtxt").unlink(missing_ok=True)  # the deploy writes it
     key_file.unlink(missing_ok=True)
     _swap_in(tmp, out)
     key_file.write_text(key)
@@ -300,10 +297,10 @@ def engine_libs(target: Target) -> Path:
     paths.CACHE.mkdir(parents=True, exist_ok=True)
     log(f"installing the OpenVINO engine for Python {target.python} ({target.system}) into {out}")
     platforms = [arg for tag in target_platforms(target) for arg in ("--platform", tag)]
-    # Any pip installs for another Python (--python-version); the export venv's when this
-    # interpreter has none.
-    pip = sys.executable if importlib.util.find_spec("pip") else str(export_venv() / "bin" / "python")
-    seconds = _run([pip, "-m", "pip", "install", "-q", "--target", str(tmp), "--no-compile",
+    # Any pip installs for another Python (--python-version): the lab's own (labctl's venv has one).
+    if not importlib.util.find_spec("pip"):
+        raise LabError(f"{sys.executable} has no pip, which installs the engine for the mini's Python")
+    seconds = _run([sys.executable, "-m", "pip", "install", "-q", *_pip_cert(), "--target", str(tmp), "--no-compile",
                     "--no-deps", "--only-binary=:all:", "--implementation", "cp", "--python-version", target.python,
                     *platforms, *ENGINE_PINS], f"ov-engine-libs-py{target.python}")
     _check_no_telemetry(tmp)

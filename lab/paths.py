@@ -23,5 +23,5 @@ OVMS_STANDIN_LIBS = CACHE / "ovms-standin-lib"  # + "-py<version>": the engine t
 OVMS_STANDIN_RELEASES = CACHE / "ovms-standin-releases"
 TINY_OV = CACHE / "tiny-ov"  # the tiny model exported to OpenVINO IR (an OVMS LLM folder less graph.pbtxt)
 TINY_OV_KEY = CACHE / "tiny-ov.key"  # what TINY_OV was exported from (model files, tool pins)
-OV_EXPORT_VENV = CACHE / "ov-export-venv"  # optimum-intel, openvino-tokenizers, torch (CPU)
+OV_EXPORT_VENV = CACHE / "ov-export-venv"  # OpenVINO, openvino-tokenizers, transformers (no torch)
 LOGS = LAB_DIR / "logs"
