@@ -29,14 +29,18 @@ if PROXY_GROUP in roles:  # mini; Redis first (LiteLLM connects to it as it star
     services += [(redis, redis.deploy_redis), (litellm, litellm.deploy_litellm), (ovms, ovms.deploy_ovms)]
 
 # The distribution's packages of every service at once: one package-list refresh, not one each.
-ops.system_packages(name="Install the system packages the services need",
-                    max_age_hours=r.settings(host.name)["package_lists_max_age"],
-                    packages=list(dict.fromkeys(pyenv.packages(system) + [p for m, _ in services for p in m.packages(r, system)])))
+ops.system_packages(
+    name="Install the system packages the services need",
+    max_age_hours=r.settings(host.name)["package_lists_max_age"],
+    packages=list(dict.fromkeys(pyenv.packages(system) + [p for m, _ in services for p in m.packages(r, system)])),
+)
 
 # On every host at once: the pinned uv and each service's Python environment, the slow part of
 # a rebuild. Called from this one line, they are the same pyinfra operations on every host, so
 # pyinfra runs them side by side instead of one host after the other.
-envs = pyenv.python_environments(r.settings(host.name)["uv_version"], [e for e in (m.python_env(r) for m, _ in services) if e])
+envs = pyenv.python_environments(
+    r.settings(host.name)["uv_version"], [e for e in (m.python_env(r) for m, _ in services) if e]
+)
 
 waits = [wait for _, deploy_service in services for wait in deploy_service(r, envs)]
 

@@ -54,16 +54,27 @@ def ms(values: list[float]) -> str:
 
 
 def machine() -> str:
-    cpu = next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines()
-                if l.startswith("model name")), platform.processor())
-    mem = int(next(l.split()[1] for l in Path("/proc/meminfo").read_text().splitlines() if l.startswith("MemTotal")))
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    mem = int(
+        next(line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal"))
+    )
     import pyinfra
 
-    return (f"{platform.node()}: {cpu}, {os.cpu_count()} cores, {mem / 1024 / 1024:.0f} GiB, "
-            f"Linux {platform.release()}, Python {platform.python_version()}, pyinfra {pyinfra.__version__}")
+    return (
+        f"{platform.node()}: {cpu}, {os.cpu_count()} cores, {mem / 1024 / 1024:.0f} GiB, "
+        f"Linux {platform.release()}, Python {platform.python_version()}, pyinfra {pyinfra.__version__}"
+    )
 
 
 # --- deploys ---------------------------------------------------------------------------------
+
 
 def from_scratch(host: str | None, runs: int) -> dict[str, list[float]]:
     """Recreate host (or both), then deploy it; the time from pyinfra's start to its end, and the
@@ -71,7 +82,7 @@ def from_scratch(host: str | None, runs: int) -> dict[str, list[float]]:
     speed tells a slow run on a slow machine from a slow deploy."""
     out = {"wall": [], "python envs": [], "speed": []}
     for _ in range(runs):
-        for h in ([host] if host else list(HOSTS)):
+        for h in [host] if host else list(HOSTS):
             lifecycle.recreate(h)
         out["speed"].append(cpu_speed())
         run = deploy(*(["--limit", host] if host else []))
@@ -90,11 +101,11 @@ def pip_vs_uv(settings: dict) -> tuple[float, float]:
         "/opt/uv/bin/uv venv -q --seed --system-certs --python python3 /tmp/bench-pip; "
         "s=$(date +%s.%N); "
         f"/tmp/bench-pip/bin/pip install -q --no-cache-dir --cert /etc/ssl/certs/ca-certificates.crt {pins}; "
-        "e=$(date +%s.%N); echo pip $(python3 -c \"print($e-$s)\"); "
+        'e=$(date +%s.%N); echo pip $(python3 -c "print($e-$s)"); '
         "/opt/uv/bin/uv venv -q --system-certs --python python3 /tmp/bench-uv; "
         "s=$(date +%s.%N); "
         f"/opt/uv/bin/uv pip install -q --no-cache --system-certs --python /tmp/bench-uv/bin/python {pins}; "
-        "e=$(date +%s.%N); echo uv $(python3 -c \"print($e-$s)\"); rm -rf /tmp/bench-pip /tmp/bench-uv"
+        'e=$(date +%s.%N); echo uv $(python3 -c "print($e-$s)"); rm -rf /tmp/bench-pip /tmp/bench-uv'
     )
     out = run_here(*hosts.ssh_args("mini"), script, timeout=1800)
     times = dict(line.split() for line in out.stdout.splitlines() if line.split()[0] in ("pip", "uv"))
@@ -110,7 +121,15 @@ def remote_commands() -> dict[str, int]:
 
 def fact_floor(runs: int) -> list[float]:
     """pyinfra's own floor: start, connect to both hosts and gather one fact each."""
-    cmd = [str(Path(sys.executable).parent / "pyinfra"), "-y", "--data", "_sudo=False", "lab/inventory.py", "fact", "server.Kernel"]
+    cmd = [
+        str(Path(sys.executable).parent / "pyinfra"),
+        "-y",
+        "--data",
+        "_sudo=False",
+        "lab/inventory.py",
+        "fact",
+        "server.Kernel",
+    ]
     times = []
     for _ in range(runs):
         started = time.monotonic()
@@ -123,12 +142,15 @@ def cpu_speed() -> float:
     """This machine's speed at the moment, for comparing benches: seconds to compile the standard
     library's typing.py 200 times in one process (pure CPU, no I/O; lower is faster). The lab's
     work is CPU-bound, and a shared VM's speed drifts within the hour."""
-    script = ("import time, typing; src = open(typing.__file__).read(); s = time.perf_counter()\n"
-              "for _ in range(200): compile(src, 'typing.py', 'exec')\nprint(time.perf_counter() - s)")
+    script = (
+        "import time, typing; src = open(typing.__file__).read(); s = time.perf_counter()\n"
+        "for _ in range(200): compile(src, 'typing.py', 'exec')\nprint(time.perf_counter() - s)"
+    )
     return float(subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout)
 
 
 # --- latency ---------------------------------------------------------------------------------
+
 
 def one_request(url: str, body: bytes, key: str | None) -> float:
     request = urllib.request.Request(url, data=body, method="POST")
@@ -144,8 +166,9 @@ def one_request(url: str, body: bytes, key: str | None) -> float:
 
 
 def latencies(url: str, model: str, key: str | None, concurrency: int, requests: int) -> list[float]:
-    body = json.dumps({"model": model, "max_tokens": 4, "temperature": 0,
-                       "messages": [{"role": "user", "content": "hello"}]}).encode()
+    body = json.dumps(
+        {"model": model, "max_tokens": 4, "temperature": 0, "messages": [{"role": "user", "content": "hello"}]}
+    ).encode()
     for _ in range(3):  # warm up connections and caches
         one_request(url, body, key)
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
@@ -174,8 +197,12 @@ with ThreadPoolExecutor(max_workers=concurrency) as pool:
 def latencies_from_mini(url: str, model: str, concurrency: int, requests: int) -> list[float]:
     """The same bounded request loop, run on the mini: the studio's firewall admits the MLX ports
     only from there, which is also the path LiteLLM's own requests take."""
-    out = run_here(*hosts.ssh_args("mini"), "python3 - " + " ".join(
-        shlex.quote(a) for a in (url, model, str(concurrency), str(requests))), input=REMOTE_LOAD, timeout=600)
+    out = run_here(
+        *hosts.ssh_args("mini"),
+        "python3 - " + " ".join(shlex.quote(a) for a in (url, model, str(concurrency), str(requests))),
+        input=REMOTE_LOAD,
+        timeout=600,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -202,8 +229,9 @@ def tokens_per_second(url: str, model: str, key: str, requests: int, on_mini: bo
     the mini (OVMS listens on its loopback) or here (through the proxy, like any client)."""
     args = (url, model, key, str(requests))
     if on_mini:
-        out = run_here(*hosts.ssh_args("mini"), "python3 - " + " ".join(shlex.quote(a) for a in args),
-                       input=TOKENS, timeout=600).stdout
+        out = run_here(
+            *hosts.ssh_args("mini"), "python3 - " + " ".join(shlex.quote(a) for a in args), input=TOKENS, timeout=600
+        ).stdout
     else:
         out = run_here(sys.executable, "-", *args, input=TOKENS, timeout=600).stdout
     runs = json.loads(out.strip().splitlines()[-1])
@@ -233,10 +261,12 @@ async def main():
         await sdk.chat.completions.create(**body)
     async def via_litellm():
         await litellm.acompletion(model=model, api_base=base, api_key="none", messages=messages, max_tokens=4)
-    router = litellm.Router(model_list=[{"model_name": "m", "litellm_params": {"model": model, "api_base": base, "api_key": "none"}}])
+    params = {"model": model, "api_base": base, "api_key": "none"}
+    router = litellm.Router(model_list=[{"model_name": "m", "litellm_params": params}])
     async def via_router():
         await router.acompletion(model="m", messages=messages, max_tokens=4)
-    clients = (("httpx", raw), ("openai SDK", via_sdk), ("litellm.acompletion", via_litellm), ("litellm Router", via_router))
+    clients = (("httpx", raw), ("openai SDK", via_sdk), ("litellm.acompletion", via_litellm),
+               ("litellm Router", via_router))
     for _, call in clients:  # everything loaded and warm before the first is measured
         await call()
     print(json.dumps({name: await cpu(call) for name, call in clients}))
@@ -251,8 +281,12 @@ def client_floor(registry, model, calls: int) -> dict[str, float]:
     python = f"{registry.proxy['litellm_home']}/venv/bin/python"
     base = f"http://{HOSTS[model.host]}:{model.port}/v1"
     args = (base, model.upstream, model.litellm_model, str(calls))
-    out = run_here(*hosts.ssh_args("mini"), f"cd /tmp && {python} - " + " ".join(shlex.quote(a) for a in args),
-                   input=FLOOR, timeout=600).stdout
+    out = run_here(
+        *hosts.ssh_args("mini"),
+        f"cd /tmp && {python} - " + " ".join(shlex.quote(a) for a in args),
+        input=FLOOR,
+        timeout=600,
+    ).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
@@ -329,8 +363,12 @@ def main(argv: list[str]) -> int:
     accept = []
     for _ in range(args.runs):
         started = time.monotonic()
-        out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                              "tests/acceptance/test_stack.py"], cwd=ROOT, capture_output=True, text=True)
+        out = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/acceptance/test_stack.py"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        )
         accept.append(time.monotonic() - started)
         if out.returncode != 0:
             sys.exit(f"bench: the acceptance suite failed:\n{out.stdout[-3000:]}")
@@ -342,7 +380,11 @@ def main(argv: list[str]) -> int:
     key = lifecycle.proxy_key()
     for concurrency in (1, 10):
         print(f"bench: latency at concurrency {concurrency}, {args.requests} requests x{args.runs}", flush=True)
-        figures = {"direct": {"p50": [], "p95": []}, "proxy": {"p50": [], "p95": []}, "overhead": {"p50": [], "p95": []}}
+        figures = {
+            "direct": {"p50": [], "p95": []},
+            "proxy": {"p50": [], "p95": []},
+            "overhead": {"p50": [], "p95": []},
+        }
         cpu = []
         for _ in range(args.runs):
             d = latencies_from_mini(direct, model.upstream, concurrency, args.requests)
@@ -354,16 +396,25 @@ def main(argv: list[str]) -> int:
                 figures["proxy"][f"p{q}"].append(percentile(p, q))
                 figures["overhead"][f"p{q}"].append(percentile(p, q) - percentile(d, q))
         for kind in ("direct", "proxy", "overhead"):
-            what = {"direct": f"direct to mlx_lm.server ({model.name})", "proxy": "through LiteLLM",
-                    "overhead": "LiteLLM overhead (proxy - direct)"}[kind]
-            rows.append((f"c={concurrency} {what}, p50 / p95 (ms)",
-                         f"{ms(figures[kind]['p50'])} / {ms(figures[kind]['p95'])}"))
+            what = {
+                "direct": f"direct to mlx_lm.server ({model.name})",
+                "proxy": "through LiteLLM",
+                "overhead": "LiteLLM overhead (proxy - direct)",
+            }[kind]
+            rows.append(
+                (f"c={concurrency} {what}, p50 / p95 (ms)", f"{ms(figures[kind]['p50'])} / {ms(figures[kind]['p95'])}")
+            )
         rows.append((f"c={concurrency} LiteLLM CPU time per request (ms)", ms(cpu)))
 
     print(f"bench: the client side alone (no proxy), CPU per call x{args.runs}", flush=True)
     floors = [client_floor(registry, model, args.requests) for _ in range(args.runs)]
-    rows.append(("c=1 CPU per call with no proxy, on the mini: httpx / openai SDK / litellm.acompletion / "
-                 "litellm Router (ms)", " / ".join(ms([f[name] for f in floors]) for name in floors[0])))
+    rows.append(
+        (
+            "c=1 CPU per call with no proxy, on the mini: httpx / openai SDK / litellm.acompletion / "
+            "litellm Router (ms)",
+            " / ".join(ms([f[name] for f in floors]) for name in floors[0]),
+        )
+    )
 
     for m in (m for m in registry.models.values() if m.backend == "ovms"):
         print(f"bench: {m.name} tokens per second x{args.runs}", flush=True)
@@ -374,8 +425,13 @@ def main(argv: list[str]) -> int:
         rows.append((f"{m.name} (OVMS) completion tokens/s, through LiteLLM", stats(through)))
 
     speed.append(cpu_speed())
-    rows.insert(0, ("machine speed: typing.py compiled 200 times, at the start / the end (s, lower is faster)",
-                    " / ".join(f"{v:.2f}" for v in speed)))
+    rows.insert(
+        0,
+        (
+            "machine speed: typing.py compiled 200 times, at the start / the end (s, lower is faster)",
+            " / ".join(f"{v:.2f}" for v in speed),
+        ),
+    )
     print()
     print(f"Machine: {machine()}  ")
     print(f"Each figure: median (min-max) of {args.runs} runs.\n")

@@ -22,8 +22,11 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.cpu")
     parser.add_argument("--requests", type=int, default=100)
     parser.add_argument("--concurrency", type=int, default=10)
-    parser.add_argument("--floor", action="store_true",
-                        help="also the client side alone (no proxy): httpx, openai SDK, litellm, its Router")
+    parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="also the client side alone (no proxy): httpx, openai SDK, litellm, its Router",
+    )
     args = parser.parse_args(argv)
     registry = preflight.build(ROOT / "lab" / "inventory.py", ROOT, for_deploy=False, with_secrets=False)
     model = next(m for m in registry.models.values() if m.backend == "mlx")
@@ -38,8 +41,10 @@ def main(argv: list[str]) -> int:
     p = latencies(proxy, model.name, lifecycle.proxy_key(), args.concurrency, args.requests)
     cpu_ms = (proxy_cpu_seconds() - before) / (args.requests + 3) * 1000
     added = percentile(p, 50) - percentile(d, 50)
-    print(f"c={args.concurrency}: CPU {cpu_ms:.1f} ms/request, p50 direct {statistics.median(d) * 1000:.1f} ms, "
-          f"proxy {statistics.median(p) * 1000:.1f} ms, added {added * 1000:.1f} ms")
+    print(
+        f"c={args.concurrency}: CPU {cpu_ms:.1f} ms/request, p50 direct {statistics.median(d) * 1000:.1f} ms, "
+        f"proxy {statistics.median(p) * 1000:.1f} ms, added {added * 1000:.1f} ms"
+    )
     return 0
 
 

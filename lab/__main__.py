@@ -28,7 +28,8 @@ def main(argv: list[str]) -> int:
                     f"  curl -s http://{mini}:4000/v1/chat/completions \\\n"
                     f"    -H \"Authorization: Bearer $(sed -n 's/^LITELLM_PROXY_KEY=//p' {paths.SECRETS})\" \\\n"
                     f"    -H 'Content-Type: application/json' \\\n"
-                    f"    -d '{{\"model\": \"jerry-chat\", \"max_tokens\": 8, \"messages\": [{{\"role\": \"user\", \"content\": \"hello\"}}]}}'\n"
+                    f'    -d \'{{"model": "jerry-chat", "max_tokens": 8, '
+                    f'"messages": [{{"role": "user", "content": "hello"}}]}}\'\n'
                 )
             return rc
         elif cmd == "status":

@@ -70,12 +70,17 @@ def build_standin_archive(target: ovexport.Target | None = None) -> Path:
         paths.CACHE.mkdir(parents=True, exist_ok=True)
         started = time.monotonic()
         tmp = paths.OVMS_STANDIN.with_name(paths.OVMS_STANDIN.name + ".tmp")
-        note = ("Lab stand-in for the OVMS release: not OpenVINO Model Server. bin/ovms is a Python program;\n"
-                "lib/python holds the real engine it runs, installed from the package index:\n"
-                + json.dumps(ovexport.versions(target), indent=2) + "\n").encode()
-        with open(tmp, "wb") as raw, \
-                gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=6) as gz, \
-                tarfile.open(fileobj=gz, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        note = (
+            "Lab stand-in for the OVMS release: not OpenVINO Model Server. bin/ovms is a Python program;\n"
+            "lib/python holds the real engine it runs, installed from the package index:\n"
+            + json.dumps(ovexport.versions(target), indent=2)
+            + "\n"
+        ).encode()
+        with (
+            open(tmp, "wb") as raw,
+            gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=6) as gz,
+            tarfile.open(fileobj=gz, mode="w", format=tarfile.GNU_FORMAT) as tar,
+        ):
             for name in ("ovms", "ovms/bin", "ovms/lib"):
                 _add(tar, name, 0o755, None)
             _add(tar, "ovms/bin/ovms", 0o755, source.read_bytes())
@@ -83,8 +88,10 @@ def build_standin_archive(target: ovexport.Target | None = None) -> Path:
             _add_tree(tar, libs, "ovms/lib/python")
         os.replace(tmp, paths.OVMS_STANDIN)
         stamp_file.write_text(stamp)
-        log(f"packed the OVMS stand-in archive {paths.OVMS_STANDIN} "
-            f"({paths.OVMS_STANDIN.stat().st_size / 2**20:.0f} MiB in {time.monotonic() - started:.1f} s)")
+        log(
+            f"packed the OVMS stand-in archive {paths.OVMS_STANDIN} "
+            f"({paths.OVMS_STANDIN.stat().st_size / 2**20:.0f} MiB in {time.monotonic() - started:.1f} s)"
+        )
     paths.OVMS_STANDIN_SHA256.write_text(_sha256(paths.OVMS_STANDIN) + "\n")
     _lay_out_release(target)
     return paths.OVMS_STANDIN
@@ -100,8 +107,9 @@ def _lay_out_release(target: ovexport.Target) -> None:
         os.link(paths.OVMS_STANDIN, folder / asset)
 
 
-def _add(tar: tarfile.TarFile, name: str, mode: int, data: bytes | None, fileobj=None, size: int = 0,
-         link: str | None = None) -> None:
+def _add(
+    tar: tarfile.TarFile, name: str, mode: int, data: bytes | None, fileobj=None, size: int = 0, link: str | None = None
+) -> None:
     info = tarfile.TarInfo(name)
     info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "root", "root"
     info.mode = mode

@@ -24,14 +24,21 @@ OPERATOR = "chris"
 SSHD_DROPIN = "# lab: like the real hosts, root cannot log in over SSH\nPermitRootLogin no\n"
 
 BASE_PACKAGES = [
-    "systemd", "systemd-sysv", "dbus", "openssh-server", "ca-certificates", "python3",
-    "iproute2", "procps", "curl", "sudo", "libpam-systemd",
+    "systemd",
+    "systemd-sysv",
+    "dbus",
+    "openssh-server",
+    "ca-certificates",
+    "python3",
+    "iproute2",
+    "procps",
+    "curl",
+    "sudo",
+    "libpam-systemd",
 ]
 # Host keys are made at first boot so every machine copied from the cached root has its own.
 # The distribution's own ExecStartPre (sshd -t) needs the keys, so the list is reset with keygen first.
-SSH_KEYGEN_DROPIN = (
-    "[Service]\nExecStartPre=\nExecStartPre=/usr/bin/ssh-keygen -A\nExecStartPre=/usr/sbin/sshd -t\n"
-)
+SSH_KEYGEN_DROPIN = "[Service]\nExecStartPre=\nExecStartPre=/usr/bin/ssh-keygen -A\nExecStartPre=/usr/sbin/sshd -t\n"
 
 
 @dataclass(frozen=True)
@@ -55,12 +62,19 @@ DEBIAN_12 = Distro("Debian 12", "bookworm", "http://deb.debian.org/debian")
 # Ubuntu, not Debian. Debian 12 carries no Ubuntu keyring: the keyring package is fetched from
 # Ubuntu's archive and held to the digest recorded here (first fetched 2026-11-25).
 UBUNTU_2404 = Distro(
-    "Ubuntu 24.04", "noble", "http://archive.ubuntu.com/ubuntu", script="/usr/share/debootstrap/scripts/gutsy",
-    keyring=("http://archive.ubuntu.com/ubuntu/pool/main/u/ubuntu-keyring/ubuntu-keyring_2023.11.28.1_all.deb",
-             "36de43b15853ccae0028e9a767613770c704833f82586f28eb262f0311adb8a8",
-             "usr/share/keyrings/ubuntu-archive-keyring.gpg"),
-    sources="".join(f"deb http://archive.ubuntu.com/ubuntu {suite} main universe\n"
-                    for suite in ("noble", "noble-updates", "noble-security")),
+    "Ubuntu 24.04",
+    "noble",
+    "http://archive.ubuntu.com/ubuntu",
+    script="/usr/share/debootstrap/scripts/gutsy",
+    keyring=(
+        "http://archive.ubuntu.com/ubuntu/pool/main/u/ubuntu-keyring/ubuntu-keyring_2023.11.28.1_all.deb",
+        "36de43b15853ccae0028e9a767613770c704833f82586f28eb262f0311adb8a8",
+        "usr/share/keyrings/ubuntu-archive-keyring.gpg",
+    ),
+    sources="".join(
+        f"deb http://archive.ubuntu.com/ubuntu {suite} main universe\n"
+        for suite in ("noble", "noble-updates", "noble-security")
+    ),
     upgraded=True,
 )
 # The mini like the real one; the studio stands in for a Mac, which the lab cannot run.
@@ -68,8 +82,9 @@ SYSTEMS = {"mini": UBUNTU_2404, "studio": DEBIAN_12}
 
 
 def recipe(distro: Distro) -> str:
-    return json.dumps({"distro": asdict(distro), "packages": BASE_PACKAGES, "variant": "minbase",
-                       "dropin": SSH_KEYGEN_DROPIN, "v": 3})
+    return json.dumps(
+        {"distro": asdict(distro), "packages": BASE_PACKAGES, "variant": "minbase", "dropin": SSH_KEYGEN_DROPIN, "v": 3}
+    )
 
 
 def recipe_hash(distro: Distro) -> str:
@@ -113,8 +128,16 @@ def base_rootfs(host: str) -> Path:
     paths.CACHE.mkdir(parents=True, exist_ok=True)
     log(f"building the {distro.name} root filesystem (debootstrap, cached in {paths.CACHE})")
     started = time.monotonic()
-    run("debootstrap", "--variant=minbase", *_keyring(distro), f"--include={','.join(BASE_PACKAGES)}",
-        distro.suite, str(tmp), distro.mirror, *([distro.script] if distro.script else []))
+    run(
+        "debootstrap",
+        "--variant=minbase",
+        *_keyring(distro),
+        f"--include={','.join(BASE_PACKAGES)}",
+        distro.suite,
+        str(tmp),
+        distro.mirror,
+        *([distro.script] if distro.script else []),
+    )
     if distro.sources:
         (tmp / "etc/apt/sources.list").write_text(distro.sources)
     if distro.upgraded:
@@ -145,8 +168,9 @@ def prepare_machine(host: str, base: Path, pubkey: str, sudo_password: str) -> P
     paths.MACHINES.mkdir(parents=True, exist_ok=True)
     run("cp", "-a", "--reflink=auto", str(base), str(root))
     (root / "etc/hostname").write_text(f"{host}\n")
-    (root / "etc/hosts").write_text(f"127.0.0.1 localhost\n127.0.1.1 {host}\n"
-                                    + "".join(f"{a} {h}\n" for h, a in HOSTS.items()))
+    (root / "etc/hosts").write_text(
+        f"127.0.0.1 localhost\n127.0.1.1 {host}\n" + "".join(f"{a} {h}\n" for h, a in HOSTS.items())
+    )
     add_operator(root, pubkey, sudo_password)
     (root / "etc/resolv.conf").unlink(missing_ok=True)
     (root / "etc/resolv.conf").write_text("".join(f"nameserver {n}\n" for n in nameservers()))
@@ -186,11 +210,17 @@ def no_login_sessions(root: Path) -> None:
     (Seen with root's logins; the operator's user@1000.service would be the same.)"""
     session = root / "etc/pam.d/common-session"
     lines = session.read_text().splitlines()
-    session.write_text("".join(
-        (f"# {line}  (lab: see no_login_sessions in lab/hosts.py)" if "pam_systemd.so" in line
-         and not line.lstrip().startswith("#") else line) + "\n"
-        for line in lines
-    ))
+    session.write_text(
+        "".join(
+            (
+                f"# {line}  (lab: see no_login_sessions in lab/hosts.py)"
+                if "pam_systemd.so" in line and not line.lstrip().startswith("#")
+                else line
+            )
+            + "\n"
+            for line in lines
+        )
+    )
 
 
 def nspawn_pids(host: str) -> list[int]:
@@ -213,13 +243,24 @@ def boot(host: str) -> int:
     logfile = open(paths.LOGS / f"{host}.console.log", "ab")
     proc = subprocess.Popen(
         [
-            "systemd-nspawn", f"--directory={paths.MACHINES / host}", "--boot", f"--machine={namespace(host)}",
-            "--register=no", "--keep-unit", f"--network-namespace-path=/run/netns/{namespace(host)}",
+            "systemd-nspawn",
+            f"--directory={paths.MACHINES / host}",
+            "--boot",
+            f"--machine={namespace(host)}",
+            "--register=no",
+            "--keep-unit",
+            f"--network-namespace-path=/run/netns/{namespace(host)}",
             # The host's own firewall (nftables) in its own network namespace, as on a real host.
             "--capability=CAP_NET_ADMIN",
-            "--console=passive", "--resolv-conf=off", "--timezone=off", "--link-journal=no",
+            "--console=passive",
+            "--resolv-conf=off",
+            "--timezone=off",
+            "--link-journal=no",
         ],
-        stdin=subprocess.DEVNULL, stdout=logfile, stderr=subprocess.STDOUT, start_new_session=True,
+        stdin=subprocess.DEVNULL,
+        stdout=logfile,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     return proc.pid
 
@@ -289,9 +330,20 @@ def stop(host: str, timeout: float = 30) -> None:
 
 def ssh_args(host: str) -> list[str]:
     return [
-        "ssh", "-i", str(paths.KEY), "-o", "BatchMode=yes", "-o", "ConnectTimeout=5",
-        "-o", "StrictHostKeyChecking=accept-new", "-o", f"UserKnownHostsFile={paths.KNOWN_HOSTS}",
-        "-o", "LogLevel=ERROR", f"{OPERATOR}@{HOSTS[host]}",
+        "ssh",
+        "-i",
+        str(paths.KEY),
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "ConnectTimeout=5",
+        "-o",
+        "StrictHostKeyChecking=accept-new",
+        "-o",
+        f"UserKnownHostsFile={paths.KNOWN_HOSTS}",
+        "-o",
+        "LogLevel=ERROR",
+        f"{OPERATOR}@{HOSTS[host]}",
     ]
 
 

@@ -50,8 +50,14 @@ def down() -> None:
     for host in HOSTS:
         shutil.rmtree(paths.MACHINES / host, ignore_errors=True)
     # This lab's key, host keys, proxy key and sudo password go with it; the next `up` makes new ones.
-    for path in (paths.STATE_FILE, paths.KEY, paths.KEY.with_suffix(".pub"), paths.KNOWN_HOSTS, paths.SECRETS,
-                 paths.SUDO_PASSWORD):
+    for path in (
+        paths.STATE_FILE,
+        paths.KEY,
+        paths.KEY.with_suffix(".pub"),
+        paths.KNOWN_HOSTS,
+        paths.SECRETS,
+        paths.SUDO_PASSWORD,
+    ):
         path.unlink(missing_ok=True)
     log("down: containers, namespaces, veths, bridge and nft table removed")
 
@@ -81,23 +87,27 @@ def up() -> None:
     # The lab's proxy key: new for every lab, kept only in the ignored state folder.
     # The proxy key carries the characters systemd's EnvironmentFile= and shells treat specially
     # (a space, $, #, both quotes, a backslash), so every lab proves they reach LiteLLM intact.
-    _private_file(paths.SECRETS, f"LITELLM_PROXY_KEY=sk-lab-{secrets.token_hex(16)}-te$t #1 \"q\" \\x'z\n"
-                                 f"LITELLM_REDIS_PASSWORD={secrets.token_hex(24)}\n")
+    _private_file(
+        paths.SECRETS,
+        f'LITELLM_PROXY_KEY=sk-lab-{secrets.token_hex(16)}-te$t #1 "q" \\x\'z\n'
+        f"LITELLM_REDIS_PASSWORD={secrets.token_hex(24)}\n",
+    )
     # The operator's sudo password on every lab host: new for every lab, like the proxy key.
     _private_file(paths.SUDO_PASSWORD, secrets.token_urlsafe(18) + "\n")
     pubkey = paths.KEY.with_suffix(".pub").read_text()
 
     network.up()
-    save_state({"ip_forward_before": forward_before, "hosts": HOSTS, "key": str(paths.KEY),
-                "operator": hosts.OPERATOR})
+    save_state({"ip_forward_before": forward_before, "hosts": HOSTS, "key": str(paths.KEY), "operator": hosts.OPERATOR})
     started = time.monotonic()
     for host in HOSTS:
         hosts.prepare_machine(host, bases[host], pubkey, sudo_password())
         hosts.boot(host)
     for host in HOSTS:
         hosts.wait_ready(host)
-    log(f"up: {', '.join(f'{h} {a}' for h, a in HOSTS.items())} (rootfs {rootfs_seconds:.1f} s, "
-        f"boot {time.monotonic() - started:.1f} s)")
+    log(
+        f"up: {', '.join(f'{h} {a}' for h, a in HOSTS.items())} (rootfs {rootfs_seconds:.1f} s, "
+        f"boot {time.monotonic() - started:.1f} s)"
+    )
 
 
 def recreate(host: str) -> float:
@@ -152,6 +162,10 @@ def status() -> int:
             code = 1
             continue
         out = run(*hosts.ssh_args(host), "systemctl is-system-running", check=False).stdout.strip()
-        units = run(*hosts.ssh_args(host), "systemctl list-units --no-legend --plain 'litellm*' 'ovms*' 'mlx-*' | awk '{print $1\"=\"$4}'", check=False).stdout.split()
+        units = run(
+            *hosts.ssh_args(host),
+            "systemctl list-units --no-legend --plain 'litellm*' 'ovms*' 'mlx-*' | awk '{print $1\"=\"$4}'",
+            check=False,
+        ).stdout.split()
         print(f"{host:7} {address:12} pid {pids[0]:<7} systemd {out:9} {' '.join(units)}")
     return code

@@ -47,6 +47,7 @@ ENGINE_PINS = (
 NO_TELEMETRY = "openvino-telemetry"  # never installed, in the archive or the export venv
 CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"  # Debian's, with any CA the machine was given
 
+
 # The systems the archive can be built for: those OVMS builds for (Ubuntu 22.04/24.04) and Debian
 # 12. The engine is installed for the system's python3 and C library; the mini's system is read
 # from lab/hosts.py (SYSTEMS["mini"]), so the archive follows the lab when its mini changes.
@@ -72,14 +73,17 @@ def mini_target() -> Target:
     """The lab mini's system, as lab/hosts.py builds it (Debian 12 where it names none)."""
     try:
         from lab import hosts
+
         system = hosts.SYSTEMS["mini"].name
     except (ImportError, AttributeError, KeyError):
         system = DEFAULT_SYSTEM
     for target in TARGETS:
         if target.system == system:
             return target
-    raise LabError(f"no OVMS stand-in target for the mini's system {system!r} (known: "
-                   f"{', '.join(t.system for t in TARGETS)}): add it to lab/ovexport.py TARGETS")
+    raise LabError(
+        f"no OVMS stand-in target for the mini's system {system!r} (known: "
+        f"{', '.join(t.system for t in TARGETS)}): add it to lab/ovexport.py TARGETS"
+    )
 
 
 def local_target() -> Target:
@@ -117,10 +121,16 @@ EXPORT_PINS = (
 WRITER = paths.ROOT / "lab" / "ovir.py"
 # What an OVMS LLM folder needs from the export (the deploy adds graph.pbtxt).
 EXPORT_FILES = (
-    "openvino_model.xml", "openvino_model.bin",
-    "openvino_tokenizer.xml", "openvino_tokenizer.bin",
-    "openvino_detokenizer.xml", "openvino_detokenizer.bin",
-    "config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
+    "openvino_model.xml",
+    "openvino_model.bin",
+    "openvino_tokenizer.xml",
+    "openvino_tokenizer.bin",
+    "openvino_detokenizer.xml",
+    "openvino_detokenizer.bin",
+    "config.json",
+    "generation_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
 )
 
 
@@ -157,8 +167,12 @@ def find_python(version: str) -> str | None:
         if not candidate or not os.access(candidate, os.X_OK):
             continue
         try:
-            out = subprocess.run([candidate, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-                                 capture_output=True, text=True, timeout=30)
+            out = subprocess.run(
+                [candidate, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
         except (OSError, subprocess.TimeoutExpired):
             continue
         if out.returncode == 0 and out.stdout.strip() == version:
@@ -174,6 +188,7 @@ def _pip_cert() -> list[str]:
 
 # --- the export tools' venv -------------------------------------------------------------------
 
+
 def _check_no_telemetry(folder: Path) -> None:
     found = [str(p) for p in folder.rglob("openvino_telemetry") if p.is_dir()]
     if found:
@@ -186,7 +201,7 @@ def _export_python() -> str:
 
 
 def venv_key() -> str:
-    version = "%d.%d" % sys.version_info[:2]
+    version = "{}.{}".format(*sys.version_info[:2])
     return _digest("export-venv/3", version, *EXPORT_PINS)
 
 
@@ -203,8 +218,22 @@ def export_venv() -> Path:
     log(f"installing the OpenVINO export tools into {venv} (once)")
     uv = _uv()
     seconds = _run([uv, "venv", "-q", "--python", _export_python(), str(venv)], "ov-export-venv")
-    seconds += _run([uv, "pip", "install", "-q", "--system-certs", "--no-deps", "--only-binary", ":all:",
-                     "--python", str(venv / "bin" / "python"), *EXPORT_PINS], "ov-export-install")
+    seconds += _run(
+        [
+            uv,
+            "pip",
+            "install",
+            "-q",
+            "--system-certs",
+            "--no-deps",
+            "--only-binary",
+            ":all:",
+            "--python",
+            str(venv / "bin" / "python"),
+            *EXPORT_PINS,
+        ],
+        "ov-export-install",
+    )
     _check_no_telemetry(venv / "lib")
     stamp.write_text(key)  # last: an interrupted install is redone
     log(f"installed the OpenVINO export tools in {seconds:.1f} s")
@@ -222,11 +251,13 @@ def _uv() -> str:
 
 # --- the tiny model in OpenVINO IR ------------------------------------------------------------
 
+
 def export_key() -> str:
     model = paths.TINY_MODEL
     files = sorted(p for p in model.iterdir() if p.is_file())
-    return _digest("tiny-ov/2", venv_key(), WRITER.read_bytes(),
-                   *(part for p in files for part in (p.name, p.read_bytes())))
+    return _digest(
+        "tiny-ov/2", venv_key(), WRITER.read_bytes(), *(part for p in files for part in (p.name, p.read_bytes()))
+    )
 
 
 def export_tiny_model() -> Path:
@@ -243,10 +274,18 @@ def export_tiny_model() -> Path:
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     log(f"exporting the tiny model to OpenVINO IR in {out}")
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1",
-           "OPENVINO_TELEMETRY_DISABLE": "1", "TOKENIZERS_PARALLELISM": "false", "TRANSFORMERS_VERBOSITY": "error"}
-    seconds = _run([str(venv / "bin" / "python"), str(WRITER), str(paths.TINY_MODEL), str(tmp)], "ov-export",
-                   env=env, cwd="/")
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+        "OPENVINO_TELEMETRY_DISABLE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "TRANSFORMERS_VERBOSITY": "error",
+    }
+    seconds = _run(
+        [str(venv / "bin" / "python"), str(WRITER), str(paths.TINY_MODEL), str(tmp)], "ov-export", env=env, cwd="/"
+    )
     missing = [name for name in EXPORT_FILES if not (tmp / name).is_file()]
     if missing:
         raise LabError(f"the OpenVINO export of {paths.TINY_MODEL} lacks {', '.join(missing)}")
@@ -268,6 +307,7 @@ def _swap_in(tmp: Path, out: Path) -> None:
 
 
 # --- the engine libraries for the stand-in archive --------------------------------------------
+
 
 def target_platforms(target: Target) -> list[str]:
     """pip's --platform tags for the target host: every manylinux level its glibc runs."""
@@ -300,9 +340,28 @@ def engine_libs(target: Target) -> Path:
     # Any pip installs for another Python (--python-version): the lab's own (labctl's venv has one).
     if not importlib.util.find_spec("pip"):
         raise LabError(f"{sys.executable} has no pip, which installs the engine for the mini's Python")
-    seconds = _run([sys.executable, "-m", "pip", "install", "-q", *_pip_cert(), "--target", str(tmp), "--no-compile",
-                    "--no-deps", "--only-binary=:all:", "--implementation", "cp", "--python-version", target.python,
-                    *platforms, *ENGINE_PINS], f"ov-engine-libs-py{target.python}")
+    seconds = _run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            *_pip_cert(),
+            "--target",
+            str(tmp),
+            "--no-compile",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--implementation",
+            "cp",
+            "--python-version",
+            target.python,
+            *platforms,
+            *ENGINE_PINS,
+        ],
+        f"ov-engine-libs-py{target.python}",
+    )
     _check_no_telemetry(tmp)
     # Console scripts name this machine's interpreter: no use on the host.
     shutil.rmtree(tmp / "bin", ignore_errors=True)
@@ -314,9 +373,14 @@ def engine_libs(target: Target) -> Path:
 
 def versions(target: Target) -> dict[str, str]:
     """What the stand-in archive's STANDIN.txt states."""
-    return {"openvino": OPENVINO, "openvino-genai": OPENVINO_GENAI, "openvino-tokenizers": OPENVINO_TOKENIZERS,
-            "system": target.system, "python": target.python,
-            "platform": f"manylinux_{target.glibc[0]}_{target.glibc[1]}_{target.arch}"}
+    return {
+        "openvino": OPENVINO,
+        "openvino-genai": OPENVINO_GENAI,
+        "openvino-tokenizers": OPENVINO_TOKENIZERS,
+        "system": target.system,
+        "python": target.python,
+        "platform": f"manylinux_{target.glibc[0]}_{target.glibc[1]}_{target.arch}",
+    }
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ def read_safetensors(path: Path) -> dict[str, np.ndarray]:
     """Every tensor of a safetensors file, as float32 arrays (bf16 widened)."""
     data = path.read_bytes()
     (length,) = struct.unpack("<Q", data[:8])
-    header = json.loads(data[8:8 + length])
+    header = json.loads(data[8 : 8 + length])
     base = 8 + length
     tensors = {}
     for name, meta in header.items():
@@ -40,7 +40,7 @@ def read_safetensors(path: Path) -> dict[str, np.ndarray]:
         if meta["dtype"] not in DTYPES:
             raise SystemExit(f"{path}: tensor {name} has dtype {meta['dtype']}, which this export does not read")
         start, end = meta["data_offsets"]
-        array = np.frombuffer(data[base + start:base + end], dtype=np.dtype(DTYPES[meta["dtype"]]).newbyteorder("<"))
+        array = np.frombuffer(data[base + start : base + end], dtype=np.dtype(DTYPES[meta["dtype"]]).newbyteorder("<"))
         if meta["dtype"] == "BF16":
             array = (array.astype(np.uint32) << 16).view(np.float32)
         tensors[name] = array.reshape(meta["shape"]).astype(np.float32)
@@ -100,8 +100,12 @@ def build_model(config: dict, weights: dict[str, np.ndarray]):
 
     # Rotary embedding: cos and sin of position_ids times the inverse frequencies, [batch, 1, seq, dim].
     inv_freq = (1.0 / theta ** (np.arange(0, head_dim, 2, dtype=np.int64).astype(f32) / head_dim)).astype(f32)
-    freqs = op.matmul(op.convert(op.unsqueeze(position_ids, const(2)), ov.Type.f32),
-                      const(inv_freq.reshape(1, -1), f32), transpose_a=False, transpose_b=False)
+    freqs = op.matmul(
+        op.convert(op.unsqueeze(position_ids, const(2)), ov.Type.f32),
+        const(inv_freq.reshape(1, -1), f32),
+        transpose_a=False,
+        transpose_b=False,
+    )
     angles = op.concat([freqs, freqs], -1)
     cos = op.unsqueeze(op.cos(angles), const(1))
     sin = op.unsqueeze(op.sin(angles), const(1))
@@ -150,16 +154,24 @@ def build_model(config: dict, weights: dict[str, np.ndarray]):
         if kv_heads != heads:
             group = heads // kv_heads
 
-            def widen(t):
+            def widen(t, group=group):
                 dims = op.shape_of(t)
-                shape = op.concat([op.gather(dims, const([0, 1]), const(0)), const([group]),
-                                   op.gather(dims, const([2, 3]), const(0))], 0)
+                shape = op.concat(
+                    [
+                        op.gather(dims, const([0, 1]), const(0)),
+                        const([group]),
+                        op.gather(dims, const([2, 3]), const(0)),
+                    ],
+                    0,
+                )
                 wide = op.broadcast(op.unsqueeze(t, const(2)), shape, broadcast_spec="bidirectional")
                 return op.reshape(wide, const([0, heads, -1, head_dim]), special_zero=True)
 
             full_k, full_v = widen(full_k), widen(full_v)
         attended = op.scaled_dot_product_attention(q, full_k, full_v, mask, const(1.0 / np.sqrt(head_dim), f32))
-        merged = op.reshape(op.transpose(attended, const([0, 2, 1, 3])), const([0, 0, heads * head_dim]), special_zero=True)
+        merged = op.reshape(
+            op.transpose(attended, const([0, 2, 1, 3])), const([0, 0, heads * head_dim]), special_zero=True
+        )
         x = op.add(x, linear(merged, p + "self_attn.o_proj.weight"))
         h = rms_norm(x, p + "post_attention_layernorm.weight")
         gated = op.multiply(op.swish(linear(h, p + "mlp.gate_proj.weight")), linear(h, p + "mlp.up_proj.weight"))

@@ -46,5 +46,8 @@ def grand_total(text: str) -> dict[str, int] | None:
 
 def changed_rows(text: str) -> list[str]:
     """Rows of pyinfra's results table whose operation changed something."""
-    return [line for line in text.splitlines() if re.search(r"\s\d+\s+[1-9]\d*\s+\S+\s+\S+\s*$", line)
-            and "Grand total" not in line]
+    return [
+        line
+        for line in text.splitlines()
+        if re.search(r"\s\d+\s+[1-9]\d*\s+\S+\s+\S+\s*$", line) and "Grand total" not in line
+    ]

@@ -27,7 +27,9 @@ def ports_markdown(registry: Registry) -> str:
         "| --- | --- | --- | --- | --- | --- |",
     ]
     for row in registry.ports():
-        lines.append(f"| {row['host']} | {row['port']} | {row['bind']} | {row['service']} | {row['serves']} | {row['from']} |")
+        lines.append(
+            f"| {row['host']} | {row['port']} | {row['bind']} | {row['service']} | {row['serves']} | {row['from']} |"
+        )
     lines += ["", "| model | backend | upstream | LiteLLM reaches it at |", "| --- | --- | --- | --- |"]
     for m in registry.models.values():
         lines.append(f"| {m.name} | {m.backend} | `{m.upstream}` | {registry.api_base(m)} |")

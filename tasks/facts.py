@@ -56,7 +56,7 @@ class TreeDigests(FactBase):
         p = shlex.quote(path)
         return (
             f"if [ -d {p} ]; then cd {p} && find . -type f -exec sh -c "
-            "'sha256sum \"$@\" 2>/dev/null || shasum -a 256 \"$@\"' _ {} +; fi"
+            '\'sha256sum "$@" 2>/dev/null || shasum -a 256 "$@"\' _ {} +; fi'
         )
 
     def process(self, output):
@@ -87,9 +87,7 @@ class UnitStates(FactBase):
     show` ("enabled"/"disabled"/"" and "active"/"inactive"/"failed"/...)."""
 
     def command(self, units):
-        return "systemctl show --property=Id,UnitFileState,ActiveState -- " + " ".join(
-            shlex.quote(u) for u in units
-        )
+        return "systemctl show --property=Id,UnitFileState,ActiveState -- " + " ".join(shlex.quote(u) for u in units)
 
     def process(self, output):
         blocks: list[dict] = []
@@ -171,7 +169,7 @@ class UvEnvironment(FactBase):
             f'echo "built_from=$([ -f {spec} ] && {SHA256.format(p=spec)})"; '
             f'echo "venv=$([ -f {v}/pyvenv.cfg ] && echo yes)"; '
             f'echo "folder=$(readlink {v} 2>/dev/null)"; '
-            f'if [ -x {entry} ] && {probe} 2>/dev/null; then echo runs=yes; else echo runs=no; fi'
+            f"if [ -x {entry} ] && {probe} 2>/dev/null; then echo runs=yes; else echo runs=no; fi"
         )
 
     def process(self, output):
@@ -183,9 +181,14 @@ class UvEnvironment(FactBase):
             else:
                 key, _, value = line.strip().partition("=")
                 values[key] = value
-        return {"uv": values.get("uv", ""), "built_from": values.get("built_from", ""),
-                "venv": values.get("venv") == "yes", "runs": values.get("runs") == "yes", "dists": dists,
-                "folder": values.get("folder", "")}
+        return {
+            "uv": values.get("uv", ""),
+            "built_from": values.get("built_from", ""),
+            "venv": values.get("venv") == "yes",
+            "runs": values.get("runs") == "yes",
+            "dists": dists,
+            "folder": values.get("folder", ""),
+        }
 
 
 class _PathStates(FactBase):
@@ -225,13 +228,14 @@ class HostFacts(FactBase):
     def command(self):
         return (
             'echo "kernel=$(uname -s)"; echo "arch=$(uname -m)"; echo "user=$(id -un)"; echo "home=$HOME"; '
-            "if [ -r /etc/os-release ]; then (. /etc/os-release; echo \"os=$ID\"; echo \"version=$VERSION_ID\"; "
+            'if [ -r /etc/os-release ]; then (. /etc/os-release; echo "os=$ID"; echo "version=$VERSION_ID"; '
             'echo "name=$PRETTY_NAME"); fi; '
             "if command -v sw_vers >/dev/null 2>&1; then v=$(sw_vers -productVersion); "
             'echo "os=macos"; echo "version=$v"; echo "name=macOS $v"; fi; '
             'echo "cpus=$(getconf _NPROCESSORS_ONLN 2>/dev/null || sysctl -n hw.ncpu)"; '
             'echo "memory=$(sysctl -n hw.memsize 2>/dev/null || awk \'/^MemTotal:/ {print $2 "k"}\' /proc/meminfo)"; '
-            'if [ "$(id -u)" = 0 ]; then echo sudo=root; elif ! command -v sudo >/dev/null 2>&1; then echo sudo=absent; '
+            'if [ "$(id -u)" = 0 ]; then echo sudo=root; '
+            "elif ! command -v sudo >/dev/null 2>&1; then echo sudo=absent; "
             "elif sudo -n true 2>/dev/null; then echo sudo=nopasswd; else echo sudo=password; fi"
         )
 
@@ -267,7 +271,7 @@ class HubCache(FactBase):
         for repo in repos:
             d = shlex.quote(f"{hf_home}/hub/models--{repo.replace('/', '--')}")
             parts.append(
-                f"if [ -f {d}/refs/main ] && [ -d {d}/snapshots/\"$(cat {d}/refs/main)\" ] && "
+                f'if [ -f {d}/refs/main ] && [ -d {d}/snapshots/"$(cat {d}/refs/main)" ] && '
                 f"! ls {d}/blobs 2>/dev/null | grep -q '\\.incomplete$'; then "
                 f"echo {shlex.quote(repo)} $(du -sk {d} | cut -f1); else echo {shlex.quote(repo)} -; fi"
             )
@@ -326,8 +330,10 @@ class DeployLockTake(FactBase):
     def command(self, path, record, replace=""):
         p, r = shlex.quote(path), shlex.quote(record)
         swap = f'[ "$(cat {p} 2>/dev/null)" = {shlex.quote(replace)} ] && rm -f {p}; ' if replace else ""
-        return (f"{swap}if (set -C; printf '%s\\n' {r} > {p}) 2>/dev/null; then chmod 644 {p}; echo taken; "
-                f"else echo held; cat {p}; fi")
+        return (
+            f"{swap}if (set -C; printf '%s\\n' {r} > {p}) 2>/dev/null; then chmod 644 {p}; echo taken; "
+            f"else echo held; cat {p}; fi"
+        )
 
     def process(self, output):
         return {"taken": bool(output) and output[0] == "taken", "holder": "\n".join(output[1:])}

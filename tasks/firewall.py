@@ -34,18 +34,33 @@ def mlx_ports(r: Registry, host_name: str) -> list[int]:
 
 def render_nft(r: Registry, host_name: str) -> str:
     allowed = [ipaddress.ip_network(a, strict=False) for a in allowed_clients(r, host_name)]
-    return render("firewall/mlx.nft.j2", table=TABLE, ports=mlx_ports(r, host_name),
-                  ipv4=[str(a) for a in allowed if a.version == 4], ipv6=[str(a) for a in allowed if a.version == 6])
+    return render(
+        "firewall/mlx.nft.j2",
+        table=TABLE,
+        ports=mlx_ports(r, host_name),
+        ipv4=[str(a) for a in allowed if a.version == 4],
+        ipv6=[str(a) for a in allowed if a.version == 6],
+    )
 
 
 def render_unit(r: Registry, host_name: str) -> str:
-    return render("firewall/llm-firewall.service.j2", table=TABLE, rules=RULES, ports=mlx_ports(r, host_name),
-                  allowed=allowed_clients(r, host_name))
+    return render(
+        "firewall/llm-firewall.service.j2",
+        table=TABLE,
+        rules=RULES,
+        ports=mlx_ports(r, host_name),
+        allowed=allowed_clients(r, host_name),
+    )
 
 
 def render_pf(r: Registry, host_name: str) -> str:
-    return render("firewall/pf.anchor.j2", anchor=PF_ANCHOR, label=PF_LABEL, ports=mlx_ports(r, host_name),
-                  allowed=allowed_clients(r, host_name))
+    return render(
+        "firewall/pf.anchor.j2",
+        anchor=PF_ANCHOR,
+        label=PF_LABEL,
+        ports=mlx_ports(r, host_name),
+        allowed=allowed_clients(r, host_name),
+    )
 
 
 def render_pf_plist() -> str:
@@ -68,10 +83,12 @@ def deploy_firewall(r: Registry, envs: dict) -> list[Wait]:
         return []
     system = hostos.system()
     if system.macos:
-        rules = ops.text_file(name=f"Render the pf anchor {PF_RULES}", dest=PF_RULES, content=render_pf(r, host.name),
-                              public=True)
-        managed_services([Service("llm-firewall", render_pf_plist(), restart_on=[rules], label=PF_LABEL)],
-                         "the firewall")
+        rules = ops.text_file(
+            name=f"Render the pf anchor {PF_RULES}", dest=PF_RULES, content=render_pf(r, host.name), public=True
+        )
+        managed_services(
+            [Service("llm-firewall", render_pf_plist(), restart_on=[rules], label=PF_LABEL)], "the firewall"
+        )
         return []
     ops.directories(name="Create /etc/llm-firewall", paths=["/etc/llm-firewall"], public=True)
     rules = ops.text_file(name=f"Render {RULES}", dest=RULES, content=render_nft(r, host.name), public=True)

@@ -52,8 +52,10 @@ class System:
 
     def supported_for(self, role: str) -> bool:
         for os_id, versions, arches in SUPPORTED[role]:
-            if self.os == os_id and self.arch in arches and (
-                self.version in versions or self.version.split(".")[0] in versions
+            if (
+                self.os == os_id
+                and self.arch in arches
+                and (self.version in versions or self.version.split(".")[0] in versions)
             ):
                 return True
         return False
@@ -77,9 +79,16 @@ def check(roles: list[str]) -> System:
     if facts.get("os") != "macos" and facts.get("kernel") == "Darwin":
         facts["os"] = "macos"
     system = System(
-        os=facts.get("os", "unknown"), version=facts.get("version", ""), name=facts.get("name") or facts.get("os", "?"),
-        arch=facts.get("arch", "?"), kernel=facts.get("kernel", "?"), memory=facts["memory"], cpus=facts["cpus"],
-        login=facts.get("user", "?"), home=facts.get("home", ""), sudo=facts.get("sudo", "absent"),
+        os=facts.get("os", "unknown"),
+        version=facts.get("version", ""),
+        name=facts.get("name") or facts.get("os", "?"),
+        arch=facts.get("arch", "?"),
+        kernel=facts.get("kernel", "?"),
+        memory=facts["memory"],
+        cpus=facts["cpus"],
+        login=facts.get("user", "?"),
+        home=facts.get("home", ""),
+        sudo=facts.get("sudo", "absent"),
     )
     for role in roles:
         if not system.supported_for(role):

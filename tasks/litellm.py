@@ -122,18 +122,24 @@ def deploy_litellm(r: Registry, envs: dict) -> list[Wait]:
     auth_text = AUTH_MODULE.read_text()
     staged = ops.text_files(
         name="Stage the new router.yaml, env.local (not shown) and key check",
-        files={f"{candidate}/router.yaml": ops.Text(router_text, mode="600"),
-               f"{candidate}/env.local": ops.Text(env_text, mode="600", secret=True),
-               f"{candidate}/{AUTH_MODULE.name}": ops.Text(auth_text, mode="600")},
+        files={
+            f"{candidate}/router.yaml": ops.Text(router_text, mode="600"),
+            f"{candidate}/env.local": ops.Text(env_text, mode="600", secret=True),
+            f"{candidate}/{AUTH_MODULE.name}": ops.Text(auth_text, mode="600"),
+        },
     )
     # LiteLLM itself judges the staged pair; a rejection stops this host's deploy here, before
     # the live files or the running proxy are touched. It judges whenever the live files (the
-    # launcher among them) are about to change (read before this run changed anything), so re-running a rejected deploy is
-    # rejected again even though its staged files are already in place, and whenever the
-    # LiteLLM environment or the checker changed.
+    # launcher among them) are about to change (read before this run changed anything), so
+    # re-running a rejected deploy is rejected again even though its staged files are already in
+    # place, and whenever the LiteLLM environment or the checker changed.
     launcher_text = LAUNCHER.read_text()
-    live = {f"{conf}/router.yaml": router_text, f"{conf}/env.local": env_text, f"{conf}/{AUTH_MODULE.name}": auth_text,
-            f"{home}/{LAUNCHER.name}": launcher_text}  # read with the render's own question: one command
+    live = {
+        f"{conf}/router.yaml": router_text,
+        f"{conf}/env.local": env_text,
+        f"{conf}/{AUTH_MODULE.name}": auth_text,
+        f"{home}/{LAUNCHER.name}": launcher_text,
+    }  # read with the render's own question: one command
     found = host.get_fact(FileStates, paths=tuple(live))
     live_will_change = any(f is None or f["sha256"] != sha256_text(text) for f, text in zip(found, live.values()))
     # A LiteLLM this run switches to (built, or the previous one put back) judges it too.
@@ -143,9 +149,12 @@ def deploy_litellm(r: Registry, envs: dict) -> list[Wait]:
         if built.build is not None:
             # An environment built by this run: the check loads the proxy first, as root, and so
             # writes its bytecode (pyenv.PythonEnv.imported_by_check), one import instead of two.
-            command = pyenv.bytecode_command(built.env, built.target,
-                                             f"{home}/check_config.py --import {PROXY_MODULE} {staged_pair}",
-                                             "echo 'the new LiteLLM environment did not pass the config check' >&2; exit 1")
+            command = pyenv.bytecode_command(
+                built.env,
+                built.target,
+                f"{home}/check_config.py --import {PROXY_MODULE} {staged_pair}",
+                "echo 'the new LiteLLM environment did not pass the config check' >&2; exit 1",
+            )
         else:
             command = f"{pyenv.env_prefix(built.env)}{built.python} {home}/check_config.py {staged_pair}"
         server.shell(
@@ -160,14 +169,23 @@ def deploy_litellm(r: Registry, envs: dict) -> list[Wait]:
     env = pyenv.switch(built, r.proxy["uv_keep"])
     rendered = ops.text_files(
         name=f"Render {conf}/router.yaml, env.local (not shown), the key check and {home}/{LAUNCHER.name}",
-        files={f"{conf}/router.yaml": ops.Text(router_text, group=user, mode="640"),
-               f"{conf}/env.local": ops.Text(env_text, user=user, group=user, mode="600", secret=True),
-               f"{conf}/{AUTH_MODULE.name}": ops.Text(auth_text, group=user, mode="640"),
-               f"{home}/{LAUNCHER.name}": ops.Text(launcher_text)},
+        files={
+            f"{conf}/router.yaml": ops.Text(router_text, group=user, mode="640"),
+            f"{conf}/env.local": ops.Text(env_text, user=user, group=user, mode="600", secret=True),
+            f"{conf}/{AUTH_MODULE.name}": ops.Text(auth_text, group=user, mode="640"),
+            f"{home}/{LAUNCHER.name}": ops.Text(launcher_text),
+        },
     )
     started = managed_services(
         [Service("litellm", render_unit(r, hostos.system().cpus), restart_on=[env, rendered])], "the LiteLLM proxy"
     )["litellm"]
     # Readiness, not only liveness: LiteLLM's own endpoint answers once the router is loaded.
-    return [Wait(answers_http(f"http://127.0.0.1:{s['litellm_port']}/health/readiness"), s["litellm_start_timeout"],
-                 "the LiteLLM proxy", started, rollback(built, env, [("litellm", None)], "journalctl -u litellm"))]
+    return [
+        Wait(
+            answers_http(f"http://127.0.0.1:{s['litellm_port']}/health/readiness"),
+            s["litellm_start_timeout"],
+            "the LiteLLM proxy",
+            started,
+            rollback(built, env, [("litellm", None)], "journalctl -u litellm"),
+        )
+    ]

@@ -108,10 +108,21 @@ def python_env(r: Registry) -> PythonEnv | None:
         return None
     s = r.settings(host.name)
     if is_macos():
-        return PythonEnv("mlx", f"{s['mlx_home']}/venv", (f"mlx=={s['mlx_version']}", f"mlx-lm=={s['mlx_lm_version']}"),
-                         python=s["mlx_python"], entry_point="mlx_lm.server", imports=("mlx_lm.server",))
-    return PythonEnv("mlx", f"{s['mlx_home']}/venv", (f"mlx[cpu]=={s['mlx_version']}", f"mlx-lm=={s['mlx_lm_version']}"),
-                     entry_point="mlx_lm.server", imports=("mlx_lm.server",))
+        return PythonEnv(
+            "mlx",
+            f"{s['mlx_home']}/venv",
+            (f"mlx=={s['mlx_version']}", f"mlx-lm=={s['mlx_lm_version']}"),
+            python=s["mlx_python"],
+            entry_point="mlx_lm.server",
+            imports=("mlx_lm.server",),
+        )
+    return PythonEnv(
+        "mlx",
+        f"{s['mlx_home']}/venv",
+        (f"mlx[cpu]=={s['mlx_version']}", f"mlx-lm=={s['mlx_lm_version']}"),
+        entry_point="mlx_lm.server",
+        imports=("mlx_lm.server",),
+    )
 
 
 def _gb(size: int) -> str:
@@ -142,7 +153,8 @@ def _fetch(state, host, venv: str, home: str, repo: str, sizes: dict, model: str
     script = f"from huggingface_hub import snapshot_download; snapshot_download({repo!r})"
     command = (
         f"env HF_HOME={shlex.quote(home)} {shlex.quote(venv)}/bin/python -c "
-        f"{shlex.quote(script)} >/dev/null && du -sk {shlex.quote(home)}/hub/models--{repo.replace('/', '--')} | cut -f1"
+        f"{shlex.quote(script)} >/dev/null && "
+        f"du -sk {shlex.quote(home)}/hub/models--{repo.replace('/', '--')} | cut -f1"
     )
     started = time.monotonic()
     ok, output = host.run_shell_command(command)
@@ -187,8 +199,14 @@ def deploy_mlx(r: Registry, envs: dict) -> list[Wait]:
     folders = [home, s["mlx_models_dir"]]
     ops.directories(name=f"Create {', '.join(folders)}", paths=folders, mode="755", public=True)
     if macos:
-        ops.directories(name=f"Create the servers' log folder ~/{LOG_FOLDER}", paths=[f"{system.home}/{LOG_FOLDER}"],
-                        user=system.login, group="staff", mode="755", public=True)
+        ops.directories(
+            name=f"Create the servers' log folder ~/{LOG_FOLDER}",
+            paths=[f"{system.home}/{LOG_FOLDER}"],
+            user=system.login,
+            group="staff",
+            mode="755",
+            public=True,
+        )
 
     uploads = {}
     sizes: dict[str, int] = {}
@@ -215,15 +233,27 @@ def deploy_mlx(r: Registry, envs: dict) -> list[Wait]:
             if present.get(repo) is not None:
                 sizes[name] = present[repo]
         fetched = fetch_weights(
-            name=(f"Fetch the weights of {', '.join(missing)} into {cache}" if missing
-                  else f"Weights in {cache}: " + ", ".join(f"{n} {_gb(sizes[n])}" for n in sorted(hub))),
-            models=hub, present=present, venv=built.target, home=cache, sizes=sizes,
+            name=(
+                f"Fetch the weights of {', '.join(missing)} into {cache}"
+                if missing
+                else f"Weights in {cache}: " + ", ".join(f"{n} {_gb(sizes[n])}" for n in sorted(hub))
+            ),
+            models=hub,
+            present=present,
+            venv=built.target,
+            home=cache,
+            sizes=sizes,
         )
     if fetched is None or not fetched.will_change:
         check_memory(r, system, sizes)  # every size is known: refuse before any change
     else:
-        memory_guard(name="Check that the MLX models' weights fit in memory", r=r, system=system, sizes=sizes,
-                     _if=fetched.did_change)
+        memory_guard(
+            name="Check that the MLX models' weights fit in memory",
+            r=r,
+            system=system,
+            sizes=sizes,
+            _if=fetched.did_change,
+        )
 
     env = pyenv.switch(built, s["uv_keep"])
     services = [
@@ -237,8 +267,12 @@ def deploy_mlx(r: Registry, envs: dict) -> list[Wait]:
     ]
     started = managed_services(services, "the MLX servers")
     return [
-        Wait(answers_http(f"http://127.0.0.1:{m.port}/v1/models"), m.start_timeout or s["mlx_start_timeout"],
-             f"the {m.name} MLX server", started[unit_name(m)],
-             rollback(built, env, [(unit_name(x), launchd_label(r, x)) for x in models], log_of(m, system)))
+        Wait(
+            answers_http(f"http://127.0.0.1:{m.port}/v1/models"),
+            m.start_timeout or s["mlx_start_timeout"],
+            f"the {m.name} MLX server",
+            started[unit_name(m)],
+            rollback(built, env, [(unit_name(x), launchd_label(r, x)) for x in models], log_of(m, system)),
+        )
         for m in models
     ]

@@ -35,20 +35,28 @@ from io import BytesIO
 from pyinfra import host, logger, state
 from pyinfra.api import FileUploadCommand, operation
 from pyinfra.api.command import QuoteString as Q
-from pyinfra.api.exceptions import OperationValueError
 from pyinfra.api.command import StringCommand
+from pyinfra.api.exceptions import OperationValueError
 from pyinfra.api.util import get_file_sha256
 from pyinfra.facts.files import FileContents, Link
 from pyinfra.operations.util.files import generate_color_diff
 
-from tasks.facts import (
-    Account, Answering, DirectoryStates, FileState, FileStates, InstalledDebianPackages, InstalledRpmPackages, LaunchdJobs,
-    TreeDigests, UnitStates,
-)
 from tasks import hostos
-from tasks.shell import joined_commands
+from tasks.facts import (
+    Account,
+    Answering,
+    DirectoryStates,
+    FileState,
+    FileStates,
+    InstalledDebianPackages,
+    InstalledRpmPackages,
+    LaunchdJobs,
+    TreeDigests,
+    UnitStates,
+)
 from tasks.hostos import root_group
 from tasks.render import sha256_text
+from tasks.shell import joined_commands
 
 # Facts about what anyone may read (unit states, packages, accounts, files in world-readable
 # folders) are asked without sudo: on a host reached through sudo with a password, each sudo'd
@@ -121,17 +129,59 @@ def _upload(data, dest: str, user: str, group: str, mode: str) -> tuple:
     moves it into place: one sudo per file, where pyinfra's own sudo upload takes three."""
     tmp = f"{dest}.upload"
     body = BytesIO(data) if isinstance(data, bytes) else data
-    into_place = ["chown", Q(f"{user}:{group}"), Q(tmp), "&&", "chmod", Q(mode), Q(tmp), "&&", "mv", "-f", Q(tmp), Q(dest)]
+    into_place = [
+        "chown",
+        Q(f"{user}:{group}"),
+        Q(tmp),
+        "&&",
+        "chmod",
+        Q(mode),
+        Q(tmp),
+        "&&",
+        "mv",
+        "-f",
+        Q(tmp),
+        Q(dest),
+    ]
     if not _staging():  # root: SFTP writes onto the 0600 file itself
-        return (StringCommand("rm", "-f", Q(tmp), "&&", "touch", Q(tmp), "&&", "chmod", "600", Q(tmp)),
-                FileUploadCommand(body, tmp),
-                StringCommand(*into_place))
+        return (
+            StringCommand("rm", "-f", Q(tmp), "&&", "touch", Q(tmp), "&&", "chmod", "600", Q(tmp)),
+            FileUploadCommand(body, tmp),
+            StringCommand(*into_place),
+        )
     staged = _staged(dest)
     # The staged copy goes whether the copy worked or not.
-    return (_private_folder(_upload_folder()),
-            FileUploadCommand(body, staged, **AS_LOGIN),
-            StringCommand("rm", "-f", Q(tmp), "&&", "(", "umask", "077", "&&", "cp", Q(staged), Q(tmp), ")", ";",
-                          "c=$?;", "rm", "-f", Q(staged), ";", "[", "$c", "-eq", "0", "]", "&&", *into_place))
+    return (
+        _private_folder(_upload_folder()),
+        FileUploadCommand(body, staged, **AS_LOGIN),
+        StringCommand(
+            "rm",
+            "-f",
+            Q(tmp),
+            "&&",
+            "(",
+            "umask",
+            "077",
+            "&&",
+            "cp",
+            Q(staged),
+            Q(tmp),
+            ")",
+            ";",
+            "c=$?;",
+            "rm",
+            "-f",
+            Q(staged),
+            ";",
+            "[",
+            "$c",
+            "-eq",
+            "0",
+            "]",
+            "&&",
+            *into_place,
+        ),
+    )
 
 
 def _placed(uploads: list[tuple], fixes: list[StringCommand] = ()):
@@ -183,8 +233,15 @@ def _texts(files: list[tuple]):
 
 @operation()
 @joined_commands
-def text_file(dest: str, content: str, user: str = "root", group: str | None = None, mode: str = "644",
-              secret: bool = False, public: bool = False):
+def text_file(
+    dest: str,
+    content: str,
+    user: str = "root",
+    group: str | None = None,
+    mode: str = "644",
+    secret: bool = False,
+    public: bool = False,
+):
     """A file with exactly this content, owner and mode (group: root's unless given). A secret
     file is compared by sha256 only: its content is never printed, diffed (--dry) or logged.
     public: the file and its folders are readable by anyone, so it is read without sudo."""
@@ -205,8 +262,15 @@ class Text:
 
 @operation()
 @joined_commands
-def text_files(files: dict, user: str = "root", group: str | None = None, mode: str = "644",
-               written: Affected | None = None, public: bool = False, then=None):
+def text_files(
+    files: dict,
+    user: str = "root",
+    group: str | None = None,
+    mode: str = "644",
+    written: Affected | None = None,
+    public: bool = False,
+    then=None,
+):
     """Several files with exactly these contents, owners and modes, read in one command: dest ->
     text (with the owner and mode given here) or Text (its own). `written` collects the paths
     whose content this run uploaded. A changed file is diffed under --dry unless it is secret.
@@ -215,24 +279,30 @@ def text_files(files: dict, user: str = "root", group: str | None = None, mode: 
     paths = list(files)
     specs = [files[p] if isinstance(files[p], Text) else Text(files[p], user, group, mode) for p in paths]
     found = host.get_fact(FileStates, paths=tuple(paths), **_as(public))
-    to_write = [dest for dest, spec, current in zip(paths, specs, found)
-                if current is None or current["sha256"] != sha256_text(spec.content)]
+    to_write = [
+        dest
+        for dest, spec, current in zip(paths, specs, found)
+        if current is None or current["sha256"] != sha256_text(spec.content)
+    ]
     if written is not None:
         # Recorded before the first command: change detection stops this generator there, and
         # what it recorded is all that the operations after it can see of it.
         written.reset()
         for dest in to_write:
             written.add(dest)
-    yield from _texts([(dest, spec.content, current, spec.user, spec.group or root_group(), spec.mode, not spec.secret)
-                       for dest, spec, current in zip(paths, specs, found)])
+    yield from _texts(
+        [
+            (dest, spec.content, current, spec.user, spec.group or root_group(), spec.mode, not spec.secret)
+            for dest, spec, current in zip(paths, specs, found)
+        ]
+    )
     if then is not None and to_write:
         yield from then(to_write)
 
 
 @operation()
 @joined_commands
-def directories(paths: list, user: str = "root", group: str | None = None, mode: str = "755",
-                public: bool = False):
+def directories(paths: list, user: str = "root", group: str | None = None, mode: str = "755", public: bool = False):
     """Directories that exist with an owner and mode, all read in one command. Each entry is a
     path (user, group (root's unless given) and mode as given here) or (path, group, mode).
     public: their parents are readable by anyone, so they are read without sudo."""
@@ -254,12 +324,18 @@ def apt_install_command(packages: list[str], max_age_hours: int, lists: str = AP
     written within max_age_hours (by ctime: when apt last wrote one here; 0: always), and again
     whenever an install without a refresh fails (lists too old for the archive, a package they
     do not name yet)."""
-    install = " ".join(["DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends",
-                        *(shlex.quote(p) for p in packages)])
+    install = " ".join(
+        [
+            "DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends",
+            *(shlex.quote(p) for p in packages),
+        ]
+    )
     refresh_then_install = f"apt-get update -qq && {install}"
     if max_age_hours <= 0:
         return refresh_then_install
-    fresh = f"find {shlex.quote(lists)} -maxdepth 1 -name '*Release' -cmin -{max_age_hours * 60} 2>/dev/null | grep -q ."
+    fresh = (
+        f"find {shlex.quote(lists)} -maxdepth 1 -name '*Release' -cmin -{max_age_hours * 60} 2>/dev/null | grep -q ."
+    )
     return f"if {fresh} && {install}; then :; else {refresh_then_install}; fi"
 
 
@@ -286,8 +362,9 @@ def system_packages(packages: list, max_age_hours: int = 0):
 
 @operation()
 @joined_commands
-def local_file(src: str, dest: str, user: str = "root", group: str | None = None, mode: str = "644",
-               public: bool = False):
+def local_file(
+    src: str, dest: str, user: str = "root", group: str | None = None, mode: str = "644", public: bool = False
+):
     """A file on the host that is a copy of src on the control machine (compared by sha256)."""
     group = group or root_group()
     current = host.get_fact(FileState, path=dest, **_as(public))
@@ -326,9 +403,33 @@ def _parents(rel: str) -> list[str]:
 def untar_command(archive: str, dest: str) -> StringCommand:
     """Unpack a tar_of archive into dest (made if missing; GNU tar and BSD tar alike), then
     remove the archive, whether the unpack worked or not."""
-    return StringCommand("install", "-d", "-m", "755", Q(dest), "&&",
-                         "tar", "-x", "-U", "--numeric-owner", "-f", Q(archive), "-C", Q(dest), ";",
-                         "s=$?;", "rm", "-f", Q(archive), ";", "[", "$s", "-eq", "0", "]")
+    return StringCommand(
+        "install",
+        "-d",
+        "-m",
+        "755",
+        Q(dest),
+        "&&",
+        "tar",
+        "-x",
+        "-U",
+        "--numeric-owner",
+        "-f",
+        Q(archive),
+        "-C",
+        Q(dest),
+        ";",
+        "s=$?;",
+        "rm",
+        "-f",
+        Q(archive),
+        ";",
+        "[",
+        "$s",
+        "-eq",
+        "0",
+        "]",
+    )
 
 
 @operation()
@@ -387,8 +488,16 @@ def system_account(user: str, home: str, shell: str = "/usr/sbin/nologin"):
     if current is None:
         yield StringCommand("getent", "group", Q(user), ">/dev/null", "||", "groupadd", "--system", Q(user))
         yield StringCommand(
-            "useradd", "--system", "--gid", Q(user), "--home-dir", Q(home), "--no-create-home",
-            "--shell", Q(shell), Q(user),
+            "useradd",
+            "--system",
+            "--gid",
+            Q(user),
+            "--home-dir",
+            Q(home),
+            "--no-create-home",
+            "--shell",
+            Q(shell),
+            Q(user),
         )
         return
     if current["home"] != home or current["shell"] != shell or current["group"] != user:
@@ -433,7 +542,10 @@ def launchd_reload(jobs: dict):
             yield f"launchctl bootout system/{label} 2>/dev/null || true"
             # bootout returns before the job has exited (a server unloading a big model takes a
             # while), and bootstrap fails ("5: Input/output error") while it is still there.
-            yield f"i=0; while launchctl print system/{label} >/dev/null 2>&1 && [ $i -lt 60 ]; do sleep 0.5; i=$((i+1)); done"
+            yield (
+                f"i=0; while launchctl print system/{label} >/dev/null 2>&1 && [ $i -lt 60 ]; "
+                "do sleep 0.5; i=$((i+1)); done"
+            )
             yield f"launchctl bootstrap system {shlex.quote(path)}"
 
     return commands
@@ -453,8 +565,11 @@ def launchd_running(jobs: dict, written: Affected, restarted: Affected, loaded: 
     # A job whose plist this run wrote was bootstrapped with it (and a dry run, reading the
     # host before the run, would otherwise plan a second bootstrap that the run never makes).
     to_load = [label for label, (path, _) in jobs.items() if not states.get(label) and path not in written]
-    due = [label for label, (path, metas) in jobs.items()
-           if label not in to_load and path not in written and any(changed(m) for m in metas)]
+    due = [
+        label
+        for label, (path, metas) in jobs.items()
+        if label not in to_load and path not in written and any(changed(m) for m in metas)
+    ]
     for label in to_load:  # all recorded before the first command (change detection stops there)
         loaded.add(label)
     for label in due:
@@ -467,8 +582,10 @@ def launchd_running(jobs: dict, written: Affected, restarted: Affected, loaded: 
 
 def _answers_within(probe: str, timeout: int) -> str:
     """Shell: true once probe succeeds, false after timeout seconds."""
-    return (f"{{ deadline=$(( $(date +%s) + {int(timeout)} )); answered=yes; until {probe} >/dev/null 2>&1; do "
-            f"if [ $(date +%s) -ge $deadline ]; then answered=no; break; fi; sleep 0.5; done; [ $answered = yes ]; }}")
+    return (
+        f"{{ deadline=$(( $(date +%s) + {int(timeout)} )); answered=yes; until {probe} >/dev/null 2>&1; do "
+        f"if [ $(date +%s) -ge $deadline ]; then answered=no; break; fi; sleep 0.5; done; [ $answered = yes ]; }}"
+    )
 
 
 def wait_command(probe: str, timeout: int, what: str, rollback=None) -> str:

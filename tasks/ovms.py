@@ -32,8 +32,9 @@ def release(r: Registry, system: hostos.System) -> ovms_release.Release:
     if key not in _RELEASES:
         entry = r.hosts[r.proxy_host]
         try:
-            _RELEASES[key] = ovms_release.resolve(entry.settings, entry.sources, system.os, system.version,
-                                                  system.arch, r.workdir)
+            _RELEASES[key] = ovms_release.resolve(
+                entry.settings, entry.sources, system.os, system.version, system.arch, r.workdir
+            )
         except DataError as exc:
             raise DeployError(f"{host.name}: {exc}") from None
     return _RELEASES[key]
@@ -68,8 +69,10 @@ def generates(r: Registry) -> str:
     for m in ovms_models.models(r):
         body = json.dumps({"model": m.upstream, "max_tokens": 1, "messages": [{"role": "user", "content": "hi"}]})
         checks.append(f"curl -fsS -o /dev/null --max-time 5 {shlex.quote(f'{base}/v2/models/{m.upstream}/ready')}")
-        checks.append(f"curl -fsS --max-time 30 -H 'Content-Type: application/json' -d {shlex.quote(body)} "
-                      f"{shlex.quote(f'{base}/v3/chat/completions')} | grep -q '\"choices\"'")
+        checks.append(
+            f"curl -fsS --max-time 30 -H 'Content-Type: application/json' -d {shlex.quote(body)} "
+            f"{shlex.quote(f'{base}/v3/chat/completions')} | grep -q '\"choices\"'"
+        )
     checks.append(f"curl -fsS -o /dev/null --max-time 5 {shlex.quote(f'{base}/v2/health/ready')}")
     return " && ".join(checks)
 
@@ -116,34 +119,47 @@ def deploy_ovms(r: Registry, envs: dict) -> list[Wait]:
     # one file, not the archive's digest.
     if not host.get_fact(File, path=f"{target}/ovms/bin/ovms", **ops.AS_LOGIN):
         if rel.local and ovms_release.digest_of(rel.local) != rel.sha256:
-            raise DeployError(f"{host.name}: {rel.local}: sha256 is not {rel.sha256} (from {rel.digest_from}): "
-                              f"the archive changed; nothing was touched")
+            raise DeployError(
+                f"{host.name}: {rel.local}: sha256 is not {rel.sha256} (from {rel.digest_from}): "
+                f"the archive changed; nothing was touched"
+            )
         if rel.local:
             ops.local_file(name=f"Upload the OVMS archive {rel.asset}", src=rel.local, dest=archive, public=True)
         else:
             # Into a partial file first: an interrupted download never looks like the archive.
-            server.shell(name=f"Download the OVMS archive {rel.asset}",
-                         commands=[f"curl -fsSL --retry 2 -o {shlex.quote(archive)}.part {shlex.quote(rel.url)} "
-                                   f"&& mv -f {shlex.quote(archive)}.part {shlex.quote(archive)}"])
+            server.shell(
+                name=f"Download the OVMS archive {rel.asset}",
+                commands=[
+                    f"curl -fsSL --retry 2 -o {shlex.quote(archive)}.part {shlex.quote(rel.url)} "
+                    f"&& mv -f {shlex.quote(archive)}.part {shlex.quote(archive)}"
+                ],
+            )
         # Verified again whatever the source; the folder appears only whole, and the archive goes.
         server.shell(
             name=f"Verify {rel.asset} (sha256 from {rel.digest_from}) and unpack it into {target}",
-            commands=[one([
-                f"echo {shlex.quote(rel.sha256 + '  ' + archive)} | sha256sum -c --quiet - || "
-                f"{{ echo 'the OVMS archive {rel.asset} does not match the sha256 from {rel.digest_from}'; "
-                f"rm -f {archive}; exit 1; }}",
-                f"rm -rf {target}.tmp && mkdir -p {target}.tmp",
-                f"tar -xzf {archive} -C {target}.tmp",
-                f"test -x {target}.tmp/ovms/bin/ovms",
-                f"mv {target}.tmp {target} && rm -f {archive}",
-            ])],
+            commands=[
+                one(
+                    [
+                        f"echo {shlex.quote(rel.sha256 + '  ' + archive)} | sha256sum -c --quiet - || "
+                        f"{{ echo 'the OVMS archive {rel.asset} does not match the sha256 from {rel.digest_from}'; "
+                        f"rm -f {archive}; exit 1; }}",
+                        f"rm -rf {target}.tmp && mkdir -p {target}.tmp",
+                        f"tar -xzf {archive} -C {target}.tmp",
+                        f"test -x {target}.tmp/ovms/bin/ovms",
+                        f"mv {target}.tmp {target} && rm -f {archive}",
+                    ]
+                )
+            ],
         )
-    current = ops.link(name=f"Point {home}/current at {os.path.basename(target)}", path=f"{home}/current",
-                       target=target)
+    current = ops.link(
+        name=f"Point {home}/current at {os.path.basename(target)}", path=f"{home}/current", target=target
+    )
     models = ovms_models.provision(r)
     switched = pyenv.switch(envs["ovms"], s["uv_keep"]) if "ovms" in envs else None
-    config = ops.text_files(name="Render OVMS config.json and each model's graph.pbtxt",
-                            files=ovms_models.rendered_files(r), public=True)
+    config = ops.text_files(
+        name="Render OVMS config.json and each model's graph.pbtxt", files=ovms_models.rendered_files(r), public=True
+    )
     started = managed_services(
-        [Service("ovms", render_unit(r, rel), restart_on=[current, config, *models, switched])], "OVMS")["ovms"]
+        [Service("ovms", render_unit(r, rel), restart_on=[current, config, *models, switched])], "OVMS"
+    )["ovms"]
     return [Wait(generates(r), s["ovms_start_timeout"], "OVMS and its models", started)]

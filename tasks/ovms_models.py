@@ -54,12 +54,24 @@ def pull_command(r: Registry, m: Model, repository: str) -> str:
     """`ovms --pull`: download the pre-converted repo into <repository>/<org>/<name> and exit."""
     s = r.proxy
     current = f"{s['ovms_home']}/current/ovms"
-    return " ".join([
-        "env", f"HOME={shlex.quote(repository)}", f"LD_LIBRARY_PATH={current}/lib", f"PYTHONPATH={current}/lib/python",
-        f"{current}/bin/ovms", "--pull", "--source_model", shlex.quote(m.source),
-        "--model_repository_path", shlex.quote(repository), "--task", "text_generation",
-        "--target_device", shlex.quote(m.graph["device"]),
-    ])
+    return " ".join(
+        [
+            "env",
+            f"HOME={shlex.quote(repository)}",
+            f"LD_LIBRARY_PATH={current}/lib",
+            f"PYTHONPATH={current}/lib/python",
+            f"{current}/bin/ovms",
+            "--pull",
+            "--source_model",
+            shlex.quote(m.source),
+            "--model_repository_path",
+            shlex.quote(repository),
+            "--task",
+            "text_generation",
+            "--target_device",
+            shlex.quote(m.graph["device"]),
+        ]
+    )
 
 
 @operation()
@@ -83,8 +95,10 @@ def hub_model(r: Registry, m: Model):
 
 def rendered_files(r: Registry) -> dict[str, str]:
     """config.json and each model's graph.pbtxt: path on the host -> content."""
-    return {f"{r.proxy['ovms_config_dir']}/config.json": render_config(r),
-            **{f"{model_dir(r, m)}/graph.pbtxt": render_graph(r, m) for m in models(r)}}
+    return {
+        f"{r.proxy['ovms_config_dir']}/config.json": render_config(r),
+        **{f"{model_dir(r, m)}/graph.pbtxt": render_graph(r, m) for m in models(r)},
+    }
 
 
 def provision(r: Registry) -> list:
@@ -93,8 +107,9 @@ def provision(r: Registry) -> list:
     for m in models(r):
         folder = model_dir(r, m)
         if m.source_is_folder:
-            changes.append(ops.tree(name=f"Upload model {m.upstream} from {m.source}", src=m.source,
-                                    dest=f"{folder}/model"))
+            changes.append(
+                ops.tree(name=f"Upload model {m.upstream} from {m.source}", src=m.source, dest=f"{folder}/model")
+            )
         else:
             changes.append(hub_model(name=f"Pull model {m.upstream} from Hugging Face: {m.source}", r=r, m=m))
     return changes

@@ -71,7 +71,8 @@ def system_tag(os_id: str, os_version: str, arch: str) -> str:
         found = f"{os_id} {os_version} {arch}"
         raise DataError(
             f"OVMS publishes no release for {found}: its archives are for Ubuntu 22.04, Ubuntu 24.04 and "
-            f"RHEL 9 on x86_64 ({RELEASES_PAGE}); set ovms_archive_url to an archive built for this system")
+            f"RHEL 9 on x86_64 ({RELEASES_PAGE}); set ovms_archive_url to an archive built for this system"
+        )
     return tag
 
 
@@ -103,7 +104,7 @@ def read_lock(path: Path) -> dict[str, dict]:
     if not isinstance(lock, dict) or not all(
         isinstance(v, dict) and re.match(r"^[0-9a-f]{64}$", str(v.get("sha256", ""))) for v in lock.values()
     ):
-        raise DataError(f"{path}: every entry must be URL -> {{\"sha256\": <64 hex digits>}}")
+        raise DataError(f'{path}: every entry must be URL -> {{"sha256": <64 hex digits>}}')
     return lock
 
 
@@ -117,7 +118,7 @@ def digest_of(url: str) -> str:
     """sha256 of the archive, read on the control machine (a local file, or one download)."""
     h = hashlib.sha256()
     local = local_path(url)
-    with (open(local, "rb") if local else urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT)) as stream:
+    with open(local, "rb") if local else urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT) as stream:
         for chunk in iter(lambda: stream.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
@@ -141,12 +142,13 @@ def resolve(settings: dict, sources: dict, os_id: str, os_version: str, arch: st
     locked = read_lock(lock_path).get(url, {}).get("sha256")
     local = local_path(url)
     if local and not os.path.isfile(local):
-        raise DataError(f"{sources.get('ovms_release_url', 'ovms_release_url')}: the OVMS archive {local} "
-                        f"does not exist on the control machine")
+        raise DataError(
+            f"{sources.get('ovms_release_url', 'ovms_release_url')}: the OVMS archive {local} "
+            f"does not exist on the control machine"
+        )
     if pinned:
         if locked and locked != pinned:
-            raise DataError(f"ovms_archive_sha256 {pinned} and {lock_path} ({locked}) disagree for {url}: "
-                            f"remove one")
+            raise DataError(f"ovms_archive_sha256 {pinned} and {lock_path} ({locked}) disagree for {url}: remove one")
         sha, where = pinned, sources.get("ovms_archive_sha256", "ovms_archive_sha256")
     elif locked:
         sha, where = locked, str(lock_path)
@@ -159,6 +161,7 @@ def resolve(settings: dict, sources: dict, os_id: str, os_version: str, arch: st
         raise DataError(
             f"no sha256 for the OVMS archive {url}: set ovms_archive_sha256 (the digest GitHub shows beside "
             f"{asset} on {RELEASES_PAGE}/tag/v{version}), or run once with --data ovms_record_digest=true "
-            f"to record the first download's digest in {lock_path}")
+            f"to record the first download's digest in {lock_path}"
+        )
     # A local archive is hashed again where it is about to be uploaded (tasks/ovms.py), not on every run.
     return Release(version=version, asset=asset, url=url, sha256=sha, digest_from=where, system_tag=tag)

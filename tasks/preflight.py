@@ -20,8 +20,14 @@ from tasks.schema import DataError
 _RUN: dict[str, reg.Registry] = {}
 
 
-def build(inventory_file: Path, cwd: Path, extra_group_data: list[Path] = (), overrides: dict[str, Any] | None = None,
-          for_deploy: bool = True, with_secrets: bool = True) -> reg.Registry:
+def build(
+    inventory_file: Path,
+    cwd: Path,
+    extra_group_data: list[Path] = (),
+    overrides: dict[str, Any] | None = None,
+    for_deploy: bool = True,
+    with_secrets: bool = True,
+) -> reg.Registry:
     """Read the inventory and group data as pyinfra will, validate, and (with_secrets) load the
     secrets. Raises DataError."""
     overrides = dict(overrides or {})
@@ -47,8 +53,9 @@ def build(inventory_file: Path, cwd: Path, extra_group_data: list[Path] = (), ov
     return registry
 
 
-def check(inventory_file: Path, cwd: Path, extra_group_data: list[Path] = (),
-          overrides: dict[str, Any] | None = None) -> reg.Registry:
+def check(
+    inventory_file: Path, cwd: Path, extra_group_data: list[Path] = (), overrides: dict[str, Any] | None = None
+) -> reg.Registry:
     """build() for a deploy: on bad input print one line naming the file and key, and exit 2.
     The registry becomes this run's (registry())."""
     try:

@@ -96,7 +96,7 @@ class PythonEnv:
     @property
     def pins(self) -> dict[str, str]:
         """Distribution name -> pinned version."""
-        return {re.split(r"[\[=]", r, 1)[0].lower(): r.split("==", 1)[1] for r in self.requirements}
+        return {re.split(r"[\[=]", r, maxsplit=1)[0].lower(): r.split("==", 1)[1] for r in self.requirements}
 
 
 def _ensure_uv(uv_version: str, installed: str) -> None:
@@ -118,8 +118,12 @@ def python_environments(uv_version: str, envs: list[PythonEnv]) -> dict[str, Bui
         return {}
     # One question per environment before this run changes anything: uv's version, what the
     # environment was built from, and whether it exists.
-    found = [host.get_fact(UvEnvironment, uv=UV, venv=env.venv, entry_point=env.entry_point,
-                           dists=tuple(env.pins), **ops.AS_LOGIN) for env in envs]
+    found = [
+        host.get_fact(
+            UvEnvironment, uv=UV, venv=env.venv, entry_point=env.entry_point, dists=tuple(env.pins), **ops.AS_LOGIN
+        )
+        for env in envs
+    ]
     _ensure_uv(uv_version, found[0]["uv"])
     planned = {env.service: _uv_environment(env, state) for env, state in zip(envs, found)}
     due = [(built, commands) for built, commands in planned.values() if commands]
@@ -127,8 +131,8 @@ def python_environments(uv_version: str, envs: list[PythonEnv]) -> dict[str, Bui
         # Every build of this host in one operation, one after the other: so whatever the
         # environments of each host, their builds run side by side with the other hosts'.
         build = server.shell(
-            name="Build " + "; ".join(f"the {b.env.service} environment with uv in {b.target} ({b.reason})"
-                                      for b, _ in due),
+            name="Build "
+            + "; ".join(f"the {b.env.service} environment with uv in {b.target} ({b.reason})" for b, _ in due),
             commands=[one([c for _, commands in due for c in commands])],
         )
         for built, _ in due:
@@ -211,8 +215,14 @@ def _uv_environment(env: PythonEnv, found: dict) -> tuple[Built, list[str]]:
     reason = needs_build(env, found, spec_text)
     if reason:
         # Pins put back after an upgrade: the previous environment may be exactly them.
-        previous = host.get_fact(UvEnvironment, uv=UV, venv=f"{env.venv}.previous", entry_point=env.entry_point,
-                                 dists=tuple(env.pins), **ops.AS_LOGIN)
+        previous = host.get_fact(
+            UvEnvironment,
+            uv=UV,
+            venv=f"{env.venv}.previous",
+            entry_point=env.entry_point,
+            dists=tuple(env.pins),
+            **ops.AS_LOGIN,
+        )
         if previous["folder"] and not needs_build(env, previous, spec_text):
             return Built(env, previous["folder"], None, "", reuse=True), []
     if not reason:  # nothing declared: a dry run shows no build
@@ -224,7 +234,8 @@ def _uv_environment(env: PythonEnv, found: dict) -> tuple[Built, list[str]]:
         f"{uv_venv} --quiet {certs} {python} {t}",
         # A build that fails leaves nothing behind (the folder in use was never touched).
         f"{UV} pip install --quiet {options} --python {t}/bin/python "
-        + " ".join(shlex.quote(r) for r in env.requirements) + f" || {{ rm -rf {t}; exit 1; }}",
+        + " ".join(shlex.quote(r) for r in env.requirements)
+        + f" || {{ rm -rf {t}; exit 1; }}",
         *([_import_command(env, t)] if env.imports and not env.imported_by_check else []),
         f"printf %s {shlex.quote(spec_text)} > {shlex.quote(record_path(target))}",
     ]
@@ -234,9 +245,12 @@ def _import_command(env: PythonEnv, target: str) -> str:
     """Shell: import the service's modules with the new environment; if they do not import, the
     build fails and leaves nothing behind."""
     names = ", ".join(env.imports)
-    return bytecode_command(env, target, f"-c {shlex.quote('import ' + names)} >/dev/null",
-                            f"echo {shlex.quote(f'the new {env.service} environment cannot import {names}')} >&2; "
-                            f"rm -rf {target}; exit 1")
+    return bytecode_command(
+        env,
+        target,
+        f"-c {shlex.quote('import ' + names)} >/dev/null",
+        f"echo {shlex.quote(f'the new {env.service} environment cannot import {names}')} >&2; rm -rf {target}; exit 1",
+    )
 
 
 def env_prefix(env: PythonEnv) -> str:
@@ -253,12 +267,16 @@ def bytecode_command(env: PythonEnv, target: str, program: str, failed: str) -> 
     writes = "env -u PYTHONDONTWRITEBYTECODE"  # bytecode is the point, whatever the host's shell sets
     python = f"{writes} {target}/bin/python"
     service_python = f"{writes} {env_prefix(env)}{target}/bin/python"
-    packages = " ".join(f"{target}/lib/python*/site-packages/{shlex.quote(name)}"
-                        for name in dict.fromkeys(m.split(".")[0] for m in env.imports))
+    packages = " ".join(
+        f"{target}/lib/python*/site-packages/{shlex.quote(name)}"
+        for name in dict.fromkeys(m.split(".")[0] for m in env.imports)
+    )
     # From /: `python -c` puts the working directory (the login user's home, under sudo) first
     # on sys.path, where a stray module would shadow the service's own, imported as root.
-    return (f"cd / && {{ {python} -m compileall -q -j 1 {packages} >/dev/null 2>&1 || true; }} & compiling=$!; "
-            f"{service_python} {program} || {{ wait $compiling; {failed}; }}; wait $compiling")
+    return (
+        f"cd / && {{ {python} -m compileall -q -j 1 {packages} >/dev/null 2>&1 || true; }} & compiling=$!; "
+        f"{service_python} {program} || {{ wait $compiling; {failed}; }}; wait $compiling"
+    )
 
 
 def switch_commands(venv_path: str, target_path: str, keep: int, macos: bool) -> list[str]:
@@ -270,14 +288,14 @@ def switch_commands(venv_path: str, target_path: str, keep: int, macos: bool) ->
     return [
         # The folder in use becomes the previous one; an environment of the old layout (a folder,
         # not a link) is moved aside to become it.
-        f"if [ -L {venv} ]; then {link} \"$(readlink {venv})\" {venv}.previous; "
+        f'if [ -L {venv} ]; then {link} "$(readlink {venv})" {venv}.previous; '
         f"elif [ -d {venv} ]; then rm -rf {old} && mv {venv} {old} && {link} {old} {venv}.previous "
         f"&& rm -f {venv}.requirements.txt; fi",
         f"{link} {target} {venv}",
         # Prune: the current and the previous are kept, then the newest others up to `keep` in
         # all; an orphaned build still writing may refuse to go (the next switch tries again).
-        f"ls -d {venv}-* 2>/dev/null | sort -r | grep -v -x -e {target} -e \"$(readlink {venv}.previous)\" "
-        f"| tail -n +{max(keep - 1, 1)} | while read -r d; do rm -rf \"$d\" 2>/dev/null || true; done",
+        f'ls -d {venv}-* 2>/dev/null | sort -r | grep -v -x -e {target} -e "$(readlink {venv}.previous)" '
+        f'| tail -n +{max(keep - 1, 1)} | while read -r d; do rm -rf "$d" 2>/dev/null || true; done',
     ]
 
 
@@ -299,4 +317,4 @@ def rollback_command(built: Built) -> str:
     """Shell: point `<venv>` back at the previous environment (when there is one)."""
     venv = shlex.quote(built.env.venv)
     link = ops.replace_link(is_macos())
-    return f"[ -L {venv}.previous ] && {link} \"$(readlink {venv}.previous)\" {venv}"
+    return f'[ -L {venv}.previous ] && {link} "$(readlink {venv}.previous)" {venv}'

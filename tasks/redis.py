@@ -21,14 +21,27 @@ STATE_DIR = "/var/lib/redis-llm"
 
 def render_config(r: Registry) -> str:
     s = r.proxy
-    return render("redis/redis.conf.j2", bind=s["redis_bind_address"], port=s["redis_port"],
-                  password=r.secrets[REDIS_SECRET], state_dir=STATE_DIR, maxmemory=s["redis_maxmemory"])
+    return render(
+        "redis/redis.conf.j2",
+        bind=s["redis_bind_address"],
+        port=s["redis_port"],
+        password=r.secrets[REDIS_SECRET],
+        state_dir=STATE_DIR,
+        maxmemory=s["redis_maxmemory"],
+    )
 
 
 def render_unit(r: Registry) -> str:
     s = r.proxy
-    return render("redis/redis-llm.service.j2", bind=s["redis_bind_address"], port=s["redis_port"], user=USER,
-                  server=SERVER, config=CONFIG, state_dir=STATE_DIR)
+    return render(
+        "redis/redis-llm.service.j2",
+        bind=s["redis_bind_address"],
+        port=s["redis_port"],
+        user=USER,
+        server=SERVER,
+        config=CONFIG,
+        state_dir=STATE_DIR,
+    )
 
 
 def python_env(r: Registry) -> None:
@@ -46,11 +59,23 @@ def deploy_redis(r: Registry, envs: dict) -> list[Wait]:
     family = hostos.system().family
     ops.units_masked(name="Stop and mask the distribution's own Redis unit", units=DISTRO_UNITS[family])
     ops.directories(name="Create /etc/redis-llm", paths=[("/etc/redis-llm", USER, "750")], public=True)
-    config = ops.text_file(name=f"Render {CONFIG} (password not shown)", dest=CONFIG, content=render_config(r),
-                           group=USER, mode="640", secret=True)
+    config = ops.text_file(
+        name=f"Render {CONFIG} (password not shown)",
+        dest=CONFIG,
+        content=render_config(r),
+        group=USER,
+        mode="640",
+        secret=True,
+    )
     started = managed_services([Service("redis-llm", render_unit(r), restart_on=[config])], "Redis")["redis-llm"]
     port = s["redis_port"]
     # Any answer proves it is up: without the password Redis answers NOAUTH, and the password
     # stays out of every command line.
-    return [Wait(f"redis-cli -h {s['redis_bind_address']} -p {port} ping 2>&1 | grep -q -e PONG -e NOAUTH",
-                 s["redis_start_timeout"], "Redis", started)]
+    return [
+        Wait(
+            f"redis-cli -h {s['redis_bind_address']} -p {port} ping 2>&1 | grep -q -e PONG -e NOAUTH",
+            s["redis_start_timeout"],
+            "Redis",
+            started,
+        )
+    ]

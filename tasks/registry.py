@@ -12,9 +12,10 @@ import copy
 import ipaddress
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from tasks import schema
 from tasks.schema import DataError
@@ -57,7 +58,7 @@ OVMS_MODEL_FILES = ("openvino_model.xml", "openvino_model.bin", "openvino_tokeni
 PROXY_KEY_SECRET = "LITELLM_PROXY_KEY"
 REDIS_SECRET = "LITELLM_REDIS_PASSWORD"  # Redis's requirepass, and LiteLLM's redis_password
 # Characters a Redis password may not hold: it is written into redis.conf between double quotes.
-REDIS_PASSWORD_REFUSED = set('"\\\'') | {chr(c) for c in range(33)} | {chr(127)}
+REDIS_PASSWORD_REFUSED = set("\"\\'") | {chr(c) for c in range(33)} | {chr(127)}
 ENV_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
 MODEL_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 
@@ -150,10 +151,7 @@ class Registry:
         return [{m.model_name: list(m.fallbacks)} for m in self.models.values() if m.fallbacks]
 
     def served_by(self, host: str, backend: str | None = None) -> list[Model]:
-        return [
-            m for m in self.models.values()
-            if m.host == host and (backend is None or m.backend == backend)
-        ]
+        return [m for m in self.models.values() if m.host == host and (backend is None or m.backend == backend)]
 
     def api_base(self, model: Model) -> str:
         """The base URL LiteLLM calls for a model, derived from its backend kind."""
@@ -185,8 +183,10 @@ class Registry:
         """Secrets that cannot reach their program intact are refused, naming the characters."""
         bad = sorted(set(self.secrets.get(REDIS_SECRET, "")) & REDIS_PASSWORD_REFUSED)
         if bad:
-            raise DataError(f"{where}: secret {REDIS_SECRET} holds characters redis.conf cannot carry: "
-                            f"{', '.join(repr(c) for c in bad)}")
+            raise DataError(
+                f"{where}: secret {REDIS_SECRET} holds characters redis.conf cannot carry: "
+                f"{', '.join(repr(c) for c in bad)}"
+            )
 
     def env_local(self) -> dict[str, str]:
         """Every name router.yaml refers to through os.environ/, with its value."""
@@ -204,20 +204,50 @@ class Registry:
         for name in sorted(self.hosts):
             s = self.settings(name)
             if name == self.proxy_host:
-                rows.append({"host": name, "port": s["litellm_port"], "bind": s["litellm_bind_address"],
-                             "service": "litellm", "serves": ", ".join(sorted(self.model_names())),
-                             "from": "the LAN, with the proxy key"})
-                rows.append({"host": name, "port": s["redis_port"], "bind": s["redis_bind_address"],
-                             "service": "redis-llm", "serves": "LiteLLM's router state", "from": "this host, with its password"})
+                rows.append(
+                    {
+                        "host": name,
+                        "port": s["litellm_port"],
+                        "bind": s["litellm_bind_address"],
+                        "service": "litellm",
+                        "serves": ", ".join(sorted(self.model_names())),
+                        "from": "the LAN, with the proxy key",
+                    }
+                )
+                rows.append(
+                    {
+                        "host": name,
+                        "port": s["redis_port"],
+                        "bind": s["redis_bind_address"],
+                        "service": "redis-llm",
+                        "serves": "LiteLLM's router state",
+                        "from": "this host, with its password",
+                    }
+                )
             ovms = self.served_by(name, "ovms")
             if ovms:
-                rows.append({"host": name, "port": s["ovms_rest_port"], "bind": s["ovms_bind_address"],
-                             "service": "ovms", "serves": ", ".join(m.name for m in ovms), "from": "this host"})
+                rows.append(
+                    {
+                        "host": name,
+                        "port": s["ovms_rest_port"],
+                        "bind": s["ovms_bind_address"],
+                        "service": "ovms",
+                        "serves": ", ".join(m.name for m in ovms),
+                        "from": "this host",
+                    }
+                )
             for m in sorted(self.served_by(name, "mlx"), key=lambda m: m.port):
                 clients = [self.hosts[self.proxy_host].address, *s["mlx_allowed_clients"]]
-                rows.append({"host": name, "port": m.port, "bind": s["mlx_bind_address"],
-                             "service": f"mlx-{m.name}", "serves": m.model_name,
-                             "from": f"{self.proxy_host} only (firewall: {', '.join(dict.fromkeys(clients))})"})
+                rows.append(
+                    {
+                        "host": name,
+                        "port": m.port,
+                        "bind": s["mlx_bind_address"],
+                        "service": f"mlx-{m.name}",
+                        "serves": m.model_name,
+                        "from": f"{self.proxy_host} only (firewall: {', '.join(dict.fromkeys(clients))})",
+                    }
+                )
         return rows
 
 
@@ -252,8 +282,10 @@ def _settings(host: HostInput) -> dict[str, Any]:
     seen: dict[int, str] = {}
     for key in RESERVED_PORT_KEYS:
         if settings[key] in seen:
-            raise DataError(f"{host.sources.get(key, 'tasks/schema.py (default)')}: {key} equals {seen[settings[key]]} "
-                            f"({settings[key]})")
+            raise DataError(
+                f"{host.sources.get(key, 'tasks/schema.py (default)')}: {key} equals {seen[settings[key]]} "
+                f"({settings[key]})"
+            )
         seen[settings[key]] = key
     return settings
 
@@ -284,8 +316,9 @@ def _model(name: Any, entry: Any, where: str, hosts: Mapping[str, HostEntry]) ->
     if any(c.isspace() for c in entry["upstream"]):
         raise DataError(f"{where}: {key}.upstream must not contain white space")
     if "host" in entry and entry["host"] not in hosts:
-        raise DataError(f"{where}: {key}.host {entry['host']!r} is not in the inventory "
-                        f"(hosts: {', '.join(sorted(hosts))})")
+        raise DataError(
+            f"{where}: {key}.host {entry['host']!r} is not in the inventory (hosts: {', '.join(sorted(hosts))})"
+        )
     if "port" in entry:
         _check_port(entry["port"], f"{where}: {key}.port")
         if entry["port"] < 1024:
@@ -304,11 +337,15 @@ def _model(name: Any, entry: Any, where: str, hosts: Mapping[str, HostEntry]) ->
                 raise DataError(f"{where}: {key}.source {source!r} is not a folder on the control machine")
             missing = [f for f in OVMS_MODEL_FILES if not os.path.isfile(os.path.join(source, f))]
             if missing:
-                raise DataError(f"{where}: {key}.source {source!r} lacks {', '.join(missing)}: OVMS serves an "
-                                f"OpenVINO IR model with its tokenizer and detokenizer")
+                raise DataError(
+                    f"{where}: {key}.source {source!r} lacks {', '.join(missing)}: OVMS serves an "
+                    f"OpenVINO IR model with its tokenizer and detokenizer"
+                )
         elif not HF_REPO.match(source):
-            raise DataError(f"{where}: {key}.source {source!r} is neither a Hugging Face repo id (org/name) nor "
-                            f"an absolute path to a folder on the control machine")
+            raise DataError(
+                f"{where}: {key}.source {source!r} is neither a Hugging Face repo id (org/name) nor "
+                f"an absolute path to a folder on the control machine"
+            )
     if "graph" in entry:
         schema.check_graph(f"{where}: {key}.graph", entry["graph"], partial=True)
     if "api_key_secret" in entry and not ENV_NAME.match(entry["api_key_secret"]):
@@ -316,13 +353,22 @@ def _model(name: Any, entry: Any, where: str, hosts: Mapping[str, HostEntry]) ->
     prefix = entry.get("env_prefix") or re.sub(r"[^A-Z0-9]", "_", name.upper())
     if not ENV_NAME.match(prefix):
         raise DataError(f"{where}: {key}.env_prefix {prefix!r} is not an environment name")
-    return Model(name=name, backend=backend, upstream=entry["upstream"], env_prefix=prefix,
-                 host=entry.get("host"), port=entry.get("port"), api_base=entry.get("api_base"),
-                 api_key_secret=entry.get("api_key_secret"), max_tokens=entry.get("max_tokens"),
-                 start_timeout=entry.get("start_timeout"), serves=entry.get("serves", ""),
-                 fallbacks=tuple(entry.get("fallbacks", ())), source=entry.get("source"),
-                 graph={**hosts[entry["host"]].settings["ovms_graph"], **entry.get("graph", {})}
-                 if backend == "ovms" else {})
+    return Model(
+        name=name,
+        backend=backend,
+        upstream=entry["upstream"],
+        env_prefix=prefix,
+        host=entry.get("host"),
+        port=entry.get("port"),
+        api_base=entry.get("api_base"),
+        api_key_secret=entry.get("api_key_secret"),
+        max_tokens=entry.get("max_tokens"),
+        start_timeout=entry.get("start_timeout"),
+        serves=entry.get("serves", ""),
+        fallbacks=tuple(entry.get("fallbacks", ())),
+        source=entry.get("source"),
+        graph={**hosts[entry["host"]].settings["ovms_graph"], **entry.get("graph", {})} if backend == "ovms" else {},
+    )
 
 
 def _models(hosts: dict[str, HostEntry], proxy_host: str) -> dict[str, Model]:
@@ -358,24 +404,33 @@ def _models(hosts: dict[str, HostEntry], proxy_host: str) -> dict[str, Model]:
                 raise DataError(f"{where}: llm_models[{m.name!r}].port {m.port} clashes with {reserved[m.port]}")
             other = taken.get((m.host, m.port))
             if other:
-                raise DataError(f"{where}: llm_models[{m.name!r}].port {m.port} on {m.host} is already "
-                                f"taken by {other!r}")
+                raise DataError(
+                    f"{where}: llm_models[{m.name!r}].port {m.port} on {m.host} is already taken by {other!r}"
+                )
             taken[(m.host, m.port)] = m.name
         if m.env_prefix in env_owner:
-            raise DataError(f"{where}: llm_models[{m.name!r}] and llm_models[{env_owner[m.env_prefix]!r}] "
-                            f"share the env prefix {m.env_prefix}")
+            raise DataError(
+                f"{where}: llm_models[{m.name!r}] and llm_models[{env_owner[m.env_prefix]!r}] "
+                f"share the env prefix {m.env_prefix}"
+            )
         env_owner[m.env_prefix] = m.name
         if m.backend == "ovms":
             if m.host != proxy_host:
-                raise DataError(f"{where}: llm_models[{m.name!r}].host: OVMS listens on loopback, so it must "
-                                f"run on the LiteLLM host {proxy_host!r}")
+                raise DataError(
+                    f"{where}: llm_models[{m.name!r}].host: OVMS listens on loopback, so it must "
+                    f"run on the LiteLLM host {proxy_host!r}"
+                )
             if m.upstream in ovms_upstreams:
-                raise DataError(f"{where}: llm_models[{m.name!r}].upstream {m.upstream!r} is already served "
-                                f"by OVMS for {ovms_upstreams[m.upstream]!r}")
+                raise DataError(
+                    f"{where}: llm_models[{m.name!r}].upstream {m.upstream!r} is already served "
+                    f"by OVMS for {ovms_upstreams[m.upstream]!r}"
+                )
             ovms_upstreams[m.upstream] = m.name
         if m.backend == "mlx" and MLX_GROUP not in hosts[m.host].groups:
-            raise DataError(f"{where}: llm_models[{m.name!r}].host {m.host!r} is not in the inventory group "
-                            f"{MLX_GROUP!r}, whose hosts run the MLX servers")
+            raise DataError(
+                f"{where}: llm_models[{m.name!r}].host {m.host!r} is not in the inventory group "
+                f"{MLX_GROUP!r}, whose hosts run the MLX servers"
+            )
     return models
 
 
@@ -389,14 +444,20 @@ def _check_names_and_fallbacks(models: dict[str, Model], models_where: str, over
         if m.serves:
             target = models.get(m.serves)
             if target is None or target.serves:
-                raise DataError(f"{where}: {key}.serves {m.serves!r} is not a model of its own name "
-                                f"(known: {', '.join(sorted(n for n, t in models.items() if not t.serves))})")
+                raise DataError(
+                    f"{where}: {key}.serves {m.serves!r} is not a model of its own name "
+                    f"(known: {', '.join(sorted(n for n, t in models.items() if not t.serves))})"
+                )
             if m.fallbacks:
-                raise DataError(f"{where}: {key}.fallbacks: give the fallbacks of {m.serves!r} on llm_models[{m.serves!r}]")
+                raise DataError(
+                    f"{where}: {key}.fallbacks: give the fallbacks of {m.serves!r} on llm_models[{m.serves!r}]"
+                )
         for fallback in m.fallbacks:
             if fallback not in names:
-                raise DataError(f"{where}: {key}.fallbacks names {fallback!r}, which is no model (known: "
-                                f"{', '.join(sorted(names))})")
+                raise DataError(
+                    f"{where}: {key}.fallbacks names {fallback!r}, which is no model (known: "
+                    f"{', '.join(sorted(names))})"
+                )
             if fallback == m.model_name:
                 raise DataError(f"{where}: {key}.fallbacks names the model itself")
         if len(set(m.fallbacks)) != len(m.fallbacks):
@@ -412,13 +473,17 @@ def build(hosts: list[HostInput]) -> Registry:
         try:
             ipaddress.ip_address(address)
         except ValueError:
-            raise DataError(f"{h.sources.get('llm_address', 'inventory')}: host {h.name}: set llm_address to the IP "
-                            f"address the other hosts reach it on (found {address!r}; the studio's firewall and "
-                            f"LiteLLM's upstream URLs need an address)") from None
+            raise DataError(
+                f"{h.sources.get('llm_address', 'inventory')}: host {h.name}: set llm_address to the IP "
+                f"address the other hosts reach it on (found {address!r}; the studio's firewall and "
+                f"LiteLLM's upstream URLs need an address)"
+            ) from None
         entries[h.name] = HostEntry(h.name, h.groups, address, settings, h.sources)
     proxies = [name for name, e in entries.items() if PROXY_GROUP in e.groups]
     if len(proxies) != 1:
-        raise DataError(f"inventory: the group {PROXY_GROUP!r} must hold exactly one host (the LiteLLM host), "
-                        f"found {proxies or 'none'}")
+        raise DataError(
+            f"inventory: the group {PROXY_GROUP!r} must hold exactly one host (the LiteLLM host), "
+            f"found {proxies or 'none'}"
+        )
     proxy_host = proxies[0]
     return Registry(models=_models(entries, proxy_host), hosts=entries, proxy_host=proxy_host)

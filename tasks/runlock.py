@@ -44,9 +44,15 @@ def _process_start(pid: int) -> str | None:
 
 
 # This run, as the lock names it: from where, which process, who, since when, what command.
-RUN = {"run": uuid.uuid4().hex, "control": socket.gethostname(), "pid": os.getpid(),
-       "pid_start": _process_start(os.getpid()), "user": getpass.getuser(), "since": int(time.time()),
-       "command": " ".join([os.path.basename(sys.argv[0]), *sys.argv[1:]])[:200]}
+RUN = {
+    "run": uuid.uuid4().hex,
+    "control": socket.gethostname(),
+    "pid": os.getpid(),
+    "pid_start": _process_start(os.getpid()),
+    "user": getpass.getuser(),
+    "since": int(time.time()),
+    "command": " ".join([os.path.basename(sys.argv[0]), *sys.argv[1:]])[:200],
+}
 _TAKEN: set[str] = set()
 _TAKEN_OVER: set[str] = set()  # hosts whose lock this run took from a run that is gone
 
@@ -57,8 +63,10 @@ def record() -> str:
 
 def describe(holder: dict) -> str:
     age = int(time.time()) - int(holder.get("since") or time.time())
-    return (f"{holder.get('user', '?')}@{holder.get('control', '?')} pid {holder.get('pid', '?')} "
-            f"({holder.get('command', '?')}), for {age} s")
+    return (
+        f"{holder.get('user', '?')}@{holder.get('control', '?')} pid {holder.get('pid', '?')} "
+        f"({holder.get('command', '?')}), for {age} s"
+    )
 
 
 def holder_is_gone(holder: dict) -> bool:
@@ -77,13 +85,15 @@ def _parse(text: str) -> dict:
 
 
 def _refuse(holder: dict) -> DeployError:
-    return DeployError(f"{host.name}: another deploy holds this host: {describe(holder)} ({LOCK}); wait for it "
-                       f"to end, or, if it is gone, run with --data llm_break_lock=true")
+    return DeployError(
+        f"{host.name}: another deploy holds this host: {describe(holder)} ({LOCK}); wait for it "
+        f"to end, or, if it is gone, run with --data llm_break_lock=true"
+    )
 
 
 def _dry_run() -> bool:
     try:
-        import click  # noqa: PLC0415  (pyinfra's own command line, when pyinfra runs)
+        import click
 
         return bool(click.get_current_context().params.get("dry"))
     except (ImportError, RuntimeError):

@@ -11,8 +11,9 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 REQUIRED = object()  # a key with no default: the group data must set it
@@ -49,6 +50,7 @@ class DataError(ValueError):
 
 
 # --- checks: each takes (key, value) and raises DataError(message without the file) ---------
+
 
 def _port(key: str, value: Any) -> None:
     if not 1 <= value <= 65535:
@@ -95,7 +97,9 @@ def _abs_path(key: str, value: Any) -> None:
     if not value.startswith("/") or ".." in value.split("/"):
         raise DataError(f"{key} must be an absolute path")
     if not re.match(r"^[A-Za-z0-9._/+-]+$", value):
-        raise DataError(f"{key} may hold only letters, digits and . _ / + - (it goes into units and commands): {value!r}")
+        raise DataError(
+            f"{key} may hold only letters, digits and . _ / + - (it goes into units and commands): {value!r}"
+        )
 
 
 def _state_dir(key: str, value: Any) -> None:
@@ -193,8 +197,10 @@ def _model_sources(key: str, value: Any) -> None:
         # The upload makes the host's folder equal to this one: an empty or missing folder would
         # delete the model on the host.
         if not os.path.isabs(folder) or not os.path.isdir(folder) or not any(os.scandir(folder)):
-            raise DataError(f"{key}[{upstream!r}]: {folder!r} is not an existing, non-empty folder (an absolute path "
-                            f"on the control machine)")
+            raise DataError(
+                f"{key}[{upstream!r}]: {folder!r} is not an existing, non-empty folder (an absolute path "
+                f"on the control machine)"
+            )
 
 
 def _router_settings(key: str, settings: Any) -> None:
@@ -210,8 +216,7 @@ def _router_settings(key: str, settings: Any) -> None:
     for name, value in policy.items():
         if name not in RETRY_FIELDS:
             raise DataError(
-                f"{key}.retry_policy.{name} is not an exception LiteLLM retries by "
-                f"(known: {', '.join(RETRY_FIELDS)})"
+                f"{key}.retry_policy.{name} is not an exception LiteLLM retries by (known: {', '.join(RETRY_FIELDS)})"
             )
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise DataError(f"{key}.retry_policy.{name} must be a non-negative integer")
@@ -231,84 +236,174 @@ _NONE = type(None)
 
 KEYS: tuple[Key, ...] = (
     # --- the registry and what every host shares
-    Key("llm_models", dict, REQUIRED,
+    Key(
+        "llm_models",
+        dict,
+        REQUIRED,
         "the model registry: name -> `backend` (`mlx`, `ovms`, `openai`), `host`, `port` (mlx), `upstream` "
         "model id, `api_base` (openai), `api_key_secret`, `env_prefix`, `max_tokens`, `start_timeout`, `serves` "
-        "(another deployment of that name), `fallbacks` (see group_data/all.py)", shared=True),
-    Key("llm_model_overrides", dict, {}, "per-model field overrides layered over `llm_models` (the lab uses it)",
-        shared=True),
-    Key("llm_secrets_file", str, "secrets.env",
-        "untracked NAME=value file for secrets not in the environment (relative to where pyinfra runs)", shared=True),
-    Key("llm_address", (str, _NONE), None,
+        "(another deployment of that name), `fallbacks` (see group_data/all.py)",
+        shared=True,
+    ),
+    Key(
+        "llm_model_overrides",
+        dict,
+        {},
+        "per-model field overrides layered over `llm_models` (the lab uses it)",
+        shared=True,
+    ),
+    Key(
+        "llm_secrets_file",
+        str,
+        "secrets.env",
+        "untracked NAME=value file for secrets not in the environment (relative to where pyinfra runs)",
+        shared=True,
+    ),
+    Key(
+        "llm_address",
+        (str, _NONE),
+        None,
         "inventory host data: the IP address other hosts reach this host on (default: its SSH address, "
-        "which must then be an IP address)", _optional_ip),
-    Key("llm_break_lock", bool, False,
+        "which must then be an IP address)",
+        _optional_ip,
+    ),
+    Key(
+        "llm_break_lock",
+        bool,
+        False,
         "take this host's deploy lock from a run that is gone but ran elsewhere (`--data llm_break_lock=true`, "
-        "once); a run of this machine that is gone is recognised without it"),
-    Key("package_lists_max_age", int, 24,
+        "once); a run of this machine that is gone is recognised without it",
+    ),
+    Key(
+        "package_lists_max_age",
+        int,
+        24,
         "hours: when packages are missing, the distribution's package lists are refreshed first only if "
         "older than this (apt's daily timer keeps them younger), and always when an install without a "
-        "refresh fails; 0 refreshes every time", _not_negative),
+        "refresh fails; 0 refreshes every time",
+        _not_negative,
+    ),
     Key("uv_version", str, "0.13.9", "uv that builds every Python environment", _version),
-    Key("uv_keep", int, 2,
+    Key(
+        "uv_keep",
+        int,
+        2,
         "environment folders kept per service, newest first (the one in use and the previous one, for a "
-        "rollback, are never removed)", _positive),
+        "rollback, are never removed)",
+        _positive,
+    ),
     # --- LiteLLM
     Key("litellm_version", str, "1.106.2", "pinned `litellm[proxy]` (1.107.0 was a compromised release)", _version),
-    Key("litellm_prisma_version", str, "0.15.0",
+    Key(
+        "litellm_prisma_version",
+        str,
+        "0.15.0",
         "prisma in the proxy's environment: LiteLLM's auth error path imports it (without it a missing key "
-        "answers 500, not 401)", _version),
+        "answers 500, not 401)",
+        _version,
+    ),
     Key("litellm_port", int, 4000, "where the proxy listens", _port),
     Key("litellm_bind_address", str, "0.0.0.0", "the proxy's address (it serves the LAN)", _ip),
     Key("litellm_user", str, "litellm", "the proxy's service user", _user),
     Key("litellm_home", str, "/opt/litellm", "its environment (`venv/`), config checker and launcher", _abs_path),
     Key("litellm_config_dir", str, "/etc/litellm", "router.yaml and env.local", _abs_path),
     Key("litellm_state_dir", str, "/var/lib/litellm", "the service user's home and working folder", _state_dir),
-    Key("litellm_router_settings", dict, SEED_ROUTER_SETTINGS,
+    Key(
+        "litellm_router_settings",
+        dict,
+        SEED_ROUTER_SETTINGS,
         "`allowed_fails`, `cooldown_time`, `retry_policy` by exception name (the seed's; see below)",
-        _router_settings),
-    Key("litellm_settings", dict, {"json_logs": True, "turn_off_message_logging": True},
-        "LiteLLM's `litellm_settings`: the seed's json_logs, and no prompts or answers in the logs"),
+        _router_settings,
+    ),
+    Key(
+        "litellm_settings",
+        dict,
+        {"json_logs": True, "turn_off_message_logging": True},
+        "LiteLLM's `litellm_settings`: the seed's json_logs, and no prompts or answers in the logs",
+    ),
     Key("litellm_start_timeout", int, 120, "seconds the deploy waits for the proxy after a restart", _positive),
-    Key("litellm_workers", (int, _NONE), None,
-        "the proxy's worker processes (unset: one per CPU of the host); they share the router's state "
-        "through Redis", _workers),
+    Key(
+        "litellm_workers",
+        (int, _NONE),
+        None,
+        "the proxy's worker processes (unset: one per CPU of the host); they share the router's state through Redis",
+        _workers,
+    ),
     # --- Redis (the proxy's shared router state)
     Key("redis_port", int, 6379, "Redis's port (on the proxy host)", _port),
     Key("redis_bind_address", str, "127.0.0.1", "Redis's address: loopback only", _loopback),
-    Key("redis_maxmemory", str, "64mb", "Redis's memory cap (the state is small; least recently used keys go)",
-        _redis_size),
+    Key(
+        "redis_maxmemory",
+        str,
+        "64mb",
+        "Redis's memory cap (the state is small; least recently used keys go)",
+        _redis_size,
+    ),
     Key("redis_start_timeout", int, 30, "seconds the deploy waits for Redis after a restart", _positive),
     # --- OpenVINO Model Server
-    Key("ovms_version", str, "2025.4", "the pinned OVMS release (its tag is `v<version>`); names the install folder",
-        _ovms_version),
-    Key("ovms_python", bool, True,
+    Key(
+        "ovms_version",
+        str,
+        "2025.4",
+        "the pinned OVMS release (its tag is `v<version>`); names the install folder",
+        _ovms_version,
+    ),
+    Key(
+        "ovms_python",
+        bool,
+        True,
         "the python_on build: chat templates with a system message and tools (python_off drops the system "
-        "message); it needs the host's libpython and Jinja2, installed from the distribution"),
-    Key("ovms_release_url", str, "https://github.com/openvinotoolkit/model_server/releases/download",
+        "message); it needs the host's libpython and Jinja2, installed from the distribution",
+    ),
+    Key(
+        "ovms_release_url",
+        str,
+        "https://github.com/openvinotoolkit/model_server/releases/download",
         "where releases are fetched: `<url>/v<version>/<asset>`, the asset chosen from the host's system "
-        "(an http(s) URL, or a folder on the control machine)", _archive_url),
-    Key("ovms_archive_url", (str, _NONE), None,
+        "(an http(s) URL, or a folder on the control machine)",
+        _archive_url,
+    ),
+    Key(
+        "ovms_archive_url",
+        (str, _NONE),
+        None,
         "one archive instead of the chosen asset (an http(s) URL or a path on the control machine)",
-        _optional_archive_url),
-    Key("ovms_archive_sha256", (str, _NONE), None,
-        "the archive's sha256 (GitHub shows it beside each release asset); unset, the lock file holds it", _sha256),
-    Key("ovms_lock_file", str, "ovms.lock",
-        "control machine: release URL -> sha256 recorded once (relative to where pyinfra runs); commit it"),
-    Key("ovms_record_digest", bool, False,
+        _optional_archive_url,
+    ),
+    Key(
+        "ovms_archive_sha256",
+        (str, _NONE),
+        None,
+        "the archive's sha256 (GitHub shows it beside each release asset); unset, the lock file holds it",
+        _sha256,
+    ),
+    Key(
+        "ovms_lock_file",
+        str,
+        "ovms.lock",
+        "control machine: release URL -> sha256 recorded once (relative to where pyinfra runs); commit it",
+    ),
+    Key(
+        "ovms_record_digest",
+        bool,
+        False,
         "allow, for this run, recording the digest of an archive the lock file does not know "
-        "(`--data ovms_record_digest=true`); every later download is held to it"),
+        "(`--data ovms_record_digest=true`); every later download is held to it",
+    ),
     Key("ovms_packages", list, ["libxml2", "curl"], "system packages the release links against", _names),
-    Key("ovms_graph", dict, dict(GRAPH_DEFAULTS),
+    Key(
+        "ovms_graph",
+        dict,
+        dict(GRAPH_DEFAULTS),
         "text-generation settings rendered into each model's graph.pbtxt: `device`, `cache_size` (GB of KV "
-        "cache), `max_num_seqs`, `enable_prefix_caching`; a model's `graph` overrides some", _graph),
+        "cache), `max_num_seqs`, `enable_prefix_caching`; a model's `graph` overrides some",
+        _graph,
+    ),
     Key("ovms_rest_port", int, 9000, "OVMS's REST (OpenAI `/v3`) port", _port),
     Key("ovms_bind_address", str, "127.0.0.1", "OVMS's address (only LiteLLM, on the same host, calls it)", _ip),
     Key("ovms_user", str, "ovms", "OVMS's service user", _user),
-    Key("ovms_home", str, "/opt/ovms", "releases unpack into `<home>/<version>/`; `current` points at one",
-        _abs_path),
-    Key("ovms_models_dir", str, "/var/lib/ovms/models", "`<dir>/<upstream id>/` holds each model's files",
-        _abs_path),
+    Key("ovms_home", str, "/opt/ovms", "releases unpack into `<home>/<version>/`; `current` points at one", _abs_path),
+    Key("ovms_models_dir", str, "/var/lib/ovms/models", "`<dir>/<upstream id>/` holds each model's files", _abs_path),
     Key("ovms_config_dir", str, "/etc/ovms", "config.json", _abs_path),
     Key("ovms_start_timeout", int, 60, "seconds the deploy waits for `/v2/health/ready`", _positive),
     # --- MLX
@@ -316,32 +411,68 @@ KEYS: tuple[Key, ...] = (
     Key("mlx_lm_version", str, "0.32.2", "pinned mlx-lm", _version),
     Key("mlx_user", str, "mlx", "the servers' service user (Linux)", _user),
     Key("mlx_home", str, "/opt/mlx", "their environment (`venv/`) and logs (macOS)", _abs_path),
-    Key("mlx_models_dir", str, "/opt/mlx/models",
-        "the servers' working folder: a model id that exists here as a folder is loaded from it", _abs_path),
-    Key("mlx_model_sources", dict, {},
-        "upstream id -> model folder on the control machine to upload (the lab's tiny model)", _model_sources),
+    Key(
+        "mlx_models_dir",
+        str,
+        "/opt/mlx/models",
+        "the servers' working folder: a model id that exists here as a folder is loaded from it",
+        _abs_path,
+    ),
+    Key(
+        "mlx_model_sources",
+        dict,
+        {},
+        "upstream id -> model folder on the control machine to upload (the lab's tiny model)",
+        _model_sources,
+    ),
     Key("mlx_bind_address", str, "0.0.0.0", "the servers' address (LiteLLM reaches them over the LAN)", _ip),
-    Key("mlx_allowed_clients", list, [],
+    Key(
+        "mlx_allowed_clients",
+        list,
+        [],
         "addresses or networks besides the proxy host that the studio's firewall admits to the MLX ports",
-        _networks),
-    Key("mlx_max_tokens", int, 8192,
+        _networks,
+    ),
+    Key(
+        "mlx_max_tokens",
+        int,
+        8192,
         "`mlx_lm.server --max-tokens`: the completion length when a request names none (mlx_lm's own 512 "
-        "cuts coding clients off); a model's `max_tokens` field overrides it", _positive),
-    Key("mlx_start_timeout", int, 120,
+        "cuts coding clients off); a model's `max_tokens` field overrides it",
+        _positive,
+    ),
+    Key(
+        "mlx_start_timeout",
+        int,
+        120,
         "seconds the deploy waits for a server's `/v1/models` after a (re)start: loading, not downloading; a "
-        "model's `start_timeout` field overrides it (a 120B model loads for minutes)", _positive),
+        "model's `start_timeout` field overrides it (a 120B model loads for minutes)",
+        _positive,
+    ),
     Key("mlx_python", str, "3.12", "macOS: the uv-managed Python the MLX environment is built on", _version),
-    Key("mlx_memory_fraction", (float, int), 0.75,
+    Key(
+        "mlx_memory_fraction",
+        (float, int),
+        0.75,
         "share of the host's memory the MLX models' weights may take together (macOS lets the GPU wire about "
-        "three quarters)", _fraction),
+        "three quarters)",
+        _fraction,
+    ),
     Key("mlx_allow_overcommit", bool, False, "start the MLX servers even when their weights exceed that share"),
     Key("mlx_launchd_prefix", str, "lab.llm.mlx", "launchd labels are `<prefix>.<model>`"),
 )
 
 BY_NAME = {k.name: k for k in KEYS}
 
-_KINDS = {int: "an integer", float: "a number", str: "a string", dict: "a mapping", list: "a list",
-          bool: "true or false", _NONE: "unset (None)"}
+_KINDS = {
+    int: "an integer",
+    float: "a number",
+    str: "a string",
+    dict: "a mapping",
+    list: "a list",
+    bool: "true or false",
+    _NONE: "unset (None)",
+}
 
 
 def kind(expected: Any) -> str:

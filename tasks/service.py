@@ -72,11 +72,13 @@ def managed_services(services: list[Service], what: str) -> dict[str, Started]:
             loaded=loaded,
         )
         return {
-            s.name: Started([
-                lambda path=path: path in written,
-                lambda label=label: label in restarted,
-                lambda label=label: label in loaded,
-            ])
+            s.name: Started(
+                [
+                    lambda path=path: path in written,
+                    lambda label=label: label in restarted,
+                    lambda label=label: label in loaded,
+                ]
+            )
             for label, (path, s) in jobs.items()
         }
 
@@ -100,11 +102,13 @@ def managed_services(services: list[Service], what: str) -> dict[str, Started]:
         started=ran,
     )
     return {
-        s.name: Started([
-            lambda path=path: path in written,
-            lambda unit=unit: unit in restarted,
-            lambda unit=unit: unit in ran,
-        ])
+        s.name: Started(
+            [
+                lambda path=path: path in written,
+                lambda unit=unit: unit in restarted,
+                lambda unit=unit: unit in ran,
+            ]
+        )
         for unit, (path, s) in units.items()
     }
 
@@ -143,8 +147,9 @@ def restart_command(name: str, label: str | None = None) -> str:
     return f"{{ systemctl reset-failed {unit} || true; }} && systemctl restart {unit}"
 
 
-def rollback(built: pyenv.Built, switched: OperationMeta | None, services: list[tuple[str, str | None]],
-             log: str) -> Rollback | None:
+def rollback(
+    built: pyenv.Built, switched: OperationMeta | None, services: list[tuple[str, str | None]], log: str
+) -> Rollback | None:
     """The Rollback of the services (name, launchd label) that run from built.env (pyenv.Built),
     switched by `switched` (None: this run switches nothing, so there is nothing to roll back).
     Every service of that environment is restarted: they all ran from the new one."""

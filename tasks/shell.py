@@ -49,7 +49,9 @@ def joined(commands: Iterable) -> Iterator:
     for command in commands:
         if isinstance(command, str):
             command = _command(command)
-        if isinstance(command, StringCommand) and (not run or command.connector_arguments == run[0].connector_arguments):
+        if isinstance(command, StringCommand) and (
+            not run or command.connector_arguments == run[0].connector_arguments
+        ):
             run.append(command)
             continue
         if run:
@@ -71,4 +73,3 @@ def joined_commands(generator_function):
         yield from joined(generator_function(*args, **kwargs))
 
     return wrapper
-

@@ -41,7 +41,8 @@ class Layer:
 def _public_values(namespace: dict[str, Any]) -> dict[str, Any]:
     """A data file's data: what it assigns, without imports, functions and private names."""
     return {
-        k: v for k, v in namespace.items()
+        k: v
+        for k, v in namespace.items()
         if not k.startswith("_") and not callable(v) and not isinstance(v, types.ModuleType)
     }
 
@@ -97,8 +98,9 @@ def load_group_data(folders: list[Path]) -> list[Layer]:
     return layers
 
 
-def host_values(host: InventoryHost, layers: list[Layer], overrides: dict[str, Any],
-                inventory_file: str) -> tuple[dict[str, Any], dict[str, str]]:
+def host_values(
+    host: InventoryHost, layers: list[Layer], overrides: dict[str, Any], inventory_file: str
+) -> tuple[dict[str, Any], dict[str, str]]:
     """(values, key -> where it was set) for one host, layered as pyinfra layers them."""
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}

@@ -26,9 +26,14 @@ def _set_nodelay(client: paramiko.SSHClient) -> None:
     transport = client.get_transport()
     sock = getattr(transport, "sock", None)
     # ProxyCommand and gateway channels are not TCP sockets; leave them alone.
-    if sock is None or not hasattr(sock, "setsockopt") or getattr(sock, "family", None) not in (
-        socket.AF_INET,
-        socket.AF_INET6,
+    if (
+        sock is None
+        or not hasattr(sock, "setsockopt")
+        or getattr(sock, "family", None)
+        not in (
+            socket.AF_INET,
+            socket.AF_INET6,
+        )
     ):
         return
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

@@ -29,9 +29,7 @@ def pytest_addoption(parser):
 
 
 def pytest_configure(config):
-    config.addinivalue_line(
-        "markers", "lab_only: deploys or breaks hosts on purpose; never runs with --real-hosts"
-    )
+    config.addinivalue_line("markers", "lab_only: deploys or breaks hosts on purpose; never runs with --real-hosts")
 
 
 def _rank(item) -> int:

@@ -53,8 +53,12 @@ class JsonFormatter(logging.Formatter):
 
                 self.litellm = LiteLLMJsonFormatter()
             return self.litellm.format(record)
-        line = {"message": record.getMessage(), "level": record.levelname,
-                "timestamp": datetime.fromtimestamp(record.created).isoformat(), "component": record.name}
+        line = {
+            "message": record.getMessage(),
+            "level": record.levelname,
+            "timestamp": datetime.fromtimestamp(record.created).isoformat(),
+            "component": record.name,
+        }
         if record.exc_info:
             line["stacktrace"] = self.formatException(record.exc_info)
         return json.dumps(line)
@@ -69,9 +73,14 @@ def log_config(level):
         "disable_existing_loggers": False,
         "formatters": {"json": {"()": "llmlab_serve.JsonFormatter"}},  # beside this script, on sys.path
         "handlers": {"default": handler, "access": dict(handler)},
-        "loggers": {name: {"handlers": [handler_name], "level": level, "propagate": False}
-                    for name, handler_name in (("uvicorn", "default"), ("uvicorn.error", "default"),
-                                               ("uvicorn.access", "access"))},
+        "loggers": {
+            name: {"handlers": [handler_name], "level": level, "propagate": False}
+            for name, handler_name in (
+                ("uvicorn", "default"),
+                ("uvicorn.error", "default"),
+                ("uvicorn.access", "access"),
+            )
+        },
     }
 
 
@@ -138,8 +147,15 @@ def main(argv):
         refused = fork_workers_from_loaded_app(APP.partition(":")[0])
         if refused:
             print(f"llmlab_serve.py: {refused}: spawning the workers instead of forking them", file=sys.stderr)
-    uvicorn.run(APP, host=host, port=port, workers=workers, loop="uvloop", server_header=False,
-                log_config=log_config(os.environ.get("LITELLM_LOG", "DEBUG").upper()))
+    uvicorn.run(
+        APP,
+        host=host,
+        port=port,
+        workers=workers,
+        loop="uvloop",
+        server_header=False,
+        log_config=log_config(os.environ.get("LITELLM_LOG", "DEBUG").upper()),
+    )
 
 
 if __name__ == "__main__":

@@ -15,6 +15,9 @@ llm_model_overrides = {
 }
 # lil-jerry: the tiny model exported to OpenVINO IR by the lab, uploaded; a small KV cache and few
 # sequences (the lab's mini is a container on a 2-core machine).
-llm_model_overrides["lil-jerry"] = {"upstream": "lab-tiny-llama-ov", "source": str(paths.TINY_OV),
-                                   "graph": {"cache_size": 1, "max_num_seqs": 4}}
+llm_model_overrides["lil-jerry"] = {
+    "upstream": "lab-tiny-llama-ov",
+    "source": str(paths.TINY_OV),
+    "graph": {"cache_size": 1, "max_num_seqs": 4},
+}
 llm_secrets_file = str(paths.SECRETS)

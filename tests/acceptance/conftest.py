@@ -4,7 +4,6 @@
 import json
 import os
 from functools import lru_cache
-from pathlib import Path
 
 import pytest
 
@@ -73,7 +72,7 @@ def hosts(real, addresses, lab_state):
     """testinfra hosts over SSH as the deploy reaches them: as the operator, checks run through
     sudo (real hosts: by their SSH alias, so the operator's ~/.ssh/config applies; the password
     from LLMLAB_SUDO_PASSWORD_<HOST> or LLMLAB_SUDO_PASSWORD)."""
-    from tasks.access import password_variables  # noqa: PLC0415
+    from tasks.access import password_variables
 
     result = {}
     for name, address in addresses.items():
@@ -81,7 +80,7 @@ def hosts(real, addresses, lab_state):
             password = next((os.environ[v] for v in password_variables(name) if os.environ.get(v)), "")
             result[name] = sudo_host(name, password)
         else:
-            from lab import lifecycle  # noqa: PLC0415
+            from lab import lifecycle
 
             # One multiplexed SSH connection per host (testinfra sets ControlMaster but no path,
             # so without one every command paid a new handshake); the master ends itself
@@ -92,7 +91,9 @@ def hosts(real, addresses, lab_state):
                 ssh_identity_file=str(LAB_KEY),
                 controlpath=str(LAB_KEY.parent / f"cm-{name}"),
                 controlpersist=10,
-                ssh_extra_args=f"-o StrictHostKeyChecking=accept-new -o UserKnownHostsFile={LAB_KNOWN_HOSTS} -o BatchMode=yes",
+                ssh_extra_args=(
+                    f"-o StrictHostKeyChecking=accept-new -o UserKnownHostsFile={LAB_KNOWN_HOSTS} -o BatchMode=yes"
+                ),
             )
     return result
 
@@ -104,8 +105,8 @@ def proxy_key(real):
         if not key:
             pytest.fail("--real-hosts needs LITELLM_PROXY_KEY in the environment")
         return Secret(key)
-    from lab import lifecycle  # noqa: PLC0415
-    from lab.proc import LabError  # noqa: PLC0415
+    from lab import lifecycle
+    from lab.proc import LabError
 
     try:
         return Secret(lifecycle.proxy_key())

@@ -16,7 +16,10 @@ def lab_deploy(*extra: str, timeout: float = 900) -> tuple[int, str, float]:
     started = time.monotonic()
     out = subprocess.run(
         [sys.executable, "-m", "lab", "deploy", *extra],
-        cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
     # pyinfra prints its results table to stderr
     return out.returncode, out.stdout + out.stderr, time.monotonic() - started

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from lab import hosts as labhosts
-from lab import lifecycle, network
+from lab import lifecycle
 from lab.proc import run as run_here
 from tasks import runlock
 
@@ -78,8 +78,10 @@ def test_drill_upstream_down_cools_down_and_recovers(hosts, registry, proxy_url,
         workers = int(mini.check_output(f"ss -Htlnp 'sport = :{port}' | grep -o 'pid=[0-9]*' | sort -u | wc -l")) - 1
         assert workers >= 2, f"the proxy runs {workers} worker(s): nothing to share"
         keys = mini.check_output(
-            "REDISCLI_AUTH=\"$(sed -n 's/^requirepass \"\\(.*\\)\"$/\\1/p' /etc/redis-llm/redis.conf)\" "
-            "redis-cli --no-auth-warning -p %s --scan --pattern '*:cooldown'", str(registry.proxy["redis_port"]))
+            'REDISCLI_AUTH="$(sed -n \'s/^requirepass "\\(.*\\)"$/\\1/p\' /etc/redis-llm/redis.conf)" '
+            "redis-cli --no-auth-warning -p %s --scan --pattern '*:cooldown'",
+            str(registry.proxy["redis_port"]),
+        )
         assert keys.strip(), "the cooldown is not in Redis"
         later = []  # while the cooldown lasts (each refusal takes LiteLLM about 2 s)
         while time.monotonic() < cooled_at + cooldown - 4 and len(later) < 4 * workers:
@@ -189,7 +191,9 @@ class RequestLoop:
 
     def __init__(self, proxy_url, proxy_key, model):
         self.url, self.key = f"{proxy_url}/v1/chat/completions", proxy_key
-        self.body = json.dumps({"model": model, "max_tokens": 4, "messages": [{"role": "user", "content": "hi"}]}).encode()
+        self.body = json.dumps(
+            {"model": model, "max_tokens": 4, "messages": [{"role": "user", "content": "hi"}]}
+        ).encode()
         self.refused, self.http_errors, self.answered, self.lost = [], [], [], []
         self.first_refused = self.last_refused = None
 
@@ -199,8 +203,12 @@ class RequestLoop:
 
         deadline = time.monotonic() + 30
         while True:
-            request = urllib.request.Request(self.url, data=self.body, method="POST", headers={
-                "Content-Type": "application/json", "Authorization": f"Bearer {self.key}"})
+            request = urllib.request.Request(
+                self.url,
+                data=self.body,
+                method="POST",
+                headers={"Content-Type": "application/json", "Authorization": f"Bearer {self.key}"},
+            )
             try:
                 with urllib.request.urlopen(request, timeout=30) as response:
                     response.read()
@@ -245,7 +253,9 @@ class RequestLoop:
         return (self.last_refused - self.first_refused) if self.refused else 0.0
 
 
-def test_drill_restart_under_load_loses_no_request_a_retrying_client_keeps(hosts, registry, proxy_url, proxy_key, timings):
+def test_drill_restart_under_load_loses_no_request_a_retrying_client_keeps(
+    hosts, registry, proxy_url, proxy_key, timings
+):
     """A bounded stream of requests while the proxy restarts (as a deploy restarts it). While the
     port is closed, requests are refused before they reach LiteLLM (connection refused or reset:
     nothing was processed, so a client may safely retry); in-flight ones finish (uvicorn drains on
@@ -271,7 +281,8 @@ def test_drill_restart_under_load_loses_no_request_a_retrying_client_keeps(hosts
 
 
 def test_drill_upgrade_builds_beside_the_running_proxy_and_switches_only_when_whole(
-        hosts, registry, proxy_url, proxy_key, timings):
+    hosts, registry, proxy_url, proxy_key, timings
+):
     """A LiteLLM pin that cannot be installed: the new environment fails to build beside the
     running one, which never stops answering (not one request refused) and stays in use. Then a
     good upgrade: built beside, switched to, the old one kept as previous; its downtime is the
@@ -299,7 +310,10 @@ def test_drill_upgrade_builds_beside_the_running_proxy_and_switches_only_when_wh
     assert code == 0, text[-3000:]
     assert mini.check_output(f"readlink {venv}") != in_use
     assert mini.check_output(f"readlink {venv}.previous") == in_use
-    assert mini.check_output(f"{venv}/bin/python -c 'import importlib.metadata as m; print(m.version(\"litellm\"))'") == "1.106.3"
+    assert (
+        mini.check_output(f"{venv}/bin/python -c 'import importlib.metadata as m; print(m.version(\"litellm\"))'")
+        == "1.106.3"
+    )
     assert not loop.http_errors and not loop.lost, f"HTTP errors {loop.http_errors}, lost {loop.lost}"
     assert loop.refused, "no request met the upgrade's restart: the loop ended too early to show its downtime"
 
@@ -321,8 +335,12 @@ def test_drill_proxy_killed_comes_back_within_30s(hosts, registry, proxy_url, pr
         # The workers outlive their master for a moment and keep answering: wait for systemd's
         # restart (a new main process) and for that one to answer.
         now = service_state(mini, "litellm")
-        return (int(now["NRestarts"]) > int(before["NRestarts"]) and now["ActiveState"] == "active"
-                and now["MainPID"] not in ("0", before["MainPID"]) and live(proxy_url))
+        return (
+            int(now["NRestarts"]) > int(before["NRestarts"])
+            and now["ActiveState"] == "active"
+            and now["MainPID"] not in ("0", before["MainPID"])
+            and live(proxy_url)
+        )
 
     # One worker came back in 6.5-11 s; two, loading LiteLLM side by side on the lab's two cores,
     # in about 13 s.
@@ -351,11 +369,13 @@ def test_drill_mini_reboot_comes_back_without_a_deploy(hosts, registry, proxy_ur
     for unit in ("litellm", "ovms"):
         assert service_state(mini, unit)["ActiveState"] == "active", unit
     for model in registry.model_names():
-        ok, _ = wait_until(lambda: answers(proxy_url, proxy_key, model), 30, interval=1)
+        ok, _ = wait_until(lambda model=model: answers(proxy_url, proxy_key, model), 30, interval=1)
         assert ok, f"{model} does not answer through the proxy after the reboot"
 
 
-def test_drill_bad_config_is_refused_and_the_proxy_keeps_serving(hosts, registry, proxy_url, proxy_key, tmp_path, timings):
+def test_drill_bad_config_is_refused_and_the_proxy_keeps_serving(
+    hosts, registry, proxy_url, proxy_key, tmp_path, timings
+):
     """Data that passes the preflight but renders a router.yaml LiteLLM rejects: the deploy fails
     at LiteLLM's own validation, twice in a row, and the running proxy keeps its config."""
     mini = hosts[registry.proxy_host]
@@ -414,8 +434,14 @@ def interrupted_deploy(marker: str, after: float) -> str:
     import os
     import signal
 
-    proc = subprocess.Popen([sys.executable, "-m", "lab", "deploy"], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lab", "deploy"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     seen = []
     for line in proc.stdout:
         seen.append(line)
@@ -430,6 +456,7 @@ def interrupted_deploy(marker: str, after: float) -> str:
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+
     # `python -m lab deploy` runs pyinfra as its child, which may outlive it by a moment while it
     # handles the interrupt; the run after must find the interrupted one gone, as an operator
     # whose Ctrl-C has returned to the prompt would.
@@ -471,7 +498,10 @@ def test_drill_rebuild_studio_from_nothing_interrupted_during_the_environment_bu
     assert run_here(*labhosts.ssh_args(studio), f"test -e {runlock.LOCK}", check=False).returncode != 0
     out = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/acceptance/test_stack.py"],
-        cwd=ROOT, capture_output=True, text=True, timeout=600,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
 
@@ -504,8 +534,9 @@ def test_drill_ovms_archive_digest_recorded_once_and_held(hosts, registry, proxy
     lock = tmp_path / "ovms.lock"
     data = tmp_path / "data"
     data.mkdir()
-    (data / "mini.py").write_text(f"ovms_release_url = {str(releases)!r}\novms_archive_sha256 = None\n"
-                                  f"ovms_lock_file = {str(lock)!r}\n")
+    (data / "mini.py").write_text(
+        f"ovms_release_url = {str(releases)!r}\novms_archive_sha256 = None\novms_lock_file = {str(lock)!r}\n"
+    )
     before = service_state(mini, "ovms")
 
     code, text, seconds = lab_deploy("--group-data", str(data))
@@ -547,8 +578,11 @@ def test_drill_a_deploy_is_refused_while_another_holds_the_host(hosts, registry)
     try:
         code, text, _ = lab_deploy()
         assert code != 0, text[-3000:]
-        line = next(l for l in text.splitlines() if "another deploy holds this host" in l)
-        assert f"{runlock.RUN['user']}@{runlock.RUN['control']} pid {runlock.RUN['pid']} (pyinfra inventory.py deploy.py)" in line
+        line = next(entry for entry in text.splitlines() if "another deploy holds this host" in entry)
+        assert (
+            f"{runlock.RUN['user']}@{runlock.RUN['control']} pid {runlock.RUN['pid']} (pyinfra inventory.py deploy.py)"
+            in line
+        )
         assert "--data llm_break_lock=true" in line
         assert service_state(mini, "litellm")["MainPID"] == before["MainPID"]
     finally:
@@ -557,7 +591,9 @@ def test_drill_a_deploy_is_refused_while_another_holds_the_host(hosts, registry)
     assert code == 0 and not changed_rows(text), text[-3000:]
 
 
-def test_drill_an_mlx_upgrade_that_cannot_start_is_rolled_back(hosts, registry, proxy_url, proxy_key, tmp_path, timings):
+def test_drill_an_mlx_upgrade_that_cannot_start_is_rolled_back(
+    hosts, registry, proxy_url, proxy_key, tmp_path, timings
+):
     """mlx-lm 0.22.0 installs, but its server has no --max-tokens and exits at once: the deploy
     builds it beside, switches, waits, and when the server does not answer puts the previous
     environment back, restarts every MLX server, and fails with one line naming the version and
@@ -574,12 +610,13 @@ def test_drill_an_mlx_upgrade_that_cannot_start_is_rolled_back(hosts, registry, 
         "_lab = runpy.run_path(str(paths.ROOT / 'lab' / 'group_data' / 'all.py'))['llm_model_overrides']\n"
         "_base = runpy.run_path(str(paths.ROOT / 'group_data' / 'all.py'))['llm_models']\n"
         "llm_model_overrides = {n: {**o, 'start_timeout': 20} if _base[n]['backend'] == 'mlx' else o "
-        "for n, o in _lab.items()}\n")
+        "for n, o in _lab.items()}\n"
+    )
 
     code, text, seconds = lab_deploy("--group-data", str(data), "--data", "mlx_lm_version=0.22.0")
     timings["drill: MLX upgrade that cannot start, rolled back"] = seconds
     assert code != 0, text[-3000:]
-    line = next((l for l in text.splitlines() if "did not answer within 20 s" in l), None)
+    line = next((entry for entry in text.splitlines() if "did not answer within 20 s" in entry), None)
     assert line, text[-3000:]
     assert "mlx-lm 0.22.0" in line and "(log: journalctl -u mlx-" in line, line
     assert line.rstrip().endswith("rolled back to the previous environment, which answers"), line

@@ -82,8 +82,12 @@ def test_pyinfra_ssh_connections_disable_nagle(lab_state):
 
     transport.disable_nagle()
     client = SSHClient()
-    client.connect(lab_state["hosts"]["mini"], username=lab_state["operator"], key_filename=str(LAB_KEY),
-                   _pyinfra_ssh_known_hosts_file=str(LAB_KNOWN_HOSTS))
+    client.connect(
+        lab_state["hosts"]["mini"],
+        username=lab_state["operator"],
+        key_filename=str(LAB_KEY),
+        _pyinfra_ssh_known_hosts_file=str(LAB_KNOWN_HOSTS),
+    )
     try:
         sock = client.get_transport().sock
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
@@ -153,8 +157,11 @@ def _model_file(data):
     # lil-jerry's graph.pbtxt (the lab's own overrides, with one more sequence)
     (data / "all.py").write_text(
         "import runpy\nfrom lab import paths\n"
-        "llm_model_overrides = runpy.run_path(str(paths.ROOT / 'lab' / 'group_data' / 'all.py'))['llm_model_overrides']\n"
-        "llm_model_overrides['lil-jerry'] = {**llm_model_overrides['lil-jerry'], 'graph': {'cache_size': 1, 'max_num_seqs': 5}}\n")
+        "llm_model_overrides = runpy.run_path(\n"
+        "    str(paths.ROOT / 'lab' / 'group_data' / 'all.py'))['llm_model_overrides']\n"
+        "llm_model_overrides['lil-jerry'] = {**llm_model_overrides['lil-jerry'],\n"
+        "                                    'graph': {'cache_size': 1, 'max_num_seqs': 5}}\n"
+    )
     return ()
 
 
@@ -163,8 +170,9 @@ def _pin(data):
 
 
 @pytest.mark.lab_only
-@pytest.mark.parametrize("change", [_router_setting, _unit, _model_file, _pin],
-                         ids=["router-setting", "unit", "model-file", "pin"])
+@pytest.mark.parametrize(
+    "change", [_router_setting, _unit, _model_file, _pin], ids=["router-setting", "unit", "model-file", "pin"]
+)
 def test_dry_run_plans_exactly_what_the_real_run_makes(lab_state, tmp_path, change):
     """After one input changes, `--dry` names exactly the operations the real run then makes
     (Change and Conditional Change together), and no others."""
@@ -179,7 +187,8 @@ def test_dry_run_plans_exactly_what_the_real_run_makes(lab_state, tmp_path, chan
         assert code == 0, text[-3000:]
         made = changed_names(text)
         assert planned and planned == made, (
-            f"planned but not made: {planned - made}; made but not planned: {made - planned}")
+            f"planned but not made: {planned - made}; made but not planned: {made - planned}"
+        )
         if change is _router_setting:
             assert not any("MLX" in name for name in planned), planned  # no MLX server restarts
     finally:

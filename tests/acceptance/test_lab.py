@@ -47,7 +47,10 @@ def test_second_up_after_an_unclean_stop(registry, timings):
     started = time.monotonic()
     out = subprocess.run(
         [sys.executable, "-m", "lab", "up"],
-        cwd=ROOT, capture_output=True, text=True, timeout=600,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     timings["lab: second up after an unclean stop"] = time.monotonic() - started
     assert out.returncode == 0, out.stdout + out.stderr
@@ -62,7 +65,7 @@ def test_second_up_after_an_unclean_stop(registry, timings):
     key = Secret(lifecycle.proxy_key())  # the second up made a new one
     proxy = f"http://{network.HOSTS[registry.proxy_host]}:{registry.proxy['litellm_port']}"
     for model in registry.model_names():
-        ok, _ = wait_until(lambda: chat(proxy, model, key=key, timeout=30)[0] == 200, 30, interval=1)
+        ok, _ = wait_until(lambda model=model: chat(proxy, model, key=key, timeout=30)[0] == 200, 30, interval=1)
         assert ok, f"{model} does not answer through the proxy after the second up"
 
 
@@ -70,8 +73,11 @@ def test_lab_logins_start_no_user_manager():
     """lab/hosts.py no_login_sessions: an SSH login to a lab host opens no logind session, so no
     user@<uid>.service whose stop can hang on this machine's cgroups (119 s stalls before)."""
     for host in network.HOSTS:
-        out = run_here(*labhosts.ssh_args(host), "loginctl list-sessions --no-legend | wc -l; "
-                      "systemctl is-active user@$(id -u).service || true", check=False)
+        out = run_here(
+            *labhosts.ssh_args(host),
+            "loginctl list-sessions --no-legend | wc -l; systemctl is-active user@$(id -u).service || true",
+            check=False,
+        )
         sessions, state = out.stdout.split()
         assert (sessions, state) == ("0", "inactive"), f"{host}: {out.stdout}"
 
@@ -81,7 +87,10 @@ def test_lab_hosts_are_reached_like_real_ones(lab_state):
     lab's key, and sudo wants the operator's password (nothing runs as root without it)."""
     for host, address in network.HOSTS.items():
         as_root = subprocess.run(
-            [*labhosts.ssh_args(host)[:-1], f"root@{address}", "true"], capture_output=True, text=True, timeout=30,
+            [*labhosts.ssh_args(host)[:-1], f"root@{address}", "true"],
+            capture_output=True,
+            text=True,
+            timeout=30,
         )
         assert as_root.returncode == 255 and "Permission denied" in as_root.stderr, as_root.stderr
         out = run_here(*labhosts.ssh_args(host), "id -un; sudo -n true 2>&1 || true", check=False)

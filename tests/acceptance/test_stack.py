@@ -146,7 +146,9 @@ def test_chat_completion_through_the_proxy(proxy_url, proxy_key, model_name, reg
     assert body["usage"]["completion_tokens"] > 0
     if registry.models[model_name].backend == "mlx":
         # the real mlx_lm.server marks its answers with its own fingerprint
-        assert body.get("system_fingerprint", "").startswith(registry.settings(registry.models[model_name].host)["mlx_lm_version"])
+        assert body.get("system_fingerprint", "").startswith(
+            registry.settings(registry.models[model_name].host)["mlx_lm_version"]
+        )
 
 
 def test_a_client_that_names_no_length_is_not_cut_at_512(proxy_url, proxy_key, registry):
@@ -154,16 +156,20 @@ def test_a_client_that_names_no_length_is_not_cut_at_512(proxy_url, proxy_key, r
     mlx_lm's own 512 no longer. The tiny model's end-of-text token is biased away so the length,
     not the model, ends the answer."""
     from lab.tinymodel import CONFIG
-
     from tasks import mlx as mlx_task
 
     model = next(m for m in registry.models.values() if m.backend == "mlx" and m.max_tokens)
     expected = mlx_task.max_tokens(registry, model)
     status, body = http(
-        "POST", f"{proxy_url}/v1/chat/completions",
-        {"model": model.name, "logit_bias": {str(CONFIG["eos_token_id"]): -100},
-         "messages": [{"role": "user", "content": "write a long answer"}]},
-        key=proxy_key, timeout=120,
+        "POST",
+        f"{proxy_url}/v1/chat/completions",
+        {
+            "model": model.name,
+            "logit_bias": {str(CONFIG["eos_token_id"]): -100},
+            "messages": [{"role": "user", "content": "write a long answer"}],
+        },
+        key=proxy_key,
+        timeout=120,
     )
     assert status == 200, body
     assert body["usage"]["completion_tokens"] == expected > 512, body["usage"]
@@ -177,8 +183,12 @@ def test_mlx_server_answers_the_proxy_host(hosts, registry, addresses, mlx_model
     # mlx_lm.server's /v1/models lists its hub cache (empty here: the lab's model is a folder)
     assert mini.check_output(f"curl -sS -o /dev/null -w '%{{http_code}}' --max-time 10 {url}/v1/models") == "200"
     body = {"model": mlx_model.upstream, "max_tokens": 4, "messages": [{"role": "user", "content": "hi"}]}
-    reply = json.loads(mini.check_output(
-        f"curl -fsS --max-time 30 -H 'Content-Type: application/json' -d %s {url}/v1/chat/completions", json.dumps(body)))
+    reply = json.loads(
+        mini.check_output(
+            f"curl -fsS --max-time 30 -H 'Content-Type: application/json' -d %s {url}/v1/chat/completions",
+            json.dumps(body),
+        )
+    )
     assert reply["usage"]["completion_tokens"] > 0
 
 
@@ -195,7 +205,9 @@ def test_mlx_ports_refuse_everyone_but_the_proxy_host(addresses, mlx_model):
 def test_ovms_answers_its_own_endpoints(hosts, registry):
     mini = hosts[registry.proxy_host]
     port = registry.proxy["ovms_rest_port"]
-    assert mini.run(f"curl -fsS -o /dev/null -w '%{{http_code}}' http://127.0.0.1:{port}/v2/health/ready").stdout == "200"
+    assert (
+        mini.run(f"curl -fsS -o /dev/null -w '%{{http_code}}' http://127.0.0.1:{port}/v2/health/ready").stdout == "200"
+    )
     models = json.loads(mini.check_output(f"curl -fsS http://127.0.0.1:{port}/v3/models"))
     served = {m.upstream for m in registry.models.values() if m.backend == "ovms"}
     assert {m["id"] for m in models["data"]} == served
@@ -227,7 +239,8 @@ def test_the_proxy_runs_from_its_environments_own_folder(hosts, registry):
     folder = mini.check_output(f"readlink {home}/venv")
     pid = mini.check_output("systemctl show -p MainPID --value litellm")
     programs = mini.check_output(
-        f"for p in {pid} $(pgrep -P {pid}); do tr '\\0' '\\n' < /proc/$p/cmdline | head -n 1; done").split()
+        f"for p in {pid} $(pgrep -P {pid}); do tr '\\0' '\\n' < /proc/$p/cmdline | head -n 1; done"
+    ).split()
     assert folder.startswith(f"{home}/venv-") and len(programs) >= 3, (folder, programs)
     assert set(programs) == {f"{folder}/bin/python"}, programs
 
@@ -261,7 +274,9 @@ def test_ovms_models_are_ready_and_served_from_their_graph(hosts, registry):
         assert 'calculator: "HttpLLMCalculator"' in graph and f'device: "{m.graph["device"]}"' in graph
         for name in ("openvino_model.xml", "openvino_tokenizer.xml", "openvino_detokenizer.xml"):
             assert mini.file(f"{folder}/model/{name}").exists
-        code = mini.run(f"curl -s -o /dev/null -w '%{{http_code}}' http://127.0.0.1:{port}/v2/models/{m.upstream}/ready")
+        code = mini.run(
+            f"curl -s -o /dev/null -w '%{{http_code}}' http://127.0.0.1:{port}/v2/models/{m.upstream}/ready"
+        )
         assert code.stdout == "200"
 
 
@@ -275,8 +290,9 @@ def test_lil_jerry_generates_for_real_through_the_proxy(registry, proxy_url, pro
     client = openai.OpenAI(base_url=f"{proxy_url}/v1", api_key=str(proxy_key), max_retries=0, timeout=60)
     replies = []
     for prompt in ("hello world", "the lab answers every request with a short reply . how are you today ?"):
-        reply = client.chat.completions.create(model="lil-jerry", max_tokens=12, temperature=1.0, seed=7,
-                                               messages=[{"role": "user", "content": prompt}])
+        reply = client.chat.completions.create(
+            model="lil-jerry", max_tokens=12, temperature=1.0, seed=7, messages=[{"role": "user", "content": prompt}]
+        )
         replies.append(reply)
         assert reply.choices[0].finish_reason in ("stop", "length")
         assert reply.usage.completion_tokens > 0
@@ -288,8 +304,12 @@ def test_lil_jerry_streams_through_the_proxy(registry, proxy_url, proxy_key):
     import openai
 
     client = openai.OpenAI(base_url=f"{proxy_url}/v1", api_key=str(proxy_key), max_retries=0, timeout=60)
-    stream = client.chat.completions.create(model="lil-jerry", max_tokens=16, stream=True,
-                                            messages=[{"role": "user", "content": "hello world , how are you today ?"}])
+    stream = client.chat.completions.create(
+        model="lil-jerry",
+        max_tokens=16,
+        stream=True,
+        messages=[{"role": "user", "content": "hello world , how are you today ?"}],
+    )
     chunks = list(stream)
     text = [c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content]
     finish = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]

@@ -12,18 +12,24 @@ ALL_PY = str(ROOT / "group_data" / "all.py")
 TEST_SHA = "ab" * 32
 
 
-def build(data: dict, where: dict | None = None, for_deploy: bool = True,
-          secrets: dict | None = None) -> reg.Registry:
+def build(data: dict, where: dict | None = None, for_deploy: bool = True, secrets: dict | None = None) -> reg.Registry:
     """The registry of an inventory with one mini and one studio, every host seeing `data` as
     if group_data/all.py set it (or where[key] says who did)."""
     where = {k: (where or {}).get(k, ALL_PY) for k in data}
     inputs = [
-        reg.HostInput(name, (name, "inventory"), {**data, "llm_address": address},
-                      {**where, "llm_address": f"inventory.py (host {name})"})
+        reg.HostInput(
+            name,
+            (name, "inventory"),
+            {**data, "llm_address": address},
+            {**where, "llm_address": f"inventory.py (host {name})"},
+        )
         for name, address in HOSTS.items()
     ]
     registry = reg.build(inputs)
-    registry.secrets = {"LITELLM_REDIS_PASSWORD": "unit-test-redis", **(secrets or {"LITELLM_PROXY_KEY": "sk-unit-test-key"})}
+    registry.secrets = {
+        "LITELLM_REDIS_PASSWORD": "unit-test-redis",
+        **(secrets or {"LITELLM_PROXY_KEY": "sk-unit-test-key"}),
+    }
     return registry
 
 

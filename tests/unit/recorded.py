@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import runpy
-from io import BytesIO
 from pathlib import Path
 
 from pyinfra.api import Config, Inventory, State
@@ -37,13 +36,23 @@ def fact_key(name: str, **kwargs) -> tuple:
 
 def host_facts(system) -> dict:
     """What the HostFacts fact reads on a host that is `system` (a tasks.hostos.System)."""
-    return {"kernel": system.kernel, "arch": system.arch, "user": system.login, "home": system.home,
-            "os": system.os, "version": system.version, "name": system.name, "memory": system.memory,
-            "cpus": system.cpus, "sudo": system.sudo}
+    return {
+        "kernel": system.kernel,
+        "arch": system.arch,
+        "user": system.login,
+        "home": system.home,
+        "os": system.os,
+        "version": system.version,
+        "name": system.name,
+        "memory": system.memory,
+        "cpus": system.cpus,
+        "sudo": system.sudo,
+    }
 
 
-def run_deploy(monkeypatch, registry, target: str, facts: dict, sudo: bool = True,
-               sudo_password: str | None = SUDO_PASSWORD):
+def run_deploy(
+    monkeypatch, registry, target: str, facts: dict, sudo: bool = True, sudo_password: str | None = SUDO_PASSWORD
+):
     """deploy.py for host `target` against `facts`; returns [(operation name, [commands])].
     sudo_password: what the environment gives (None: nothing)."""
     for name in ("LLMLAB_SUDO_PASSWORD", f"LLMLAB_SUDO_PASSWORD_{target.upper()}"):
@@ -100,15 +109,22 @@ def shell_lines(ran) -> list[str]:
     """Every shell command the deploy runs, in order; those joined into one remote command
     (tasks/shell.py) one by one."""
     return [
-        str(part.get_raw_value()) for _, commands in ran for c in commands
-        if not isinstance(c, (FileUploadCommand, FunctionCommand)) for part in getattr(c, "parts", [c])
+        str(part.get_raw_value())
+        for _, commands in ran
+        for c in commands
+        if not isinstance(c, (FileUploadCommand, FunctionCommand))
+        for part in getattr(c, "parts", [c])
     ]
 
 
 def remote_commands(ran) -> list[str]:
     """The remote shell commands the deploy runs (joined ones as one), in order."""
-    return [str(c.get_raw_value()) for _, commands in ran for c in commands
-            if not isinstance(c, (FileUploadCommand, FunctionCommand))]
+    return [
+        str(c.get_raw_value())
+        for _, commands in ran
+        for c in commands
+        if not isinstance(c, (FileUploadCommand, FunctionCommand))
+    ]
 
 
 def upload_steps(ran) -> list[str]:
@@ -134,7 +150,7 @@ def uploads(ran) -> dict[str, bytes]:
                     c.src.seek(0)
                     src = c.src.read()
                 dest = c.dest
-                for later in commands[i + 1:]:  # staged: the command that copies it beside dest
+                for later in commands[i + 1 :]:  # staged: the command that copies it beside dest
                     text = "" if isinstance(later, (FileUploadCommand, FunctionCommand)) else str(later.get_raw_value())
                     if f"cp {c.dest} " in text:
                         dest = text.split(f"cp {c.dest} ", 1)[1].split()[0]

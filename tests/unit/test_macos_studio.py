@@ -14,12 +14,32 @@ from tasks.hostos import System
 from tasks.pyenv import UV
 
 from .conftest import build
-from .recorded import fact_key, host_facts, functions, run_deploy, sha, shell_lines, staging_paths, upload_steps, uploads
+from .recorded import (
+    fact_key,
+    functions,
+    host_facts,
+    run_deploy,
+    sha,
+    shell_lines,
+    staging_paths,
+    upload_steps,
+    uploads,
+)
 
 LAUNCHD = "/Library/LaunchDaemons"
 GIB = 1 << 30
-MAC = System(os="macos", version="15.1", name="macOS 15.1", arch="arm64", kernel="Darwin", memory=256 * GIB, cpus=24,
-             login="chris", home="/Users/chris", sudo="password")
+MAC = System(
+    os="macos",
+    version="15.1",
+    name="macOS 15.1",
+    arch="arm64",
+    kernel="Darwin",
+    memory=256 * GIB,
+    cpus=24,
+    login="chris",
+    home="/Users/chris",
+    sudo="password",
+)
 # What the operator's cache already holds (bytes), as `du` reads it on the studio.
 CACHED = {
     "halley-ai/gpt-oss-120b-MLX-6bit-gs64": 95_000_000_000,
@@ -36,12 +56,21 @@ def studio_models(registry):
 
 def spec_text(registry) -> str:
     s = registry.settings("studio")
-    return (f"# uv venv --python {s['mlx_python']} --managed-python\n# uv pip install\n# import mlx_lm.server\n"
-            f"mlx=={s['mlx_version']}\nmlx-lm=={s['mlx_lm_version']}\n")
+    return (
+        f"# uv venv --python {s['mlx_python']} --managed-python\n# uv pip install\n# import mlx_lm.server\n"
+        f"mlx=={s['mlx_version']}\nmlx-lm=={s['mlx_lm_version']}\n"
+    )
 
 
-def recorded_mac(registry, installed: bool, changed_plist: str | None = None, new_pins: bool = False,
-                 cached: dict | None = None, loaded: bool | None = None, system: System = MAC) -> dict:
+def recorded_mac(
+    registry,
+    installed: bool,
+    changed_plist: str | None = None,
+    new_pins: bool = False,
+    cached: dict | None = None,
+    loaded: bool | None = None,
+    system: System = MAC,
+) -> dict:
     """Facts of a Mac. `installed`: the deploy converged it before (files as they would be
     rendered now, jobs loaded); otherwise a Mac with nothing of ours and an empty cache."""
     s = registry.settings("studio")
@@ -54,23 +83,41 @@ def recorded_mac(registry, installed: bool, changed_plist: str | None = None, ne
         fact_key("HostFacts"): host_facts(system),
         fact_key("EffectiveUser"): "root",
         fact_key("UvEnvironment", uv=UV, venv=venv, entry_point="mlx_lm.server", dists=("mlx", "mlx-lm")): (
-            {"uv": s["uv_version"], "built_from": "stale" if new_pins else sha(spec_text(registry)), "venv": True,
-             "runs": True, "dists": {"mlx": (s["mlx_version"], 0), "mlx-lm": (s["mlx_lm_version"], 0)}}
-            if installed else {"uv": "", "built_from": "", "venv": False, "runs": False, "dists": {}}
+            {
+                "uv": s["uv_version"],
+                "built_from": "stale" if new_pins else sha(spec_text(registry)),
+                "venv": True,
+                "runs": True,
+                "dists": {"mlx": (s["mlx_version"], 0), "mlx-lm": (s["mlx_lm_version"], 0)},
+            }
+            if installed
+            else {"uv": "", "built_from": "", "venv": False, "runs": False, "dists": {}}
         ),
-        **({fact_key("UvEnvironment", uv=UV, venv=f"{venv}.previous", entry_point="mlx_lm.server", dists=("mlx", "mlx-lm")): {
-            "uv": "", "built_from": "", "venv": False, "runs": False, "dists": {}, "folder": ""}}
-           if new_pins or not installed else {}),
+        **(
+            {
+                fact_key(
+                    "UvEnvironment",
+                    uv=UV,
+                    venv=f"{venv}.previous",
+                    entry_point="mlx_lm.server",
+                    dists=("mlx", "mlx-lm"),
+                ): {"uv": "", "built_from": "", "venv": False, "runs": False, "dists": {}, "folder": ""}
+            }
+            if new_pins or not installed
+            else {}
+        ),
         fact_key("DirectoryStates", paths=(home, s["mlx_models_dir"])): [
             {"mode": "755", "user": "root", "group": "wheel"} if installed else None
-        ] * 2,
+        ]
+        * 2,
         fact_key("DirectoryStates", paths=(f"{system.home}/Library/Logs/llm-lab",)): [
             {"mode": "755", "user": system.login, "group": "staff"} if installed else None
         ],
-        fact_key("HubCache", hf_home=f"{system.home}/.cache/huggingface",
-                 repos=tuple(sorted(m.upstream for m in studio_models(registry)))): {
-            m.upstream: cached.get(m.upstream) for m in studio_models(registry)
-        },
+        fact_key(
+            "HubCache",
+            hf_home=f"{system.home}/.cache/huggingface",
+            repos=tuple(sorted(m.upstream for m in studio_models(registry))),
+        ): {m.upstream: cached.get(m.upstream) for m in studio_models(registry)},
     }
     plists, states = [], []
     for m in studio_models(registry):
@@ -85,13 +132,15 @@ def recorded_mac(registry, installed: bool, changed_plist: str | None = None, ne
     from tasks import firewall
 
     facts[fact_key("FileState", path=firewall.PF_RULES)] = (
-        {**root_file, "sha256": sha(firewall.render_pf(registry, "studio"))} if installed else None)
+        {**root_file, "sha256": sha(firewall.render_pf(registry, "studio"))} if installed else None
+    )
     facts[fact_key("FileStates", paths=(f"{LAUNCHD}/{firewall.PF_LABEL}.plist",))] = [
-        {**root_file, "sha256": sha(firewall.render_pf_plist())} if installed else None]
+        {**root_file, "sha256": sha(firewall.render_pf_plist())} if installed else None
+    ]
     facts[fact_key("LaunchdJobs", labels=(firewall.PF_LABEL,))] = {firewall.PF_LABEL: loaded}
-    facts[fact_key("LaunchdJobs", labels=tuple(mlx_task.launchd_label(registry, m) for m in studio_models(registry)))] = {
-        mlx_task.launchd_label(registry, m): loaded for m in studio_models(registry)
-    }
+    facts[
+        fact_key("LaunchdJobs", labels=tuple(mlx_task.launchd_label(registry, m) for m in studio_models(registry)))
+    ] = {mlx_task.launchd_label(registry, m): loaded for m in studio_models(registry)}
     return facts
 
 
@@ -115,9 +164,13 @@ def test_fresh_mac_fetches_weights_then_loads_a_daemon_per_model(monkeypatch, re
         assert plist["UserName"] == "chris"  # a daemon (starts at boot, no login) run as the owner
         assert plist["ProgramArguments"] == mlx_task.server_argv(registry, m)
         assert plist["ProgramArguments"][plist["ProgramArguments"].index("--model") + 1] == m.upstream
-        assert plist["ProgramArguments"][plist["ProgramArguments"].index("--max-tokens") + 1] == str(s["mlx_max_tokens"])
+        assert plist["ProgramArguments"][plist["ProgramArguments"].index("--max-tokens") + 1] == str(
+            s["mlx_max_tokens"]
+        )
         assert plist["RunAtLoad"] is True and plist["KeepAlive"] is True
-        assert plist["StandardOutPath"] == plist["StandardErrorPath"] == f"/Users/chris/Library/Logs/llm-lab/{m.name}.log"
+        assert (
+            plist["StandardOutPath"] == plist["StandardErrorPath"] == f"/Users/chris/Library/Logs/llm-lab/{m.name}.log"
+        )
         assert plist["EnvironmentVariables"]["HF_HOME"] == "/Users/chris/.cache/huggingface"
         assert plist["EnvironmentVariables"]["HOME"] == "/Users/chris"
         assert f"chown root:wheel {path}.upload" in lines
@@ -132,13 +185,22 @@ def test_fresh_mac_fetches_weights_then_loads_a_daemon_per_model(monkeypatch, re
     assert sorted(fetched) == sorted(m.upstream for m in models)
     order = [name for name, _ in ran]
     assert order.index(next(n for n in order if "Fetch the weights" in n)) < order.index(
-        next(n for n in order if "Install the launchd jobs of the MLX servers, loading the changed ones" in n))
+        next(n for n in order if "Install the launchd jobs of the MLX servers, loading the changed ones" in n)
+    )
     assert any("Check that the MLX models' weights fit in memory" in name for name, _ in fetches)
     # The firewall is loaded (pfctl, from a daemon) before any MLX server.
     fw = plistlib.loads(files["/Library/LaunchDaemons/lab.llm.firewall.plist"])
-    assert fw["ProgramArguments"] == ["/sbin/pfctl", "-E", "-a", "com.apple/llmlab-mlx", "-f", "/etc/pf.anchors/llmlab-mlx"]
+    assert fw["ProgramArguments"] == [
+        "/sbin/pfctl",
+        "-E",
+        "-a",
+        "com.apple/llmlab-mlx",
+        "-f",
+        "/etc/pf.anchors/llmlab-mlx",
+    ]
     assert lines.index("launchctl bootstrap system /Library/LaunchDaemons/lab.llm.firewall.plist") < min(
-        lines.index(f"launchctl bootstrap system {LAUNCHD}/{mlx_task.launchd_label(registry, m)}.plist") for m in models)
+        lines.index(f"launchctl bootstrap system {LAUNCHD}/{mlx_task.launchd_label(registry, m)}.plist") for m in models
+    )
     assert "<llmlab_mlx_clients> const { 192.0.2.71 }" in files["/etc/pf.anchors/llmlab-mlx"].decode()
     # The environment: a uv-managed Python, pinned mlx (not mlx[cpu]) and mlx-lm.
     venv = next(line for line in lines if " venv " in line and "--managed-python" in line)
@@ -153,7 +215,9 @@ def test_converged_mac_runs_nothing(monkeypatch, registry):
     ran = run_deploy(monkeypatch, registry, "studio", recorded_mac(registry, installed=True))
     assert [(name, commands) for name, commands in ran if commands] == []
     names = [name for name, _ in ran]
-    assert any("Weights in /Users/chris/.cache/huggingface: jerry-architect 44.8 GB, jerry-chat 95.0 GB" in n for n in names)
+    assert any(
+        "Weights in /Users/chris/.cache/huggingface: jerry-architect 44.8 GB, jerry-chat 95.0 GB" in n for n in names
+    )
 
 
 @pytest.mark.parametrize("down", [(0, 3), ()], ids=["two-still-starting", "all-answer"])
@@ -168,7 +232,10 @@ def test_after_a_run_that_is_gone_the_servers_not_answering_are_waited_for(monke
     dead = json.dumps({**runlock.RUN, "pid": "999999999", "pid_start": "gone"}, sort_keys=True)
     facts = recorded_mac(registry, installed=True)
     facts[fact_key("DeployLockTake", path=runlock.LOCK, record=runlock.record())] = {"taken": False, "holder": dead}
-    facts[fact_key("DeployLockTake", path=runlock.LOCK, record=runlock.record(), replace=dead)] = {"taken": True, "holder": ""}
+    facts[fact_key("DeployLockTake", path=runlock.LOCK, record=runlock.record(), replace=dead)] = {
+        "taken": True,
+        "holder": "",
+    }
     probes = tuple(f"curl -fsS -o /dev/null --max-time 5 http://127.0.0.1:{m.port}/v1/models" for m in models)
     facts[fact_key("Answering", probes=probes)] = [i not in down for i in range(len(models))]
     try:
@@ -195,7 +262,9 @@ def test_one_changed_plist_reloads_only_its_job(monkeypatch, registry):
         f"launchctl bootstrap system {LAUNCHD}/{label}.plist",
     ]
     # The job is loaded afresh once its new plist is in place.
-    placed = next(i for i, line in enumerate(lines) if f"mv -f {LAUNCHD}/{label}.plist.upload {LAUNCHD}/{label}.plist" in line)
+    placed = next(
+        i for i, line in enumerate(lines) if f"mv -f {LAUNCHD}/{label}.plist.upload {LAUNCHD}/{label}.plist" in line
+    )
     assert placed < lines.index(f"launchctl bootout system/{label} 2>/dev/null || true")
     assert set(uploads(ran)) == {f"{LAUNCHD}/{label}.plist"}
 
@@ -246,15 +315,20 @@ def test_overcommit_can_be_allowed(monkeypatch, data):
 
 def test_an_intel_mac_is_refused(monkeypatch, registry):
     intel = System(**{**MAC.__dict__, "arch": "x86_64"})
-    with pytest.raises(Exception, match=r"studio: macOS 15.1 on x86_64 is not supported for the studio \(supported: macOS"):
+    with pytest.raises(
+        Exception, match=r"studio: macOS 15.1 on x86_64 is not supported for the studio \(supported: macOS"
+    ):
         run_deploy(monkeypatch, registry, "studio", recorded_mac(registry, installed=False, system=intel))
 
 
 def test_a_missing_sudo_password_is_refused_before_any_change(monkeypatch, registry):
     monkeypatch.setattr("sys.stdin.isatty", lambda: False)  # as in CI: nobody to ask
     facts = recorded_mac(registry, installed=False)
-    with pytest.raises(Exception, match="studio: sudo asks chris for a password and none was given: export "
-                                        "LLMLAB_SUDO_PASSWORD_STUDIO or LLMLAB_SUDO_PASSWORD"):
+    with pytest.raises(
+        Exception,
+        match="studio: sudo asks chris for a password and none was given: export "
+        "LLMLAB_SUDO_PASSWORD_STUDIO or LLMLAB_SUDO_PASSWORD",
+    ):
         run_deploy(monkeypatch, registry, "studio", facts, sudo_password=None)
 
 
@@ -264,9 +338,16 @@ def test_pins_put_back_switch_to_the_previous_environment_without_building(monke
     s = registry.settings("studio")
     venv = f"{s['mlx_home']}/venv"
     facts = recorded_mac(registry, installed=True, new_pins=True)
-    facts[fact_key("UvEnvironment", uv=UV, venv=f"{venv}.previous", entry_point="mlx_lm.server", dists=("mlx", "mlx-lm"))] = {
-        "uv": s["uv_version"], "built_from": sha(spec_text(registry)), "venv": True, "runs": True,
-        "dists": {"mlx": (s["mlx_version"], 0), "mlx-lm": (s["mlx_lm_version"], 0)}, "folder": f"{venv}-20261101000000p1-abcd1234"}
+    facts[
+        fact_key("UvEnvironment", uv=UV, venv=f"{venv}.previous", entry_point="mlx_lm.server", dists=("mlx", "mlx-lm"))
+    ] = {
+        "uv": s["uv_version"],
+        "built_from": sha(spec_text(registry)),
+        "venv": True,
+        "runs": True,
+        "dists": {"mlx": (s["mlx_version"], 0), "mlx-lm": (s["mlx_lm_version"], 0)},
+        "folder": f"{venv}-20261101000000p1-abcd1234",
+    }
     lines = shell_lines(run_deploy(monkeypatch, registry, "studio", facts))
     assert not any("uv pip install" in line or " venv " in line for line in lines)
     switch = lines.index(f"ln -sfh {venv}-20261101000000p1-abcd1234 {venv}")

@@ -4,10 +4,9 @@ import os
 import subprocess
 
 import pytest
-
-from tasks.facts import DirectoryStates, FileStates, InstalledDebianPackages, TreeDigests, UnitStates
 from pyinfra.api.command import StringCommand
 
+from tasks.facts import DirectoryStates, FileStates, InstalledDebianPackages, TreeDigests, UnitStates
 from tasks.ops import apt_install_command, tar_of, untar_command
 
 
@@ -110,12 +109,15 @@ def test_a_tree_upload_unpacks_the_changed_files_with_their_modes(tmp_path):
     assert failed.returncode != 0 and not archive.exists()
 
 
-@pytest.mark.parametrize("lists, first_install_fails, expected", [
-    ("none", False, ["update", "install"]),         # no package lists: refreshed first
-    ("fresh", False, ["install"]),                  # lists written just now: used as they are
-    ("fresh", True, ["install", "update", "install"]),  # ... but an install they fail is retried after a refresh
-    ("old", False, ["update", "install"]),          # none written within the hours allowed: refreshed first
-])
+@pytest.mark.parametrize(
+    "lists, first_install_fails, expected",
+    [
+        ("none", False, ["update", "install"]),  # no package lists: refreshed first
+        ("fresh", False, ["install"]),  # lists written just now: used as they are
+        ("fresh", True, ["install", "update", "install"]),  # ... but an install they fail is retried after a refresh
+        ("old", False, ["update", "install"]),  # none written within the hours allowed: refreshed first
+    ],
+)
 def test_apt_refreshes_the_package_lists_only_when_old_or_failing(tmp_path, lists, first_install_fails, expected):
     """The shell the deploy runs, with apt-get replaced by a stub that records its calls."""
     folder = tmp_path / "lists"
@@ -127,8 +129,9 @@ def test_apt_refreshes_the_package_lists_only_when_old_or_failing(tmp_path, list
     stub.mkdir()
     (stub / "apt-get").write_text(
         "#!/bin/sh\n"
-        f"echo \"$1\" >> {calls}\n"
-        f"if [ \"$1\" = install ] && [ -e {tmp_path}/fail-once ]; then rm {tmp_path}/fail-once; exit 100; fi\n")
+        f'echo "$1" >> {calls}\n'
+        f'if [ "$1" = install ] && [ -e {tmp_path}/fail-once ]; then rm {tmp_path}/fail-once; exit 100; fi\n'
+    )
     if lists == "old":  # a ctime cannot be set back: find, asked for lists changed within the hours, finds none
         (stub / "find").write_text("#!/bin/sh\nexit 0\n")
     for program in stub.iterdir():
@@ -145,7 +148,8 @@ def test_apt_refreshes_the_package_lists_only_when_old_or_failing(tmp_path, list
 
 def test_apt_refreshes_every_time_when_told():
     assert apt_install_command(["nftables"], max_age_hours=0) == (
-        "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nftables")
+        "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nftables"
+    )
 
 
 def _sh(command) -> subprocess.CompletedProcess:
@@ -175,7 +179,10 @@ def test_an_untar_joined_with_a_later_command_lets_it_run(tmp_path):
     with tar_of(str(src), ["f.txt"]) as data:
         data.seek(0)
         archive.write_bytes(data.read())
-    assert _sh(one([untar_command(str(archive), str(dest)), StringCommand("touch", str(tmp_path / "after"))])).returncode == 0
+    assert (
+        _sh(one([untar_command(str(archive), str(dest)), StringCommand("touch", str(tmp_path / "after"))])).returncode
+        == 0
+    )
     assert (dest / "f.txt").read_text() == "x" and (tmp_path / "after").exists()
 
 
@@ -184,8 +191,18 @@ def test_joined_keeps_uploads_in_place_and_joins_only_alike_commands():
 
     from tasks.shell import Joined, joined
 
-    out = list(joined([StringCommand("a", _sudo=False), StringCommand("b", _sudo=False), FileUploadCommand("x", "y"),
-                       StringCommand("c"), "d", StringCommand("e", _sudo=False)]))
+    out = list(
+        joined(
+            [
+                StringCommand("a", _sudo=False),
+                StringCommand("b", _sudo=False),
+                FileUploadCommand("x", "y"),
+                StringCommand("c"),
+                "d",
+                StringCommand("e", _sudo=False),
+            ]
+        )
+    )
     assert [type(c).__name__ for c in out] == ["Joined", "FileUploadCommand", "Joined", "StringCommand"]
     assert [p.get_raw_value() for p in out[0].parts] == ["a", "b"] and out[0].connector_arguments == {"_sudo": False}
     assert [p.get_raw_value() for p in out[2].parts] == ["c", "d"] and out[2].connector_arguments == {}

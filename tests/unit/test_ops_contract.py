@@ -16,8 +16,18 @@ from pyinfra.context import ctx_host, ctx_inventory, ctx_state
 from tasks import hostos, ops
 from tasks.render import sha256_text
 
-ROOT_DEBIAN = hostos.System(os="debian", version="12", name="Debian GNU/Linux 12 (bookworm)", arch="x86_64",
-                            kernel="Linux", memory=8 << 30, cpus=2, login="root", home="/root", sudo="root")
+ROOT_DEBIAN = hostos.System(
+    os="debian",
+    version="12",
+    name="Debian GNU/Linux 12 (bookworm)",
+    arch="x86_64",
+    kernel="Linux",
+    memory=8 << 30,
+    cpus=2,
+    login="root",
+    home="/root",
+    sudo="root",
+)
 UNITS = {"a.service": "/etc/systemd/system/a.service", "b.service": "/etc/systemd/system/b.service"}
 TEXT = {path: f"[Unit]\nDescription={unit}\n" for unit, path in UNITS.items()}
 
@@ -29,14 +39,19 @@ def snapshot(affected: ops.Affected) -> dict:
 
 def facts(drifted: str | None = None, inactive: str | None = None) -> dict:
     states = [
-        {"user": "root", "group": "root", "mode": "644",
-         "sha256": sha256_text(TEXT[p] + ("# edited\n" if p == drifted else ""))}
+        {
+            "user": "root",
+            "group": "root",
+            "mode": "644",
+            "sha256": sha256_text(TEXT[p] + ("# edited\n" if p == drifted else "")),
+        }
         for p in UNITS.values()
     ]
     return {
         ("FileStates", (("paths", tuple(UNITS.values())),)): states,
-        ("UnitStates", (("units", tuple(UNITS)),)): {u: ("enabled", "inactive" if u == inactive else "active")
-                                                     for u in UNITS},
+        ("UnitStates", (("units", tuple(UNITS)),)): {
+            u: ("enabled", "inactive" if u == inactive else "active") for u in UNITS
+        },
     }
 
 
@@ -60,10 +75,16 @@ def run_two_passes(monkeypatch, recorded: dict):
     with ctx_state.use(state), ctx_inventory.use(inventory), ctx_host.use(h):
         hostos.use(ROOT_DEBIAN)
         metas = {
-            "files": ops.text_files(name="units", files=TEXT, written=written,
-                                    then=lambda changed: ["systemctl daemon-reload"]),
-            "run": ops.units_running(name="run", units={u: (p, []) for u, p in UNITS.items()},
-                                     written=written, restarted=restarted, started=started),
+            "files": ops.text_files(
+                name="units", files=TEXT, written=written, then=lambda changed: ["systemctl daemon-reload"]
+            ),
+            "run": ops.units_running(
+                name="run",
+                units={u: (p, []) for u, p in UNITS.items()},
+                written=written,
+                restarted=restarted,
+                started=started,
+            ),
         }
         prepared = {name: meta.will_change for name, meta in metas.items()}
         # What change detection recorded, having stopped each generator at its first command.
@@ -77,8 +98,12 @@ def run_two_passes(monkeypatch, recorded: dict):
             op.operation_meta.set_complete(True, commands[name], CommandOutput([]))
         did = {name: meta.did_change() for name, meta in metas.items()}
     hostos.forget()
-    return prepared, commands, did, {"written": written, "restarted": restarted, "started": started, "host": h,
-                                     "planned": planned}
+    return (
+        prepared,
+        commands,
+        did,
+        {"written": written, "restarted": restarted, "started": started, "host": h, "planned": planned},
+    )
 
 
 def test_converged_host_yields_nothing_in_either_pass(monkeypatch):
@@ -107,7 +132,11 @@ def test_one_changed_file_restarts_only_its_unit_at_execution(monkeypatch):
     assert file_commands[-1].index(f"mv -f {drifted}.upload {drifted}") < file_commands[-1].index("daemon-reload")
     assert [str(c.get_raw_value()) for c in commands["run"]] == ["systemctl try-restart b.service"]
     # Recorded before each operation's first command: change detection saw the same.
-    assert affected["planned"] == {"written": {"h": {drifted}}, "restarted": {"h": {"b.service"}}, "started": {"h": set()}}
+    assert affected["planned"] == {
+        "written": {"h": {drifted}},
+        "restarted": {"h": {"b.service"}},
+        "started": {"h": set()},
+    }
     # Change detection: pyinfra stops the file operation's generator at its first command, and
     # it has recorded every file it will upload before that, so the restart operation predicts
     # the restart the real run above makes (the dry run's plan is what the run does).
@@ -142,14 +171,24 @@ def test_launchd_job_not_loaded_is_loaded_not_kickstarted(monkeypatch):
     changed; kickstart would fail on it), a loaded one whose input changed is kickstarted, a
     loaded one with nothing changed is left alone, and one whose plist this run wrote (loaded
     with it) is neither, even if the host said "not loaded" before the run (a dry run's view)."""
-    jobs = {"lab.a": ("/L/lab.a.plist", [_Changed()]), "lab.b": ("/L/lab.b.plist", [_Changed()]),
-            "lab.c": ("/L/lab.c.plist", []), "lab.d": ("/L/lab.d.plist", [_Changed()])}
-    recorded = {("LaunchdJobs", (("labels", tuple(jobs)),)):
-                {"lab.a": True, "lab.b": False, "lab.c": True, "lab.d": False}}
+    jobs = {
+        "lab.a": ("/L/lab.a.plist", [_Changed()]),
+        "lab.b": ("/L/lab.b.plist", [_Changed()]),
+        "lab.c": ("/L/lab.c.plist", []),
+        "lab.d": ("/L/lab.d.plist", [_Changed()]),
+    }
+    recorded = {
+        ("LaunchdJobs", (("labels", tuple(jobs)),)): {"lab.a": True, "lab.b": False, "lab.c": True, "lab.d": False}
+    }
     inventory = Inventory((["h"], {}))
     state = State(inventory, Config(), check_for_changes=True)
-    monkeypatch.setattr(Host, "get_fact", lambda self, cls, *a, **kw: recorded[
-        (cls.__name__, tuple(sorted((k, v) for k, v in kw.items() if not k.startswith("_"))))])
+    monkeypatch.setattr(
+        Host,
+        "get_fact",
+        lambda self, cls, *a, **kw: recorded[
+            (cls.__name__, tuple(sorted((k, v) for k, v in kw.items() if not k.startswith("_"))))
+        ],
+    )
     h = inventory.get_host("h")
     written, restarted, loaded = ops.Affected(), ops.Affected(), ops.Affected()
     state.set_stage(StateStage.Prepare)
@@ -165,5 +204,7 @@ def test_launchd_job_not_loaded_is_loaded_not_kickstarted(monkeypatch):
         assert [label in loaded for label in jobs] == [False, True, False, False]
         assert [label in restarted for label in jobs] == [True, False, False, False]
     assert len(commands) == 1  # joined: one remote command
-    assert re.fullmatch(r"\{ launchctl bootstrap system /L/lab\.b\.plist\s*\} && \{ launchctl kickstart -k system/lab\.a\s*\}",
-                        commands[0]), commands
+    assert re.fullmatch(
+        r"\{ launchctl bootstrap system /L/lab\.b\.plist\s*\} && \{ launchctl kickstart -k system/lab\.a\s*\}",
+        commands[0],
+    ), commands

@@ -59,7 +59,8 @@ CHECK = textwrap.dedent("""
             x = x + (gate / (1 + np.exp(-gate)) * (h @ w[p + "mlp.up_proj.weight"].T)) @ w[p + "mlp.down_proj.weight"].T
         return norm(x, w["model.norm.weight"]) @ w["model.embed_tokens.weight"].T
 
-    model = ov.Core().compile_model(ir + "/openvino_model.xml", "CPU", {"KV_CACHE_PRECISION": "f32", "INFERENCE_PRECISION_HINT": "f32"})
+    exact = {"KV_CACHE_PRECISION": "f32", "INFERENCE_PRECISION_HINT": "f32"}  # this CPU would run bf16
+    model = ov.Core().compile_model(ir + "/openvino_model.xml", "CPU", exact)
     request = model.create_infer_request()
 
     def run(chunk, start):
@@ -80,15 +81,20 @@ CHECK = textwrap.dedent("""
 def test_written_ir_computes_the_llama_forward_pass():
     artifacts.build_artifacts()
     python = ovexport.export_venv() / "bin" / "python"
-    out = subprocess.run([str(python), "-c", CHECK, str(paths.TINY_MODEL), str(paths.TINY_OV), str(paths.ROOT)],
-                         capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [str(python), "-c", CHECK, str(paths.TINY_MODEL), str(paths.TINY_OV), str(paths.ROOT)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["max_abs_diff"] < 1e-4, result
     assert result["inputs"] == ["input_ids", "attention_mask", "position_ids", "beam_idx"]
     layers = json.loads((paths.TINY_MODEL / "config.json").read_text())["num_hidden_layers"]
-    assert result["states"] == sorted(f"past_key_values.{i}.{kind}present.{i}.{kind}"
-                                      for i in range(layers) for kind in ("key", "value"))
+    assert result["states"] == sorted(
+        f"past_key_values.{i}.{kind}present.{i}.{kind}" for i in range(layers) for kind in ("key", "value")
+    )
 
 
 def test_the_writer_refuses_what_it_cannot_write(tmp_path):
@@ -96,8 +102,12 @@ def test_the_writer_refuses_what_it_cannot_write(tmp_path):
     model.mkdir()
     (model / "config.json").write_text(json.dumps({"model_type": "qwen2"}))
     python = ovexport.export_venv() / "bin" / "python"
-    out = subprocess.run([str(python), str(paths.ROOT / "lab" / "ovir.py"), str(model), str(tmp_path / "out")],
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [str(python), str(paths.ROOT / "lab" / "ovir.py"), str(model), str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode != 0
     assert f"{model / 'config.json'}: model_type 'qwen2'; this export writes Llama models only" in out.stderr
     assert not (tmp_path / "out").exists()

@@ -9,38 +9,50 @@ import json
 import pytest
 
 from tasks import ovms_release
-from tasks.schema import DataError, KEYS
+from tasks.schema import KEYS, DataError
 
 DEFAULTS = {k.name: k.default for k in KEYS}
 
 
-@pytest.mark.parametrize("version, tag, python, name", [
-    ("2025.4", "ubuntu24", True, "ovms_ubuntu24_python_on.tar.gz"),
-    ("2025.4", "ubuntu24", False, "ovms_ubuntu24.tar.gz"),
-    ("2025.0", "redhat", True, "ovms_redhat_python_on.tar.gz"),
-    ("2025.4.1", "ubuntu22", False, "ovms_ubuntu22_python_off.tar.gz"),
-    ("2026.0", "ubuntu24", True, "ovms_ubuntu24_python_on.tar.gz"),
-    ("2026.0", "ubuntu24", False, "ovms_ubuntu24_python_off.tar.gz"),
-    ("2026.1", "ubuntu22", False, "ovms_ubuntu22_2026.1.0_python_off.tar.gz"),
-    ("2026.3", "ubuntu24", True, "ovms_ubuntu24_2026.3.0_python_on.tar.gz"),
-    ("2026.2.1", "redhat", True, "ovms_redhat_2026.2.1_python_on.tar.gz"),
-])
+@pytest.mark.parametrize(
+    "version, tag, python, name",
+    [
+        ("2025.4", "ubuntu24", True, "ovms_ubuntu24_python_on.tar.gz"),
+        ("2025.4", "ubuntu24", False, "ovms_ubuntu24.tar.gz"),
+        ("2025.0", "redhat", True, "ovms_redhat_python_on.tar.gz"),
+        ("2025.4.1", "ubuntu22", False, "ovms_ubuntu22_python_off.tar.gz"),
+        ("2026.0", "ubuntu24", True, "ovms_ubuntu24_python_on.tar.gz"),
+        ("2026.0", "ubuntu24", False, "ovms_ubuntu24_python_off.tar.gz"),
+        ("2026.1", "ubuntu22", False, "ovms_ubuntu22_2026.1.0_python_off.tar.gz"),
+        ("2026.3", "ubuntu24", True, "ovms_ubuntu24_2026.3.0_python_on.tar.gz"),
+        ("2026.2.1", "redhat", True, "ovms_redhat_2026.2.1_python_on.tar.gz"),
+    ],
+)
 def test_asset_names_follow_each_release(version, tag, python, name):
     assert ovms_release.asset_name(version, tag, python) == name
 
 
-@pytest.mark.parametrize("os_id, version, arch, tag", [
-    ("ubuntu", "22.04", "x86_64", "ubuntu22"),
-    ("ubuntu", "24.04", "x86_64", "ubuntu24"),
-    ("rhel", "9.6", "x86_64", "redhat"),
-])
+@pytest.mark.parametrize(
+    "os_id, version, arch, tag",
+    [
+        ("ubuntu", "22.04", "x86_64", "ubuntu22"),
+        ("ubuntu", "24.04", "x86_64", "ubuntu24"),
+        ("rhel", "9.6", "x86_64", "redhat"),
+    ],
+)
 def test_supported_systems(os_id, version, arch, tag):
     assert ovms_release.system_tag(os_id, version, arch) == tag
 
 
-@pytest.mark.parametrize("os_id, version, arch", [
-    ("debian", "12", "x86_64"), ("ubuntu", "24.04", "aarch64"), ("ubuntu", "20.04", "x86_64"), ("fedora", "41", "x86_64"),
-])
+@pytest.mark.parametrize(
+    "os_id, version, arch",
+    [
+        ("debian", "12", "x86_64"),
+        ("ubuntu", "24.04", "aarch64"),
+        ("ubuntu", "20.04", "x86_64"),
+        ("fedora", "41", "x86_64"),
+    ],
+)
 def test_a_system_without_a_release_is_refused_naming_what_was_found(os_id, version, arch):
     with pytest.raises(DataError) as err:
         ovms_release.system_tag(os_id, version, arch)
@@ -58,8 +70,9 @@ def resolve(tmp_path, **values):
 
 def test_the_default_is_the_python_on_asset_for_the_system_from_github(tmp_path):
     rel = resolve(tmp_path, ovms_archive_sha256="ab" * 32)
-    assert rel.url == ("https://github.com/openvinotoolkit/model_server/releases/download/v2025.4/"
-                       "ovms_ubuntu24_python_on.tar.gz")
+    assert rel.url == (
+        "https://github.com/openvinotoolkit/model_server/releases/download/v2025.4/ovms_ubuntu24_python_on.tar.gz"
+    )
     assert rel.sha256 == "ab" * 32 and rel.digest_from == "ovms_archive_sha256"
 
 
@@ -111,6 +124,12 @@ def test_a_broken_lock_file_is_named(tmp_path):
 
 
 def test_an_explicit_archive_skips_the_choice(tmp_path):
-    rel = ovms_release.resolve(settings(ovms_archive_url="https://mirror.example/ovms-custom.tar.gz",
-                                        ovms_archive_sha256="ab" * 32), {}, "debian", "12", "x86_64", tmp_path)
+    rel = ovms_release.resolve(
+        settings(ovms_archive_url="https://mirror.example/ovms-custom.tar.gz", ovms_archive_sha256="ab" * 32),
+        {},
+        "debian",
+        "12",
+        "x86_64",
+        tmp_path,
+    )
     assert rel.asset == "ovms-custom.tar.gz" and rel.system_tag == ""

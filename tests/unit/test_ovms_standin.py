@@ -10,7 +10,6 @@ builds them first in CI.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import socket
 import subprocess
@@ -46,7 +45,10 @@ node: {
       cache_size: 1,
     }
   }
-  input_stream_handler { input_stream_handler: "SyncSetInputStreamHandler", options { [mediapipe.SyncSetInputStreamHandlerOptions.ext] { sync_set { tag_index: "LOOPBACK:0" } } } }
+  input_stream_handler {
+    input_stream_handler: "SyncSetInputStreamHandler",
+    options { [mediapipe.SyncSetInputStreamHandlerOptions.ext] { sync_set { tag_index: "LOOPBACK:0" } } }
+  }
 }
 """
 EXPORT_IR = ("openvino_model", "openvino_tokenizer", "openvino_detokenizer")
@@ -54,6 +56,7 @@ NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopb
 
 
 # --- fixtures ----------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def release(tmp_path_factory):
@@ -114,9 +117,24 @@ class Server:
         self.log_file = open(self.log_path, "w")
         started = time.monotonic()
         self.proc = subprocess.Popen(
-            [python, str(program), "--config_path", str(config_path), "--rest_port", str(self.port),
-             "--rest_bind_address", "127.0.0.1", "--port", "0", "--log_level", "INFO"],
-            stdout=self.log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            [
+                python,
+                str(program),
+                "--config_path",
+                str(config_path),
+                "--rest_port",
+                str(self.port),
+                "--rest_bind_address",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--log_level",
+                "INFO",
+            ],
+            stdout=self.log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
         while "Server ready" not in self.log() and "not ready" not in self.log():
             if self.proc.poll() is not None or time.monotonic() - started > 120:
                 self.stop()
@@ -135,8 +153,9 @@ class Server:
 
     def request(self, method: str, path: str, body: dict | None = None) -> tuple[int, dict, str]:
         data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(self.base + path, data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
+        req = urllib.request.Request(
+            self.base + path, data=data, method=method, headers={"Content-Type": "application/json"}
+        )
         try:
             with NO_PROXY.open(req, timeout=60) as resp:
                 return resp.status, dict(resp.headers), resp.read().decode()
@@ -156,8 +175,12 @@ class Server:
 
 @pytest.fixture(scope="module")
 def server(release, models, tmp_path_factory):
-    config = {"model_config_list": [{"config": {"name": name, "base_path": str(models / name)}}
-                                    for name in ("tiny", "nograph", "notokenizer", "nodetokenizer")]}
+    config = {
+        "model_config_list": [
+            {"config": {"name": name, "base_path": str(models / name)}}
+            for name in ("tiny", "nograph", "notokenizer", "nodetokenizer")
+        ]
+    }
     srv = Server(release, config, tmp_path_factory.mktemp("server"))
     yield srv
     srv.stop()
@@ -168,11 +191,16 @@ def client(server):
     import httpx
     import openai  # in .venv: litellm[proxy] brings it
 
-    return openai.OpenAI(base_url=f"{server.base}/v3", api_key="unused", max_retries=0,
-                         http_client=httpx.Client(trust_env=False, timeout=60))
+    return openai.OpenAI(
+        base_url=f"{server.base}/v3",
+        api_key="unused",
+        max_retries=0,
+        http_client=httpx.Client(trust_env=False, timeout=60),
+    )
 
 
 # --- the program -------------------------------------------------------------------------------
+
 
 def test_version_says_stand_in_and_names_the_real_engine(release):
     python, program = release
@@ -186,10 +214,30 @@ def test_version_says_stand_in_and_names_the_real_engine(release):
 def test_pull_mode_is_refused_with_a_message(release, tmp_path):
     python, program = release
     out = subprocess.run(
-        [python, str(program), "--pull", "--source_model", "OpenVINO/Qwen3-8B-int4-ov",
-         "--model_repository_path", str(tmp_path), "--task", "text_generation", "--target_device", "CPU",
-         "--cache_size", "2", "--max_num_seqs", "4", "--enable_prefix_caching", "true", "--overwrite_models"],
-        capture_output=True, text=True, timeout=60)
+        [
+            python,
+            str(program),
+            "--pull",
+            "--source_model",
+            "OpenVINO/Qwen3-8B-int4-ov",
+            "--model_repository_path",
+            str(tmp_path),
+            "--task",
+            "text_generation",
+            "--target_device",
+            "CPU",
+            "--cache_size",
+            "2",
+            "--max_num_seqs",
+            "4",
+            "--enable_prefix_caching",
+            "true",
+            "--overwrite_models",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode != 0
     assert "cannot pull OpenVINO/Qwen3-8B-int4-ov from Hugging Face" in out.stderr
     assert "no hub in the lab" in out.stderr
@@ -198,8 +246,12 @@ def test_pull_mode_is_refused_with_a_message(release, tmp_path):
 
 def test_the_archive_has_the_release_layout_and_no_graph_in_the_export():
     names = set(tarfile.open(paths.OVMS_STANDIN).getnames())
-    assert {"ovms/bin/ovms", "ovms/lib/python/openvino/__init__.py",
-            "ovms/lib/python/openvino_genai/__init__.py", "ovms/lib/python/openvino_tokenizers/__init__.py"} <= names
+    assert {
+        "ovms/bin/ovms",
+        "ovms/lib/python/openvino/__init__.py",
+        "ovms/lib/python/openvino_genai/__init__.py",
+        "ovms/lib/python/openvino_tokenizers/__init__.py",
+    } <= names
     # openvino_telemetry would send a usage event to Google Analytics at every `import openvino`.
     assert not [n for n in names if "openvino_telemetry" in n]
     exported = {p.name for p in paths.TINY_OV.iterdir()}
@@ -209,6 +261,7 @@ def test_the_archive_has_the_release_layout_and_no_graph_in_the_export():
 
 
 # --- serving -----------------------------------------------------------------------------------
+
 
 def test_models_lists_only_the_loaded_graph(server):
     status, headers, body = server.get("/v3/models")
@@ -221,20 +274,26 @@ def test_models_lists_only_the_loaded_graph(server):
 
 def test_chat_completion_is_generated_and_counted(server, client):
     # ignore_eos (an OVMS extension): exactly max_tokens, whatever the random model says.
-    reply = client.chat.completions.create(model="tiny", max_tokens=7, extra_body={"ignore_eos": True},
-                                           messages=[{"role": "user", "content": "hello world"}])
+    reply = client.chat.completions.create(
+        model="tiny",
+        max_tokens=7,
+        extra_body={"ignore_eos": True},
+        messages=[{"role": "user", "content": "hello world"}],
+    )
     assert reply.object == "chat.completion"
     assert reply.choices[0].message.role == "assistant"
     assert reply.choices[0].message.content
     assert reply.choices[0].finish_reason == "length"
     assert reply.usage.completion_tokens == 7
     # The prompt is the model's chat template applied and tokenized: counted independently here.
-    from tokenizers import Tokenizer
     import jinja2
+    from tokenizers import Tokenizer
 
     from lab.tinymodel import CHAT_TEMPLATE as template
-    prompt = jinja2.Template(template).render(messages=[{"role": "user", "content": "hello world"}],
-                                              add_generation_prompt=True)
+
+    prompt = jinja2.Template(template).render(
+        messages=[{"role": "user", "content": "hello world"}], add_generation_prompt=True
+    )
     tokenizer = Tokenizer.from_file(str(paths.TINY_OV / "tokenizer.json"))
     assert reply.usage.prompt_tokens == len(tokenizer.encode(prompt, add_special_tokens=False).ids) > 0
     assert reply.usage.total_tokens == reply.usage.prompt_tokens + 7
@@ -242,8 +301,11 @@ def test_chat_completion_is_generated_and_counted(server, client):
 
 def test_different_prompts_are_different_work(server, client):
     short = client.chat.completions.create(model="tiny", max_tokens=4, messages=[{"role": "user", "content": "hi"}])
-    long = client.chat.completions.create(model="tiny", max_tokens=4, messages=[
-        {"role": "user", "content": "the lab answers every request with a short reply"}])
+    long = client.chat.completions.create(
+        model="tiny",
+        max_tokens=4,
+        messages=[{"role": "user", "content": "the lab answers every request with a short reply"}],
+    )
     assert short.usage.prompt_tokens != long.usage.prompt_tokens
     # Greedy text depends on the prompt (the random tiny model tends to repeat its last token).
     first = client.completions.create(model="tiny", max_tokens=6, prompt="the lab answers every request")
@@ -255,16 +317,28 @@ def test_different_prompts_are_different_work(server, client):
     again = client.completions.create(model="tiny", max_tokens=6, prompt="the lab answers every request")
     assert again.choices[0].text == first.choices[0].text
     # Sampling with a seed is honoured too: different prompts, different text.
-    sampled = [client.chat.completions.create(model="tiny", max_tokens=8, temperature=1.0, seed=11,
-                                              messages=[{"role": "user", "content": p}]).choices[0].message.content
-               for p in ("hello world", "router upstream endpoint health ready")]
+    sampled = [
+        client.chat.completions.create(
+            model="tiny", max_tokens=8, temperature=1.0, seed=11, messages=[{"role": "user", "content": p}]
+        )
+        .choices[0]
+        .message.content
+        for p in ("hello world", "router upstream endpoint health ready")
+    ]
     assert sampled[0] != sampled[1]
 
 
 def test_streaming_sends_tokens_as_they_come_then_finish_usage_done(server, client):
-    chunks = list(client.chat.completions.create(
-        model="tiny", max_tokens=12, stream=True, stream_options={"include_usage": True}, extra_body={"ignore_eos": True},
-        messages=[{"role": "user", "content": "hello world"}]))
+    chunks = list(
+        client.chat.completions.create(
+            model="tiny",
+            max_tokens=12,
+            stream=True,
+            stream_options={"include_usage": True},
+            extra_body={"ignore_eos": True},
+            messages=[{"role": "user", "content": "hello world"}],
+        )
+    )
     content = [c for c in chunks if c.choices and c.choices[0].delta.content]
     assert len(content) >= 3
     assert all(c.object == "chat.completion.chunk" for c in chunks)
@@ -273,19 +347,23 @@ def test_streaming_sends_tokens_as_they_come_then_finish_usage_done(server, clie
     assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == 12
     assert chunks[-1].usage.prompt_tokens > 0
     # On the wire: `data: {json}` events, the finish before the usage, then [DONE].
-    status, headers, body = server.post("/v3/completions", {
-        "model": "tiny", "max_tokens": 5, "stream": True, "ignore_eos": True, "prompt": "hello world"})
+    status, headers, body = server.post(
+        "/v3/completions",
+        {"model": "tiny", "max_tokens": 5, "stream": True, "ignore_eos": True, "prompt": "hello world"},
+    )
     assert status == 200 and headers["Content-Type"] == "text/event-stream"
     events = [e for e in body.split("\n\n") if e]
     assert all(e.startswith("data: ") for e in events)
     assert events[-1] == "data: [DONE]"
-    last = json.loads(events[-2][len("data: "):])
+    last = json.loads(events[-2][len("data: ") :])
     assert last["object"] == "text_completion.chunk" and last["choices"][0]["finish_reason"] == "length"
     assert "".join(json.loads(e[6:])["choices"][0]["text"] for e in events[:-1])
 
 
 def test_unknown_model_is_a_404_with_ovms_text(server):
-    status, _, body = server.post("/v3/chat/completions", {"model": "nope", "messages": [{"role": "user", "content": "x"}]})
+    status, _, body = server.post(
+        "/v3/chat/completions", {"model": "nope", "messages": [{"role": "user", "content": "x"}]}
+    )
     assert status == 404
     assert json.loads(body) == {"error": "Mediapipe graph definition with requested name is not found"}
 
@@ -294,8 +372,10 @@ def test_folders_ovms_refuses_are_refused_and_the_server_is_not_ready(server, mo
     log = server.log()
     assert f"No version found for model in path: {models / 'nograph'}" in log
     for name, missing in (("notokenizer", "openvino_tokenizer.xml"), ("nodetokenizer", "openvino_detokenizer.xml")):
-        assert (f"Error during llm node initialization for models_path: {models / name} exception: "
-                f"STAND-IN check: {missing} not found") in log
+        assert (
+            f"Error during llm node initialization for models_path: {models / name} exception: "
+            f"STAND-IN check: {missing} not found"
+        ) in log
         assert f"Failed to process LLM node graph {name}" in log
     status, _, body = server.get("/v1/config")
     config = json.loads(body)
@@ -306,13 +386,16 @@ def test_folders_ovms_refuses_are_refused_and_the_server_is_not_ready(server, mo
     assert server.get("/v2/health/ready")[0] != 200
     assert server.get("/v2/models/tiny/ready")[0] == 200
     assert server.get("/v2/models/notokenizer/ready")[0] == 404
-    status, _, body = server.post("/v3/chat/completions", {"model": "notokenizer", "messages": [{"role": "user", "content": "x"}]})
+    status, _, body = server.post(
+        "/v3/chat/completions", {"model": "notokenizer", "messages": [{"role": "user", "content": "x"}]}
+    )
     assert status == 500 and json.loads(body) == {"error": "Mediapipe is not loaded yet"}
 
 
 def test_ready_when_every_servable_loaded(release, models, tmp_path):
-    srv = Server(release, {"model_config_list": [{"config": {"name": "tiny", "base_path": str(models / "tiny")}}]},
-                 tmp_path)
+    srv = Server(
+        release, {"model_config_list": [{"config": {"name": "tiny", "base_path": str(models / "tiny")}}]}, tmp_path
+    )
     try:
         assert srv.get("/v2/health/ready")[0] == 200
         assert "STAND-IN" in srv.log() and "ContinuousBatchingPipeline on CPU" in srv.log()

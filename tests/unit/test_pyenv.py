@@ -15,7 +15,9 @@ from tasks.facts import UvEnvironment
 from tasks.render import sha256_text
 
 VENV = str(Path(sys.executable).parent.parent)  # the control machine's own .venv
-ENV = pyenv.PythonEnv("litellm", "/opt/litellm/venv", ("litellm[proxy]==1.106.2", "prisma==0.15.0"), entry_point="litellm")
+ENV = pyenv.PythonEnv(
+    "litellm", "/opt/litellm/venv", ("litellm[proxy]==1.106.2", "prisma==0.15.0"), entry_point="litellm"
+)
 SPEC = "spec"
 
 
@@ -42,7 +44,8 @@ def test_probe_counts_the_missing_files_of_a_half_removed_package(tmp_path):
     for name in ("__init__.py", "core.py"):
         (site / "tiny_pkg" / name).write_text("")
     (site / "Tiny_Pkg-1.2.3.dist-info" / "RECORD").write_text(
-        "tiny_pkg/__init__.py,sha256=x,0\ntiny_pkg/core.py,sha256=x,0\nTiny_Pkg-1.2.3.dist-info/RECORD,,\n")
+        "tiny_pkg/__init__.py,sha256=x,0\ntiny_pkg/core.py,sha256=x,0\nTiny_Pkg-1.2.3.dist-info/RECORD,,\n"
+    )
     assert probe(str(venv), "", ("tiny-pkg",))["dists"] == {"tiny-pkg": ("1.2.3", 0)}
     (site / "tiny_pkg" / "core.py").unlink()
     assert probe(str(venv), "", ("tiny-pkg",))["dists"] == {"tiny-pkg": ("1.2.3", 1)}
@@ -53,8 +56,12 @@ def test_probe_sees_a_missing_entry_point():
 
 
 def healthy() -> dict:
-    return {"venv": True, "built_from": sha256_text(SPEC), "runs": True,
-            "dists": {"litellm": ("1.106.2", 0), "prisma": ("0.15.0", 0)}}
+    return {
+        "venv": True,
+        "built_from": sha256_text(SPEC),
+        "runs": True,
+        "dists": {"litellm": ("1.106.2", 0), "prisma": ("0.15.0", 0)},
+    }
 
 
 @pytest.mark.parametrize(
@@ -88,13 +95,21 @@ def test_switching_keeps_the_previous_and_prunes_older_folders(tmp_path):
     (tmp_path / "venv-20260501").mkdir()  # the new build
     for command in pyenv.switch_commands(str(venv), str(tmp_path / "venv-20260501"), keep=2, macos=False):
         subprocess.run(["sh", "-c", command], check=True)
-    assert _folders(tmp_path) == {"venv": "venv-20260501", "venv-20260301": "dir", "venv-20260501": "dir",
-                                  "venv.previous": "venv-20260301"}
+    assert _folders(tmp_path) == {
+        "venv": "venv-20260501",
+        "venv-20260301": "dir",
+        "venv-20260501": "dir",
+        "venv.previous": "venv-20260301",
+    }
     # Switching back (pins put back): the two swap, nothing else goes.
     for command in pyenv.switch_commands(str(venv), str(tmp_path / "venv-20260301"), keep=3, macos=False):
         subprocess.run(["sh", "-c", command], check=True)
-    assert _folders(tmp_path) == {"venv": "venv-20260301", "venv-20260301": "dir", "venv-20260501": "dir",
-                                  "venv.previous": "venv-20260501"}
+    assert _folders(tmp_path) == {
+        "venv": "venv-20260301",
+        "venv-20260301": "dir",
+        "venv-20260501": "dir",
+        "venv.previous": "venv-20260501",
+    }
 
 
 def test_the_old_layout_becomes_the_previous_environment(tmp_path):
@@ -123,15 +138,25 @@ def test_the_build_imports_the_service_modules_and_writes_their_bytecode(tmp_pat
     (site / "service_pkg" / "__init__.py").write_text("")
     (site / "service_pkg" / "server.py").write_text("VALUE = 1\n")
     (site / "service_pkg" / "unused.py").write_text("VALUE = 2\n")
-    env = pyenv.PythonEnv("litellm", "/opt/litellm/venv", (), imports=("service_pkg.server",),
-                          import_env=(("PYTHONPATH", str(site)),))
-    run = subprocess.run(["sh", "-c", pyenv._import_command(env, str(target))], capture_output=True, text=True,
-                         env={"PATH": "/usr/bin:/bin", "PYTHONDONTWRITEBYTECODE": "1"})
+    env = pyenv.PythonEnv(
+        "litellm", "/opt/litellm/venv", (), imports=("service_pkg.server",), import_env=(("PYTHONPATH", str(site)),)
+    )
+    run = subprocess.run(
+        ["sh", "-c", pyenv._import_command(env, str(target))],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "PYTHONDONTWRITEBYTECODE": "1"},
+    )
     assert run.returncode == 0, run.stderr
     compiled = {p.name.split(".")[0] for p in (site / "service_pkg" / "__pycache__").glob("*.pyc")}
     assert compiled == {"__init__", "server", "unused"}
-    broken = pyenv.PythonEnv("litellm", "/opt/litellm/venv", (), imports=("service_pkg.server", "no_such_module"),
-                             import_env=(("PYTHONPATH", str(site)),))
+    broken = pyenv.PythonEnv(
+        "litellm",
+        "/opt/litellm/venv",
+        (),
+        imports=("service_pkg.server", "no_such_module"),
+        import_env=(("PYTHONPATH", str(site)),),
+    )
     run = subprocess.run(["sh", "-c", pyenv._import_command(broken, str(target))], capture_output=True, text=True)
     assert run.returncode == 1 and not target.exists()
     assert "the new litellm environment cannot import service_pkg.server, no_such_module" in run.stderr
@@ -150,9 +175,15 @@ def _fake_index(tmp_path, version, sha=None):
         z.writestr(f"uv-{version}.data/scripts/uv", f"#!/bin/sh\necho 'uv {version} (fake)'\n")
         z.writestr(f"uv-{version}.dist-info/METADATA", "Name: uv\n")
     digest = sha or hashlib.sha256(wheel.read_bytes()).hexdigest()
-    other = {"filename": f"uv-{version}-py3-none-win_amd64.whl", "url": "file:///nonexistent", "hashes": {"sha256": "0"}}
+    other = {
+        "filename": f"uv-{version}-py3-none-win_amd64.whl",
+        "url": "file:///nonexistent",
+        "hashes": {"sha256": "0"},
+    }
     index = tmp_path / "index.json"
-    index.write_text(json.dumps({"files": [other, {"filename": name, "url": wheel.as_uri(), "hashes": {"sha256": digest}}]}))
+    index.write_text(
+        json.dumps({"files": [other, {"filename": name, "url": wheel.as_uri(), "hashes": {"sha256": digest}}]})
+    )
     return index.as_uri()
 
 
@@ -167,11 +198,17 @@ def test_uv_comes_from_its_wheel_held_to_the_index_digest(tmp_path):
     assert out.stdout == "uv 9.8.7 (fake)\n"
     assert sorted(p.name for p in (dest / "bin").iterdir()) == ["uv"]
 
-    bad = subprocess.run(["python3", "-c", UV_FETCH, "9.8.6", str(tmp_path / "bad"), _fake_index(tmp_path, "9.8.6", "ab" * 32)],
-                         capture_output=True, text=True)
+    bad = subprocess.run(
+        ["python3", "-c", UV_FETCH, "9.8.6", str(tmp_path / "bad"), _fake_index(tmp_path, "9.8.6", "ab" * 32)],
+        capture_output=True,
+        text=True,
+    )
     assert bad.returncode == 1 and f"not the {'ab' * 32} PyPI lists" in bad.stderr
     assert not (tmp_path / "bad" / "bin" / "uv").exists()
 
-    missing = subprocess.run(["python3", "-c", UV_FETCH, "1.2.3", str(tmp_path / "none"), _fake_index(tmp_path, "9.8.7")],
-                             capture_output=True, text=True)
+    missing = subprocess.run(
+        ["python3", "-c", UV_FETCH, "1.2.3", str(tmp_path / "none"), _fake_index(tmp_path, "9.8.7")],
+        capture_output=True,
+        text=True,
+    )
     assert missing.returncode == 1 and f"PyPI has no uv 1.2.3 wheel for Linux {os.uname().machine}" in missing.stderr

@@ -1,10 +1,10 @@
 """Validation: every kind of bad input is refused with the file and the key named."""
 
-import pytest
-
 import os
 import subprocess
 import sys
+
+import pytest
 
 from tasks import preflight, sources
 from tasks.schema import DataError
@@ -21,35 +21,43 @@ def mlx(port, upstream="m/x", host="studio"):
 def change_model(name, **fields):
     def apply(data):
         data["llm_models"][name].update(fields)
+
     return apply
 
 
 def drop_model_field(name, field):
     def apply(data):
         del data["llm_models"][name][field]
+
     return apply
 
 
 def add_model(name, entry):
     def apply(data):
         data["llm_models"][name] = entry
+
     return apply
 
 
 def setting(key, value):
     def apply(data):
         data[key] = value
+
     return apply
 
 
 def drop_setting(key):
     def apply(data):
         del data[key]
+
     return apply
 
 
 BAD = {
-    "duplicate port on one host": (add_model("dup", mlx(8100)), "llm_models['dup'].port 8100 on studio is already taken by 'jerry-chat'"),
+    "duplicate port on one host": (
+        add_model("dup", mlx(8100)),
+        "llm_models['dup'].port 8100 on studio is already taken by 'jerry-chat'",
+    ),
     "port clashes with litellm": (add_model("p4000", mlx(4000)), "clashes with litellm_port"),
     "port clashes with ovms": (add_model("p9000", mlx(9000)), "clashes with ovms_rest_port"),
     "port out of range": (change_model("jerry-chat", port=70000), "out of range"),
@@ -65,19 +73,34 @@ BAD = {
     "missing upstream": (drop_model_field("jerry-chat", "upstream"), "upstream is required"),
     "missing port for mlx": (drop_model_field("jerry-chat", "port"), "port is required for backend mlx"),
     "port on ovms": (change_model("lil-jerry", port=9001), "port does not apply to backend ovms"),
-    "bad external url": (add_model("ext", {"backend": "openai", "api_base": "ftp://x", "upstream": "m"}), "api_base is not an http(s) URL"),
-    "url without host": (add_model("ext", {"backend": "openai", "api_base": "http://", "upstream": "m"}), "api_base is not an http(s) URL"),
-    "external with host": (add_model("ext", {"backend": "openai", "api_base": "http://h/v1", "upstream": "m", "host": "mini"}), "host does not apply to backend openai"),
+    "bad external url": (
+        add_model("ext", {"backend": "openai", "api_base": "ftp://x", "upstream": "m"}),
+        "api_base is not an http(s) URL",
+    ),
+    "url without host": (
+        add_model("ext", {"backend": "openai", "api_base": "http://", "upstream": "m"}),
+        "api_base is not an http(s) URL",
+    ),
+    "external with host": (
+        add_model("ext", {"backend": "openai", "api_base": "http://h/v1", "upstream": "m", "host": "mini"}),
+        "host does not apply to backend openai",
+    ),
     "unknown model field": (change_model("jerry-chat", gpu=True), "gpu is not a model field"),
     "entry not a mapping": (add_model("bad", ["mlx"]), "llm_models['bad'] must be a mapping"),
     "bad model name": (add_model("Jerry Chat", mlx(8120)), "model names are lower-case"),
     "env prefix clash": (add_model("jerry_chat", mlx(8121)), "share the env prefix JERRY_CHAT"),
     "bad env prefix": (change_model("jerry-chat", env_prefix="1BAD"), "env_prefix '1BAD'"),
-    "bad secret name": (add_model("ext", {"backend": "openai", "api_base": "http://h/v1", "upstream": "m", "api_key_secret": "my key"}), "api_key_secret must be an environment variable name"),
+    "bad secret name": (
+        add_model("ext", {"backend": "openai", "api_base": "http://h/v1", "upstream": "m", "api_key_secret": "my key"}),
+        "api_key_secret must be an environment variable name",
+    ),
     "ovms off the proxy host": (change_model("lil-jerry", host="studio"), "OVMS listens on loopback"),
     "empty registry": (setting("llm_models", {}), "llm_models must be a non-empty mapping"),
     "registry not a dict": (setting("llm_models", ["jerry-chat"]), "llm_models must be a mapping, not list"),
-    "override of unknown model": (setting("llm_model_overrides", {"nope": {}}), "llm_model_overrides['nope'] names no model"),
+    "override of unknown model": (
+        setting("llm_model_overrides", {"nope": {}}),
+        "llm_model_overrides['nope'] names no model",
+    ),
     "litellm port as string": (setting("litellm_port", "4000"), "litellm_port must be an integer"),
     "ovms port equals litellm": (setting("ovms_rest_port", 4000), "ovms_rest_port equals litellm_port"),
     "bad bind address": (setting("ovms_bind_address", "localhost"), "ovms_bind_address is not an IP address"),
@@ -85,34 +108,100 @@ BAD = {
     "bad user": (setting("litellm_user", "Lite LLM"), "litellm_user is not a valid user name"),
     "bad version": (setting("litellm_version", "latest!"), "litellm_version is not a version"),
     "bad sha": (setting("ovms_archive_sha256", "abc"), "ovms_archive_sha256 must be 64 lower-case hex digits"),
-    "ovms version not a release": (setting("ovms_version", "2025.4-beta"), "ovms_version '2025.4-beta' is not an OVMS release version"),
-    "bad release url": (setting("ovms_release_url", "releases"), "ovms_release_url must be an http(s) URL or a local path"),
-    "ovms source neither repo nor folder": (change_model("lil-jerry", source="llama 3.2"), "llm_models['lil-jerry'].source 'llama 3.2' is neither a Hugging Face repo id"),
-    "ovms source folder missing": (change_model("lil-jerry", source="/nonexistent/model"), "llm_models['lil-jerry'].source '/nonexistent/model' is not a folder on the control machine"),
-    "ovms source folder without IR": (change_model("lil-jerry", source=str(ROOT / "templates")), "lacks openvino_model.xml, openvino_model.bin, openvino_tokenizer.xml, openvino_detokenizer.xml"),
-    "ovms source missing": (drop_model_field("lil-jerry", "source"), "llm_models['lil-jerry'].source is required for backend ovms"),
-    "source on mlx": (change_model("jerry-chat", source="a/b"), "llm_models['jerry-chat'].source does not apply to backend mlx"),
-    "unknown graph setting": (change_model("lil-jerry", graph={"devices": "CPU"}), "llm_models['lil-jerry'].graph.devices is not a graph setting"),
-    "graph setting of the wrong type": (change_model("lil-jerry", graph={"cache_size": "2GB"}), "llm_models['lil-jerry'].graph.cache_size must be an integer"),
-    "graph device not a device": (change_model("lil-jerry", graph={"device": "cpu please"}), "graph.device must be an OpenVINO device name"),
-    "host graph missing a setting": (setting("ovms_graph", {"device": "CPU", "cache_size": 2, "max_num_seqs": 4}), "ovms_graph lacks enable_prefix_caching"),
-    "zero max_num_seqs": (change_model("lil-jerry", graph={"max_num_seqs": 0}), "graph.max_num_seqs must be at least 1"),
-    "bad archive url": (setting("ovms_archive_url", "ovms.tar.gz"), "ovms_archive_url must be an http(s) URL or a local path"),
+    "ovms version not a release": (
+        setting("ovms_version", "2025.4-beta"),
+        "ovms_version '2025.4-beta' is not an OVMS release version",
+    ),
+    "bad release url": (
+        setting("ovms_release_url", "releases"),
+        "ovms_release_url must be an http(s) URL or a local path",
+    ),
+    "ovms source neither repo nor folder": (
+        change_model("lil-jerry", source="llama 3.2"),
+        "llm_models['lil-jerry'].source 'llama 3.2' is neither a Hugging Face repo id",
+    ),
+    "ovms source folder missing": (
+        change_model("lil-jerry", source="/nonexistent/model"),
+        "llm_models['lil-jerry'].source '/nonexistent/model' is not a folder on the control machine",
+    ),
+    "ovms source folder without IR": (
+        change_model("lil-jerry", source=str(ROOT / "templates")),
+        "lacks openvino_model.xml, openvino_model.bin, openvino_tokenizer.xml, openvino_detokenizer.xml",
+    ),
+    "ovms source missing": (
+        drop_model_field("lil-jerry", "source"),
+        "llm_models['lil-jerry'].source is required for backend ovms",
+    ),
+    "source on mlx": (
+        change_model("jerry-chat", source="a/b"),
+        "llm_models['jerry-chat'].source does not apply to backend mlx",
+    ),
+    "unknown graph setting": (
+        change_model("lil-jerry", graph={"devices": "CPU"}),
+        "llm_models['lil-jerry'].graph.devices is not a graph setting",
+    ),
+    "graph setting of the wrong type": (
+        change_model("lil-jerry", graph={"cache_size": "2GB"}),
+        "llm_models['lil-jerry'].graph.cache_size must be an integer",
+    ),
+    "graph device not a device": (
+        change_model("lil-jerry", graph={"device": "cpu please"}),
+        "graph.device must be an OpenVINO device name",
+    ),
+    "host graph missing a setting": (
+        setting("ovms_graph", {"device": "CPU", "cache_size": 2, "max_num_seqs": 4}),
+        "ovms_graph lacks enable_prefix_caching",
+    ),
+    "zero max_num_seqs": (
+        change_model("lil-jerry", graph={"max_num_seqs": 0}),
+        "graph.max_num_seqs must be at least 1",
+    ),
+    "bad archive url": (
+        setting("ovms_archive_url", "ovms.tar.gz"),
+        "ovms_archive_url must be an http(s) URL or a local path",
+    ),
     "undeclared key": (setting("mlx_lm_verison", "0.32.2"), "mlx_lm_verison is not a data key of this toolkit"),
-    "state dir outside /var/lib": (setting("litellm_state_dir", "/srv/litellm"), "litellm_state_dir must be a folder directly under /var/lib"),
+    "state dir outside /var/lib": (
+        setting("litellm_state_dir", "/srv/litellm"),
+        "litellm_state_dir must be a folder directly under /var/lib",
+    ),
     "missing registry": (drop_setting("llm_models"), "llm_models is missing"),
-    "unknown retry name": (setting("litellm_router_settings", {"retry_policy": {"Timeouts": 1}}), "retry_policy.Timeouts is not an exception"),
-    "negative retries": (setting("litellm_router_settings", {"retry_policy": {"Timeout": -1}}), "retry_policy.Timeout must be a non-negative integer"),
-    "allowed_fails as string": (setting("litellm_router_settings", {"allowed_fails": "two"}), "allowed_fails must be a non-negative number"),
+    "unknown retry name": (
+        setting("litellm_router_settings", {"retry_policy": {"Timeouts": 1}}),
+        "retry_policy.Timeouts is not an exception",
+    ),
+    "negative retries": (
+        setting("litellm_router_settings", {"retry_policy": {"Timeout": -1}}),
+        "retry_policy.Timeout must be a non-negative integer",
+    ),
+    "allowed_fails as string": (
+        setting("litellm_router_settings", {"allowed_fails": "two"}),
+        "allowed_fails must be a non-negative number",
+    ),
     "zero timeout": (setting("litellm_start_timeout", 0), "litellm_start_timeout must be positive"),
     "negative package list age": (setting("package_lists_max_age", -1), "package_lists_max_age must be 0 or more"),
-    "fallback to no model": (change_model("jerry-chat", fallbacks=["jerry-gone"]), "llm_models['jerry-chat'].fallbacks names 'jerry-gone', which is no model"),
+    "fallback to no model": (
+        change_model("jerry-chat", fallbacks=["jerry-gone"]),
+        "llm_models['jerry-chat'].fallbacks names 'jerry-gone', which is no model",
+    ),
     "fallback to itself": (change_model("jerry-chat", fallbacks=["jerry-chat"]), "fallbacks names the model itself"),
     "fallbacks not a list of names": (change_model("jerry-chat", fallbacks=[1]), "fallbacks must list model names"),
-    "serves no model": (add_model("jerry-weak-b", {**mlx(8104), "serves": "jerry-nope"}), "serves 'jerry-nope' is not a model of its own name"),
-    "fallbacks in router settings": (setting("litellm_router_settings", {"fallbacks": [{"jerry-chat": ["lil-jerry"]}]}), "litellm_router_settings.fallbacks: give each model's fallbacks in its llm_models entry"),
-    "zero max_tokens": (change_model("jerry-chat", max_tokens=0), "llm_models['jerry-chat'].max_tokens must be positive"),
-    "model source missing": (setting("mlx_model_sources", {"lab/tiny": "/nonexistent/tiny-model"}), "mlx_model_sources['lab/tiny']: '/nonexistent/tiny-model' is not an existing, non-empty folder"),
+    "serves no model": (
+        add_model("jerry-weak-b", {**mlx(8104), "serves": "jerry-nope"}),
+        "serves 'jerry-nope' is not a model of its own name",
+    ),
+    "fallbacks in router settings": (
+        setting("litellm_router_settings", {"fallbacks": [{"jerry-chat": ["lil-jerry"]}]}),
+        "litellm_router_settings.fallbacks: give each model's fallbacks in its llm_models entry",
+    ),
+    "zero max_tokens": (
+        change_model("jerry-chat", max_tokens=0),
+        "llm_models['jerry-chat'].max_tokens must be positive",
+    ),
+    "model source missing": (
+        setting("mlx_model_sources", {"lab/tiny": "/nonexistent/tiny-model"}),
+        "mlx_model_sources['lab/tiny']: '/nonexistent/tiny-model' is not an existing, non-empty folder",
+    ),
     "path with a space": (setting("litellm_home", "/opt/lite llm"), "litellm_home may hold only letters"),
     "workers below 1": (setting("litellm_workers", 0), "litellm_workers must be at least 1"),
     "redis off loopback": (setting("redis_bind_address", "0.0.0.0"), "redis_bind_address must be a loopback address"),
@@ -150,7 +239,9 @@ def test_default_registry_is_the_seed(registry):
 
 def test_seed_retry_names_become_litellm_fields(registry):
     assert registry.router_settings() == {
-        "fallbacks": [{name: ["lil-jerry"]} for name in ("jerry-chat", "jerry-editor", "jerry-architect", "jerry-weak")],
+        "fallbacks": [
+            {name: ["lil-jerry"]} for name in ("jerry-chat", "jerry-editor", "jerry-architect", "jerry-weak")
+        ],
         "allowed_fails": 2,
         "cooldown_time": 15,
         "retry_policy": {
@@ -183,8 +274,10 @@ def test_tinyagents_router_is_one_data_entry(data, secrets):
 
 def test_a_redis_password_redis_conf_cannot_carry_is_refused(registry):
     registry.secrets["LITELLM_REDIS_PASSWORD"] = 'a b"c'
-    with pytest.raises(DataError, match="group_data/all.py: secret LITELLM_REDIS_PASSWORD holds characters "
-                                        "redis.conf cannot carry: ' ', '\"'"):
+    with pytest.raises(
+        DataError,
+        match="group_data/all.py: secret LITELLM_REDIS_PASSWORD holds characters redis.conf cannot carry: ' ', '\"'",
+    ):
         registry.check_secret_values("group_data/all.py")
 
 
@@ -200,7 +293,9 @@ def test_secret_from_file(tmp_path, monkeypatch, registry):
     monkeypatch.delenv("LITELLM_REDIS_PASSWORD", raising=False)
     path.write_text("# lab\nLITELLM_PROXY_KEY=sk-from-file\nLITELLM_REDIS_PASSWORD='quoted whole'\n")
     assert sources.load_secrets(registry.secret_names(), path, "x") == {
-        "LITELLM_PROXY_KEY": "sk-from-file", "LITELLM_REDIS_PASSWORD": "quoted whole"}
+        "LITELLM_PROXY_KEY": "sk-from-file",
+        "LITELLM_REDIS_PASSWORD": "quoted whole",
+    }
 
 
 def test_bad_data_file_is_named(tmp_path):
@@ -213,7 +308,11 @@ def test_bad_data_file_is_named(tmp_path):
 
 def test_ports_document_matches_the_data():
     out = subprocess.run(
-        [sys.executable, "-m", "tasks.docs", "ports"], cwd=ROOT, capture_output=True, text=True, check=True,
+        [sys.executable, "-m", "tasks.docs", "ports"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     assert (ROOT / "PORTS.md").read_text() == out, "PORTS.md is stale: python -m tasks.docs ports > PORTS.md"
 
@@ -228,9 +327,18 @@ def test_readme_data_keys_are_the_schema():
 
 def pyinfra(*args, cwd=ROOT, env=None):
     return subprocess.run(
-        [PYINFRA, "-y", *args], cwd=cwd, capture_output=True, text=True, timeout=120,
-        env={**os.environ, "LLMLAB_MINI_HOST": "192.0.2.71", "LLMLAB_STUDIO_HOST": "192.0.2.72",
-             "LITELLM_PROXY_KEY": "sk-x", **(env or {})},
+        [PYINFRA, "-y", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={
+            **os.environ,
+            "LLMLAB_MINI_HOST": "192.0.2.71",
+            "LLMLAB_STUDIO_HOST": "192.0.2.72",
+            "LITELLM_PROXY_KEY": "sk-x",
+            **(env or {}),
+        },
     )
 
 
@@ -252,9 +360,18 @@ def test_preflight_refuses_before_connecting(tmp_path):
 @pytest.mark.parametrize(
     "args, complaint",
     [
-        (["--group-data", "/nonexistent/extra"], "preflight: command line: --group-data /nonexistent/extra: no such file or folder"),
-        (["--data", "litellm_port=abc"], "preflight: command line (--data litellm_port): litellm_port must be an integer, not str"),
-        (["--data", "litellm_prot=4001"], "preflight: command line (--data litellm_prot): litellm_prot is not a data key of this toolkit"),
+        (
+            ["--group-data", "/nonexistent/extra"],
+            "preflight: command line: --group-data /nonexistent/extra: no such file or folder",
+        ),
+        (
+            ["--data", "litellm_port=abc"],
+            "preflight: command line (--data litellm_port): litellm_port must be an integer, not str",
+        ),
+        (
+            ["--data", "litellm_prot=4001"],
+            "preflight: command line (--data litellm_prot): litellm_prot is not a data key of this toolkit",
+        ),
     ],
 )
 def test_bad_command_line_is_refused_before_the_inventory(args, complaint):
@@ -290,7 +407,9 @@ def test_shared_key_in_a_group_file_is_refused(data):
 
 def test_mlx_model_on_a_host_outside_the_studio_group(data):
     data["llm_models"]["jerry-chat"]["host"] = "mini"
-    with pytest.raises(DataError, match="llm_models\\['jerry-chat'\\].host 'mini' is not in the inventory group 'studio'"):
+    with pytest.raises(
+        DataError, match="llm_models\\['jerry-chat'\\].host 'mini' is not in the inventory group 'studio'"
+    ):
         build(data)
 
 
@@ -321,10 +440,17 @@ def test_per_host_layering_is_pyinfras(tmp_path):
     (inv_dir / "group_data" / "all.py").write_text("litellm_port = 4300\nmlx_start_timeout = 300\n")
     (extra / "studio.py").write_text("mlx_start_timeout = 600\nmlx_max_tokens = 2048\n")
     inventory = inv_dir / "inventory.py"
-    inventory.write_text("mini = [('mini', {'litellm_start_timeout': 30, 'llm_address': '192.0.2.71'})]\n"
-                         "studio = [('studio', {'llm_address': '192.0.2.72'})]\n")
-    out = subprocess.run([sys.executable, "-c", LAYERING_PROBE, str(inventory), str(cwd), str(extra)],
-                         capture_output=True, text=True, check=True, cwd=cwd)
+    inventory.write_text(
+        "mini = [('mini', {'litellm_start_timeout': 30, 'llm_address': '192.0.2.71'})]\n"
+        "studio = [('studio', {'llm_address': '192.0.2.72'})]\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", LAYERING_PROBE, str(inventory), str(cwd), str(extra)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=cwd,
+    )
     pyinfra_says = json.loads(out.stdout.strip().splitlines()[-1])
     r = preflight.build(inventory, cwd, [extra], {"mlx_max_tokens": 7}, for_deploy=False, with_secrets=False)
     for host, values in pyinfra_says.items():
@@ -362,12 +488,19 @@ def test_a_host_address_must_be_an_ip_address(data):
     from tasks import registry as reg
 
     def host(name, address):
-        return reg.HostInput(name, (name,), {**data, "llm_address": address},
-                             {**{k: "group_data/all.py" for k in data}, "llm_address": f"inventory.py (host {name})"})
+        return reg.HostInput(
+            name,
+            (name,),
+            {**data, "llm_address": address},
+            {**{k: "group_data/all.py" for k in data}, "llm_address": f"inventory.py (host {name})"},
+        )
 
-    with pytest.raises(DataError, match=r"inventory.py \(host studio\): llm_address is not an IP address: 'studio.lan'"):
+    with pytest.raises(
+        DataError, match=r"inventory.py \(host studio\): llm_address is not an IP address: 'studio.lan'"
+    ):
         reg.build([host("mini", "192.0.2.71"), host("studio", "studio.lan")])
-    no_address = reg.HostInput("studio", ("studio",), dict(data), {k: "group_data/all.py" for k in data},
-                               ssh_target="studio")
+    no_address = reg.HostInput(
+        "studio", ("studio",), dict(data), {k: "group_data/all.py" for k in data}, ssh_target="studio"
+    )
     with pytest.raises(DataError, match="host studio: set llm_address to the IP address"):
         reg.build([host("mini", "192.0.2.71"), no_address])

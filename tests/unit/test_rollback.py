@@ -36,8 +36,10 @@ def test_no_answer_rolls_back_and_fails_naming_version_and_log(tmp_path):
     # The rollback brings the service back (here: makes the probe succeed).
     out = run(wait_command(f"test -f {tmp_path}/up", 1, "the LiteLLM proxy", FakeRollback(f"touch {tmp_path}/up")))
     assert out.returncode == 1
-    assert out.stderr.strip() == ("the LiteLLM proxy: litellm 1.999.0 did not answer within 1 s (log: journalctl -u "
-                                  "litellm); rolled back to the previous environment, which answers")
+    assert out.stderr.strip() == (
+        "the LiteLLM proxy: litellm 1.999.0 did not answer within 1 s (log: journalctl -u "
+        "litellm); rolled back to the previous environment, which answers"
+    )
 
 
 def test_a_rollback_that_does_not_help_says_so(tmp_path):

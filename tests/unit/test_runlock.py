@@ -24,7 +24,10 @@ def test_the_lock_is_taken_once_and_given_back_only_by_its_holder(tmp_path):
     assert fact(DeployLockGiveBack, path=lock, record='{"run": "b"}') is False  # not b's to give
     # A takeover replaces only the record it read: a lock taken since by another run stays.
     assert fact(DeployLockTake, path=lock, record='{"run": "b"}', replace='{"run": "x"}')["taken"] is False
-    assert fact(DeployLockTake, path=lock, record='{"run": "b"}', replace='{"run": "a"}') == {"taken": True, "holder": ""}
+    assert fact(DeployLockTake, path=lock, record='{"run": "b"}', replace='{"run": "a"}') == {
+        "taken": True,
+        "holder": "",
+    }
     assert fact(DeployLockGiveBack, path=lock, record='{"run": "b"}') is True
     assert fact(DeployLock, path=lock) is None
 
@@ -44,6 +47,12 @@ def test_a_holder_elsewhere_is_never_presumed_gone():
 
 
 def test_the_refusal_names_the_holder():
-    holder = {**runlock.RUN, "user": "chris", "control": "laptop", "pid": 4242, "command": "pyinfra inventory.py deploy.py"}
+    holder = {
+        **runlock.RUN,
+        "user": "chris",
+        "control": "laptop",
+        "pid": 4242,
+        "command": "pyinfra inventory.py deploy.py",
+    }
     text = runlock.describe(holder)
     assert text.startswith("chris@laptop pid 4242 (pyinfra inventory.py deploy.py), for ")

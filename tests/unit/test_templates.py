@@ -10,14 +10,13 @@ import sys
 import pytest
 import yaml
 
+from tasks import firewall as firewall_task
 from tasks import litellm as litellm_task
 from tasks import mlx as mlx_task
-from tasks import firewall as firewall_task
 from tasks import ovms as ovms_task
 from tasks import ovms_models
-from tasks.ovms_release import Release
 from tasks import redis as redis_task
-
+from tasks.ovms_release import Release
 
 
 def test_router_yaml_follows_the_seed(registry):
@@ -36,8 +35,10 @@ def test_router_yaml_follows_the_seed(registry):
     assert router["router_settings"]["allowed_fails"] == 2
     assert router["router_settings"]["cooldown_time"] == 15
     assert router["litellm_settings"] == {"json_logs": True, "turn_off_message_logging": True}
-    assert router["general_settings"] == {"master_key": "os.environ/LITELLM_PROXY_KEY",
-                                          "custom_auth": "llmlab_auth.user_api_key_auth"}
+    assert router["general_settings"] == {
+        "master_key": "os.environ/LITELLM_PROXY_KEY",
+        "custom_auth": "llmlab_auth.user_api_key_auth",
+    }
 
 
 def test_two_deployments_of_one_name_and_its_fallbacks(data, tmp_path):
@@ -46,13 +47,20 @@ def test_two_deployments_of_one_name_and_its_fallbacks(data, tmp_path):
     LiteLLM itself accepts the result."""
     from .conftest import build
 
-    data["llm_models"]["jerry-weak-b"] = {"backend": "mlx", "host": "studio", "port": 8104,
-                                          "upstream": "mlx-community/Llama-3.2-3B-Instruct-4bit", "serves": "jerry-weak"}
+    data["llm_models"]["jerry-weak-b"] = {
+        "backend": "mlx",
+        "host": "studio",
+        "port": 8104,
+        "upstream": "mlx-community/Llama-3.2-3B-Instruct-4bit",
+        "serves": "jerry-weak",
+    }
     r = build(data)
     router = yaml.safe_load(litellm_task.render_router_yaml(r))
     weak = [m for m in router["model_list"] if m["model_name"] == "jerry-weak"]
-    assert [m["litellm_params"]["api_base"] for m in weak] == ["os.environ/JERRY_WEAK_API_BASE",
-                                                                 "os.environ/JERRY_WEAK_B_API_BASE"]
+    assert [m["litellm_params"]["api_base"] for m in weak] == [
+        "os.environ/JERRY_WEAK_API_BASE",
+        "os.environ/JERRY_WEAK_B_API_BASE",
+    ]
     assert {"jerry-weak": ["lil-jerry"]} in router["router_settings"]["fallbacks"]
     assert r.model_names().count("jerry-weak") == 1 and "jerry-weak-b" not in r.model_names()
     assert 'JERRY_WEAK_B_API_BASE="http://192.0.2.72:8104/v1"' in litellm_task.render_env_local(r)
@@ -71,7 +79,7 @@ def test_env_local_holds_exactly_the_names_router_yaml_uses(registry, secrets):
     assert 'LIL_JERRY_API_BASE="http://127.0.0.1:9000/v3"' in env_text
 
 
-TRICKY = ["sk-te$t #1 \"q\" \\x'z", "plain", "'quoted'", "a\\", "$HOME ${X} `id` %n", " spaced ", "=eq=", "#hash"]
+TRICKY = ['sk-te$t #1 "q" \\x\'z', "plain", "'quoted'", "a\\", "$HOME ${X} `id` %n", " spaced ", "=eq=", "#hash"]
 
 
 @pytest.mark.parametrize("value", TRICKY)
@@ -83,8 +91,12 @@ def test_env_local_values_read_back_exactly(value, registry, tmp_path):
     registry.secrets["LITELLM_PROXY_KEY"] = value
     env_file = tmp_path / "env.local"
     env_file.write_text(litellm_task.render_env_local(registry))
-    out = subprocess.run(["sh", "-c", f"set -a; . {env_file}; printf %s \"$LITELLM_PROXY_KEY\""],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        ["sh", "-c", f'set -a; . {env_file}; printf %s "$LITELLM_PROXY_KEY"'],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert out.stdout == value
     spec = importlib.util.spec_from_file_location("check_config", litellm_task.CHECK_SCRIPT)
     checker = importlib.util.module_from_spec(spec)
@@ -103,8 +115,16 @@ def check_with_litellm(registry, secrets, folder, *options):
     (folder / "env.local").write_text(litellm_task.render_env_local(registry))
     (folder / litellm_task.AUTH_MODULE.name).write_text(litellm_task.AUTH_MODULE.read_text())
     return subprocess.run(
-        [sys.executable, str(litellm_task.CHECK_SCRIPT), *options, str(folder / "router.yaml"), str(folder / "env.local")],
-        capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            str(litellm_task.CHECK_SCRIPT),
+            *options,
+            str(folder / "router.yaml"),
+            str(folder / "env.local"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
         env={**os.environ, **litellm_task.OFFLINE_ENV},
     )
 
@@ -145,14 +165,24 @@ def test_litellm_rejects_a_bad_config(registry, secrets, tmp_path, change, compl
     assert "router.yaml rejected" in out.stderr and complaint in out.stderr, out.stderr
     assert secrets["LITELLM_PROXY_KEY"] not in out.stdout + out.stderr
 
-UBUNTU24_RELEASE = Release(version="2025.4", asset="ovms_ubuntu24_python_on.tar.gz", url="https://example.invalid/x",
-                           sha256="ab" * 32, digest_from="ovms_archive_sha256", system_tag="ubuntu24")
+
+UBUNTU24_RELEASE = Release(
+    version="2025.4",
+    asset="ovms_ubuntu24_python_on.tar.gz",
+    url="https://example.invalid/x",
+    sha256="ab" * 32,
+    digest_from="ovms_archive_sha256",
+    system_tag="ubuntu24",
+)
 
 
 def _units(registry):
-    units = {"litellm.service": litellm_task.render_unit(registry, cpus=2), "ovms.service": ovms_task.render_unit(registry, UBUNTU24_RELEASE),
-             "redis-llm.service": redis_task.render_unit(registry),
-             "llm-firewall.service": firewall_task.render_unit(registry, "studio")}
+    units = {
+        "litellm.service": litellm_task.render_unit(registry, cpus=2),
+        "ovms.service": ovms_task.render_unit(registry, UBUNTU24_RELEASE),
+        "redis-llm.service": redis_task.render_unit(registry),
+        "llm-firewall.service": firewall_task.render_unit(registry, "studio"),
+    }
     for m in registry.served_by("studio", "mlx"):
         units[f"{mlx_task.unit_name(m)}.service"] = mlx_task.render_unit(registry, m)
     return units
@@ -175,10 +205,17 @@ def test_units_pass_systemd_analyze_verify(registry, tmp_path):
         path.write_text("#!/bin/sh\n")
         path.chmod(path.stat().st_mode | stat.S_IEXEC)
     out = subprocess.run(
-        ["systemd-analyze", "verify", "--man=no", f"--root={root}", *(f"/etc/systemd/system/{n}" for n in _units(registry))],
-        capture_output=True, text=True,
+        [
+            "systemd-analyze",
+            "verify",
+            "--man=no",
+            f"--root={root}",
+            *(f"/etc/systemd/system/{n}" for n in _units(registry)),
+        ],
+        capture_output=True,
+        text=True,
     )
-    problems = [l for l in out.stderr.splitlines() if "/etc/systemd/system/" in l or "Failed" in l]
+    problems = [line for line in out.stderr.splitlines() if "/etc/systemd/system/" in line or "Failed" in line]
     assert out.returncode == 0 and not problems, out.stderr
 
 
@@ -187,9 +224,11 @@ def test_ovms_config_lists_every_ovms_model(registry):
 
     config = json.loads(ovms_models.render_config(registry))
     # model_config_list: OVMS's docs call mediapipe_config_list deprecated.
-    assert config == {"model_config_list": [
-        {"config": {"name": "llama-3-2-3b-instruct", "base_path": "/var/lib/ovms/models/llama-3-2-3b-instruct"}}
-    ]}
+    assert config == {
+        "model_config_list": [
+            {"config": {"name": "llama-3-2-3b-instruct", "base_path": "/var/lib/ovms/models/llama-3-2-3b-instruct"}}
+        ]
+    }
 
 
 def test_ovms_graph_is_the_text_generation_graph_with_the_data_settings(data):
@@ -304,6 +343,7 @@ def _fork_with(monkeypatch, tmp_path, module_text: str):
     """fork_workers_from_loaded_app on a new module of module_text; returns the module as loaded
     and uvicorn's start method after (None if refused: the reason is in the module's `refused`)."""
     import importlib
+
     import uvicorn._subprocess
 
     monkeypatch.syspath_prepend(str(litellm_task.LAUNCHER.parent))
@@ -328,8 +368,12 @@ def test_the_proxy_launcher_forks_workers_from_the_app_it_loaded(monkeypatch, tm
 def test_the_proxy_launcher_refuses_to_fork_from_an_app_that_started_a_thread(monkeypatch, tmp_path):
     import uvicorn._subprocess
 
-    module, method = _fork_with(monkeypatch, tmp_path, "import threading\nstop = threading.Event()\n"
-                                "thread = threading.Thread(target=stop.wait, name='poller')\nthread.start()\n")
+    module, method = _fork_with(
+        monkeypatch,
+        tmp_path,
+        "import threading\nstop = threading.Event()\n"
+        "thread = threading.Thread(target=stop.wait, name='poller')\nthread.start()\n",
+    )
     module.stop.set()
     module.thread.join()
     assert method is None and module.refused.endswith("started threads (poller)")
@@ -353,16 +397,21 @@ def test_the_proxy_launcher_spawns_the_workers_saying_why_when_it_cannot_fork_th
 
     ran = {}
     monkeypatch.setattr(llmlab_serve, "own_python", lambda prefix: None)
-    monkeypatch.setattr(llmlab_serve, "fork_workers_from_loaded_app", lambda module: f"loading {module} started threads (x)")
+    monkeypatch.setattr(
+        llmlab_serve, "fork_workers_from_loaded_app", lambda module: f"loading {module} started threads (x)"
+    )
     monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: ran.update(app=app, **kwargs))
     monkeypatch.setattr(llmlab_serve.os, "environ", dict(llmlab_serve.os.environ))
     llmlab_serve.main(["/etc/litellm/router.yaml", "127.0.0.1", "4000", "2"])
     assert ran["app"] == llmlab_serve.APP and ran["workers"] == 2  # still served, by spawned workers
-    assert ("llmlab_serve.py: loading litellm.proxy.proxy_server started threads (x): spawning the workers "
-            "instead of forking them") in capsys.readouterr().err
+    assert (
+        "llmlab_serve.py: loading litellm.proxy.proxy_server started threads (x): spawning the workers "
+        "instead of forking them"
+    ) in capsys.readouterr().err
 
 
 def test_the_proxy_launcher_wants_its_four_arguments():
-    result = subprocess.run([sys.executable, str(litellm_task.LAUNCHER), "/etc/litellm/router.yaml"],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, str(litellm_task.LAUNCHER), "/etc/litellm/router.yaml"], capture_output=True, text=True
+    )
     assert result.returncode != 0 and "usage: llmlab_serve.py ROUTER_YAML HOST PORT WORKERS" in result.stderr

@@ -15,13 +15,31 @@ from tasks.pyenv import UV
 
 from .conftest import build
 from .recorded import (
-    fact_key, host_facts, remote_commands, run_deploy, sha, shell_lines, staging_paths, upload_commands, upload_steps, uploads,
+    fact_key,
+    host_facts,
+    remote_commands,
+    run_deploy,
+    shell_lines,
+    staging_paths,
+    upload_commands,
+    upload_steps,
+    uploads,
 )
 
 PACKAGES = ("python3", "ca-certificates", "curl", "redis-server", "libxml2", "libpython3.12t64")  # uv's, Redis, OVMS's
 ARCHIVE = "ovms_ubuntu24_python_on.tar.gz"  # chosen for Ubuntu 24.04 and OVMS 2025.4
-UBUNTU = System(os="ubuntu", version="24.04", name="Ubuntu 24.04.1 LTS", arch="x86_64", kernel="Linux",
-                memory=64 << 30, cpus=8, login="chris", home="/home/chris", sudo="password")
+UBUNTU = System(
+    os="ubuntu",
+    version="24.04",
+    name="Ubuntu 24.04.1 LTS",
+    arch="x86_64",
+    kernel="Linux",
+    memory=64 << 30,
+    cpus=8,
+    login="chris",
+    home="/home/chris",
+    sudo="password",
+)
 
 
 def recorded_fresh_mini(registry, system: System = UBUNTU) -> dict:
@@ -30,21 +48,36 @@ def recorded_fresh_mini(registry, system: System = UBUNTU) -> dict:
     conf, home, ovms_home = s["litellm_config_dir"], s["litellm_home"], s["ovms_home"]
     release = f"{ovms_home}/{s['ovms_version']}-{s['ovms_archive_sha256'][:12]}"
     models = [f"{s['ovms_models_dir']}/{m.upstream}" for m in registry.served_by("mini", "ovms")]
-    ovms_folders = (f"{ovms_home}/archives", s["ovms_models_dir"],
-                    *[f"{s['ovms_models_dir']}/{m.upstream}" for m in registry.served_by("mini", "ovms")],
-                    s["ovms_config_dir"])
+    ovms_folders = (
+        f"{ovms_home}/archives",
+        s["ovms_models_dir"],
+        *[f"{s['ovms_models_dir']}/{m.upstream}" for m in registry.served_by("mini", "ovms")],
+        s["ovms_config_dir"],
+    )
     return {
         fact_key("HostFacts"): host_facts(system),
         fact_key("EffectiveUser"): "root",
         fact_key("UvEnvironment", uv=UV, venv=f"{home}/venv", entry_point="litellm", dists=("litellm", "prisma")): {
-            "uv": "", "built_from": "", "venv": False, "runs": False, "dists": {}},
+            "uv": "",
+            "built_from": "",
+            "venv": False,
+            "runs": False,
+            "dists": {},
+        },
         fact_key("UvEnvironment", uv=UV, venv=f"{ovms_home}/python", entry_point="", dists=("jinja2", "markupsafe")): {
-            "uv": "", "built_from": "", "venv": False, "runs": False, "dists": {}},
+            "uv": "",
+            "built_from": "",
+            "venv": False,
+            "runs": False,
+            "dists": {},
+        },
         # A fresh host has no previous environments to switch back to either.
-        fact_key("UvEnvironment", uv=UV, venv=f"{home}/venv.previous", entry_point="litellm", dists=("litellm", "prisma")): {
-            "uv": "", "built_from": "", "venv": False, "runs": False, "dists": {}, "folder": ""},
-        fact_key("UvEnvironment", uv=UV, venv=f"{ovms_home}/python.previous", entry_point="", dists=("jinja2", "markupsafe")): {
-            "uv": "", "built_from": "", "venv": False, "runs": False, "dists": {}, "folder": ""},
+        fact_key(
+            "UvEnvironment", uv=UV, venv=f"{home}/venv.previous", entry_point="litellm", dists=("litellm", "prisma")
+        ): {"uv": "", "built_from": "", "venv": False, "runs": False, "dists": {}, "folder": ""},
+        fact_key(
+            "UvEnvironment", uv=UV, venv=f"{ovms_home}/python.previous", entry_point="", dists=("jinja2", "markupsafe")
+        ): {"uv": "", "built_from": "", "venv": False, "runs": False, "dists": {}, "folder": ""},
         fact_key("InstalledDebianPackages", packages=PACKAGES): ["ca-certificates"],
         fact_key("UnitStates", units=("redis-server.service",)): {"redis-server.service": ("enabled", "active")},
         fact_key("DirectoryStates", paths=("/etc/redis-llm",)): [None],
@@ -56,17 +89,23 @@ def recorded_fresh_mini(registry, system: System = UBUNTU) -> dict:
         fact_key("File", path=f"{release}/ovms/bin/ovms"): None,
         fact_key("Link", path=f"{ovms_home}/current"): None,
         **{fact_key("FileState", path=f"{m}/source"): None for m in models},
-        fact_key("FileStates", paths=(f"{s['ovms_config_dir']}/config.json", *(f"{m}/graph.pbtxt" for m in models))):
-            [None] * (1 + len(models)),
+        fact_key("FileStates", paths=(f"{s['ovms_config_dir']}/config.json", *(f"{m}/graph.pbtxt" for m in models))): [
+            None
+        ]
+        * (1 + len(models)),
         fact_key("FileStates", paths=("/etc/systemd/system/ovms.service",)): [None],
         fact_key("UnitStates", units=("ovms.service",)): {"ovms.service": ("", "inactive")},
         fact_key("Account", user=s["litellm_user"]): None,
         fact_key("DirectoryStates", paths=(home, conf, f"{conf}/candidate")): [None] * 3,
         fact_key("FileState", path=f"{home}/check_config.py"): None,
-        fact_key("FileStates", paths=(f"{conf}/candidate/router.yaml", f"{conf}/candidate/env.local",
-                                      f"{conf}/candidate/llmlab_auth.py")): [None] * 3,
-        fact_key("FileStates", paths=(f"{conf}/router.yaml", f"{conf}/env.local", f"{conf}/llmlab_auth.py",
-                                      f"{home}/llmlab_serve.py")): [None] * 4,
+        fact_key(
+            "FileStates",
+            paths=(f"{conf}/candidate/router.yaml", f"{conf}/candidate/env.local", f"{conf}/candidate/llmlab_auth.py"),
+        ): [None] * 3,
+        fact_key(
+            "FileStates",
+            paths=(f"{conf}/router.yaml", f"{conf}/env.local", f"{conf}/llmlab_auth.py", f"{home}/llmlab_serve.py"),
+        ): [None] * 4,
         fact_key("FileStates", paths=("/etc/systemd/system/litellm.service",)): [None],
         fact_key("UnitStates", units=("litellm.service",)): {"litellm.service": ("", "inactive")},
     }
@@ -91,12 +130,18 @@ def test_fresh_ubuntu_mini_as_an_ordinary_user_with_sudo(monkeypatch, registry):
     assert files["/etc/ovms/config.json"].decode() == ovms_models.render_config(registry)
     # OVMS: the asset for Ubuntu 24.04, held to its digest, and the model pulled by OVMS as its user.
     assert any(f"releases/download/v2025.4/{ARCHIVE}" in line for line in lines)
-    assert any(line.startswith(f"echo '{s['ovms_archive_sha256']}  /opt/ovms/archives/{ARCHIVE}' | sha256sum -c")
-               for line in lines)
+    assert any(
+        line.startswith(f"echo '{s['ovms_archive_sha256']}  /opt/ovms/archives/{ARCHIVE}' | sha256sum -c")
+        for line in lines
+    )
     pull = [line for line in lines if "--pull" in line]
-    assert len(pull) == 1 and "runuser -u ovms -- env HOME=/var/lib/ovms/models/llama-3-2-3b-instruct/hub.tmp" in pull[0]
-    assert ("--source_model EmbeddedLLM/Llama-3.2-3B-Instruct-int4-sym-ov --model_repository_path "
-            "/var/lib/ovms/models/llama-3-2-3b-instruct/hub.tmp --task text_generation --target_device CPU") in pull[0]
+    assert (
+        len(pull) == 1 and "runuser -u ovms -- env HOME=/var/lib/ovms/models/llama-3-2-3b-instruct/hub.tmp" in pull[0]
+    )
+    assert (
+        "--source_model EmbeddedLLM/Llama-3.2-3B-Instruct-int4-sym-ov --model_repository_path "
+        "/var/lib/ovms/models/llama-3-2-3b-instruct/hub.tmp --task text_generation --target_device CPU"
+    ) in pull[0]
     graph = files["/var/lib/ovms/models/llama-3-2-3b-instruct/graph.pbtxt"].decode()
     assert 'models_path: "./hub/EmbeddedLLM/Llama-3.2-3B-Instruct-int4-sym-ov"' in graph
     ovms_unit = files["/etc/systemd/system/ovms.service"].decode()
@@ -106,15 +151,20 @@ def test_fresh_ubuntu_mini_as_an_ordinary_user_with_sudo(monkeypatch, registry):
     # it, as root from / with bytecode written, the litellm package compiled beside it.
     build = next(line for line in lines if line.startswith("/opt/uv/bin/uv pip install") and "litellm[proxy]" in line)
     assert "--compile-bytecode" not in build
-    assert not any(line.endswith("-c 'import litellm.proxy.proxy_server' >/dev/null") or "'import litellm" in line
-                   for line in lines)
+    assert not any(
+        line.endswith("-c 'import litellm.proxy.proxy_server' >/dev/null") or "'import litellm" in line
+        for line in lines
+    )
     check = [line for line in lines if "check_config.py --import" in line]
     assert len(check) == 1 and check[0].startswith("{ env -u PYTHONDONTWRITEBYTECODE /opt/litellm/venv-")
     assert lines[lines.index(check[0]) - 1] == "cd /"
     assert "-m compileall -q -j 1 /opt/litellm/venv-" in check[0] and "/site-packages/litellm >/dev/null" in check[0]
-    assert (" LITELLM_LOCAL_MODEL_COST_MAP=True /opt/litellm/venv-" in check[0]
-            and "/bin/python /opt/litellm/check_config.py --import litellm.proxy.proxy_server "
-                "/etc/litellm/candidate/router.yaml /etc/litellm/candidate/env.local" in check[0])
+    assert (
+        " LITELLM_LOCAL_MODEL_COST_MAP=True /opt/litellm/venv-" in check[0]
+        and "/bin/python /opt/litellm/check_config.py --import litellm.proxy.proxy_server "
+        "/etc/litellm/candidate/router.yaml /etc/litellm/candidate/env.local"
+        in check[0]
+    )
     # Uploads pass through the operator's private staging folder, then sudo copies them.
     assert staging_paths(ran) and all(p.startswith("/home/chris/.llmlab-upload/") for p in staging_paths(ran))
     assert "mkdir -p /home/chris/.llmlab-upload" in lines and "chmod 700 /home/chris/.llmlab-upload" in lines
@@ -131,22 +181,34 @@ def test_fresh_ubuntu_mini_as_an_ordinary_user_with_sudo(monkeypatch, registry):
     assert "systemctl enable redis-llm.service" in lines
     conf = files["/etc/redis-llm/redis.conf"].decode()
     assert "bind 127.0.0.1\n" in conf and 'requirepass "unit-test-redis"' in conf
-    assert "chown root:redis /etc/redis-llm/redis.conf.upload" in lines and "chmod 640 /etc/redis-llm/redis.conf.upload" in lines
+    assert (
+        "chown root:redis /etc/redis-llm/redis.conf.upload" in lines
+        and "chmod 640 /etc/redis-llm/redis.conf.upload" in lines
+    )
     unit = files["/etc/systemd/system/litellm.service"].decode()
     # LiteLLM's app under uvicorn, its config and one worker per CPU of the host
-    assert "ExecStart=/opt/litellm/venv/bin/python /opt/litellm/llmlab_serve.py /etc/litellm/router.yaml 0.0.0.0 4000 8\n" in unit
+    assert (
+        "ExecStart=/opt/litellm/venv/bin/python /opt/litellm/llmlab_serve.py /etc/litellm/router.yaml 0.0.0.0 4000 8\n"
+        in unit
+    )
 
 
 @pytest.mark.parametrize(
     "system, complaint",
     [
-        (System(**{**UBUNTU.__dict__, "version": "20.04", "name": "Ubuntu 20.04.6 LTS"}),
-         "mini: Ubuntu 20.04.6 LTS on x86_64 is not supported for the mini (supported: Ubuntu 22.04/24.04 (x86_64), "
-         "RHEL 9.6 (x86_64), Debian 12 (x86_64/aarch64)); nothing was changed"),
-        (System(**{**UBUNTU.__dict__, "os": "fedora", "version": "41", "name": "Fedora Linux 41"}),
-         "mini: Fedora Linux 41 on x86_64 is not supported for the mini"),
-        (System(**{**UBUNTU.__dict__, "arch": "aarch64"}),
-         "mini: Ubuntu 24.04.1 LTS on aarch64 is not supported for the mini"),
+        (
+            System(**{**UBUNTU.__dict__, "version": "20.04", "name": "Ubuntu 20.04.6 LTS"}),
+            "mini: Ubuntu 20.04.6 LTS on x86_64 is not supported for the mini (supported: Ubuntu 22.04/24.04 (x86_64), "
+            "RHEL 9.6 (x86_64), Debian 12 (x86_64/aarch64)); nothing was changed",
+        ),
+        (
+            System(**{**UBUNTU.__dict__, "os": "fedora", "version": "41", "name": "Fedora Linux 41"}),
+            "mini: Fedora Linux 41 on x86_64 is not supported for the mini",
+        ),
+        (
+            System(**{**UBUNTU.__dict__, "arch": "aarch64"}),
+            "mini: Ubuntu 24.04.1 LTS on aarch64 is not supported for the mini",
+        ),
     ],
     ids=["ubuntu-20.04", "fedora", "ubuntu-arm"],
 )
@@ -175,8 +237,11 @@ def test_rhel_installs_with_dnf(monkeypatch, registry):
     del facts[fact_key("InstalledDebianPackages", packages=PACKAGES)]
     del facts[fact_key("UnitStates", units=("redis-server.service",))]
     facts[fact_key("UnitStates", units=("redis.service",))] = {"redis.service": ("disabled", "inactive")}
-    facts[fact_key("InstalledRpmPackages", packages=("python3", "ca-certificates", "curl", "redis", "libxml2",
-                                                      "python3-libs"))] = ["python3"]
+    facts[
+        fact_key(
+            "InstalledRpmPackages", packages=("python3", "ca-certificates", "curl", "redis", "libxml2", "python3-libs")
+        )
+    ] = ["python3"]
     ran = run_deploy(monkeypatch, registry, "mini", facts)
     lines = shell_lines(ran)
     assert "dnf install -y -q ca-certificates curl redis libxml2 python3-libs" in lines
@@ -185,7 +250,8 @@ def test_rhel_installs_with_dnf(monkeypatch, registry):
     assert not any("apt-get" in line for line in lines)
     # uv from its wheel on PyPI by the host's python3 and curl (the system's trust store): no pip.
     assert [line for line in lines if "/opt/uv" in line and "uv pip" not in line and " venv " not in line] == [
-        f"python3 -c {shlex.quote(pyenv.UV_FETCH)} {registry.settings('mini')['uv_version']} /opt/uv"]
+        f"python3 -c {shlex.quote(pyenv.UV_FETCH)} {registry.settings('mini')['uv_version']} /opt/uv"
+    ]
 
 
 def test_logging_in_as_root_uses_no_sudo_and_no_staging(monkeypatch, registry):
@@ -198,16 +264,22 @@ def test_logging_in_as_root_uses_no_sudo_and_no_staging(monkeypatch, registry):
     assert staging_paths(ran) == {f"{dest}.upload" for dest in uploads(ran)}
 
 
-@pytest.mark.parametrize("marker, pulls", [("EmbeddedLLM/Llama-3.2-3B-Instruct-int4-sym-ov", False),
-                                           ("OpenVINO/Phi-3.5-mini-instruct-int4-ov", True)],
-                         ids=["same-source", "source-changed"])
+@pytest.mark.parametrize(
+    "marker, pulls",
+    [("EmbeddedLLM/Llama-3.2-3B-Instruct-int4-sym-ov", False), ("OpenVINO/Phi-3.5-mini-instruct-int4-ov", True)],
+    ids=["same-source", "source-changed"],
+)
 def test_a_model_is_pulled_only_when_its_source_changes(monkeypatch, registry, marker, pulls):
     from tasks.render import sha256_text
 
     facts = recorded_fresh_mini(registry)
     folder = "/var/lib/ovms/models/llama-3-2-3b-instruct"
     facts[fact_key("FileState", path=f"{folder}/source")] = {
-        "user": "root", "group": "root", "mode": "644", "sha256": sha256_text(marker + "\n")}
+        "user": "root",
+        "group": "root",
+        "mode": "644",
+        "sha256": sha256_text(marker + "\n"),
+    }
     lines = shell_lines(run_deploy(monkeypatch, registry, "mini", facts))
     assert any("--pull" in line for line in lines) is pulls
     if pulls:  # into a fresh folder, swapped in only once the pull succeeded
@@ -219,13 +291,16 @@ def test_each_operation_runs_its_commands_as_few_remote_commands(monkeypatch, re
     """On a host reached through sudo with a password, every remote command pays a password
     check: an operation's consecutive commands run as one (tasks/shell.py), so no two of its
     shell commands in a row are run apart with the same sudo arguments."""
-    from pyinfra.api import FileUploadCommand, StringCommand
+    from pyinfra.api import StringCommand
 
     ran = run_deploy(monkeypatch, registry, "mini", recorded_fresh_mini(registry))
     for name, commands in ran:
         for a, b in zip(commands, commands[1:]):
-            assert not (isinstance(a, StringCommand) and isinstance(b, StringCommand)
-                        and a.connector_arguments == b.connector_arguments), name
+            assert not (
+                isinstance(a, StringCommand)
+                and isinstance(b, StringCommand)
+                and a.connector_arguments == b.connector_arguments
+            ), name
     # Four files staged: one command as the login user, the four uploads, one as root.
     staged = next(commands for name, commands in ran if "Stage the new router.yaml" in name)
     assert [type(c).__name__ for c in staged] == ["StringCommand", *["FileUploadCommand"] * 3, "Joined"]
