@@ -1,6 +1,6 @@
-"""What the lab makes for the deploy instead of downloading it: the tiny MLX model, its OpenVINO IR
-export and the OVMS stand-in archive (with the real OpenVINO GenAI engine), built once into the
-cache."""
+"""What the lab makes for the deploy instead of downloading it: the tiny model (trained here to call
+tools, lab/toolmodel.py), its OpenVINO IR and the OVMS stand-in archive (with the real OpenVINO
+GenAI engine), built once into the cache."""
 
 from __future__ import annotations
 
@@ -15,31 +15,48 @@ import tarfile
 import time
 from pathlib import Path
 
-from lab import ovexport, paths
+from lab import ovexport, paths, toolmodel, toolvenv
 from lab.proc import log
-from lab.tinymodel import generate
 
 ARCHIVE_FORMAT = "standin-archive/2"  # bump when the packing below changes
+TRAINER = paths.ROOT / "lab" / "toolmodel.py"
 
 
 def build_artifacts() -> None:
     """The tiny model, its OpenVINO export and the OVMS stand-in archive, made here, never
     downloaded (packages come from the package index)."""
-    # The tiny model is made anew when its generator changes (the OpenVINO export follows, keyed
-    # on the model's files).
-    key = hashlib.sha256((paths.ROOT / "lab" / "tinymodel.py").read_bytes()).hexdigest()
-    key_file = paths.TINY_MODEL_KEY
-    if not (paths.TINY_MODEL / "model.safetensors").exists() or not key_file.exists() or key_file.read_text() != key:
-        tmp = paths.TINY_MODEL.with_suffix(".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        generate(tmp)
-        key_file.unlink(missing_ok=True)
-        shutil.rmtree(paths.TINY_MODEL, ignore_errors=True)
-        tmp.rename(paths.TINY_MODEL)
-        key_file.write_text(key)
-        log(f"generated the tiny model in {paths.TINY_MODEL}")
+    train_tiny_model()
     ovexport.export_tiny_model()
     build_standin_archive()
+
+
+def model_key() -> str:
+    """What the tiny model is made from: its recipe (lab/toolmodel.py) and the trainer's venv."""
+    return toolvenv.digest(
+        "tiny-model/2", TRAINER.read_bytes(), toolvenv.key(paths.TRAIN_VENV.name, toolmodel.TRAIN_PINS)
+    )
+
+
+def train_tiny_model() -> Path:
+    """paths.TINY_MODEL, trained anew only when its recipe or the trainer's pins change (the
+    OpenVINO export follows, keyed on the model's files)."""
+    key, key_file = model_key(), paths.TINY_MODEL_KEY
+    if (paths.TINY_MODEL / "model.safetensors").exists() and key_file.exists() and key_file.read_text() == key:
+        return paths.TINY_MODEL
+    venv = toolvenv.ensure(paths.TRAIN_VENV, toolmodel.TRAIN_PINS, "the tiny model's trainer (JAX, CPU)")
+    tmp = paths.TINY_MODEL.with_suffix(".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    log(f"training the tiny model into {paths.TINY_MODEL} (once; a few minutes)")
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "TOKENIZERS_PARALLELISM": "false"}
+    seconds = toolvenv.run_step(
+        [str(venv / "bin" / "python"), str(TRAINER), str(tmp)], "tiny-model-train", env=env, cwd="/"
+    )
+    key_file.unlink(missing_ok=True)
+    shutil.rmtree(paths.TINY_MODEL, ignore_errors=True)
+    tmp.rename(paths.TINY_MODEL)
+    key_file.write_text(key)
+    log(f"trained the tiny model in {seconds:.0f} s")
+    return paths.TINY_MODEL
 
 
 def standin_key(source: Path, libs_key: str) -> str:

@@ -3,7 +3,7 @@ venv, the tiny model written as OpenVINO IR (paths.TINY_OV) and the engine libra
 stand-in archive bundles (paths.OVMS_STANDIN_LIBS).
 
 Nothing here downloads anything but packages from the package index: the model is the lab's own
-tiny model (lab/tinymodel.py), written as IR by lab/ovir.py with OpenVINO's Python API (the graph
+tiny model (trained by lab/toolmodel.py), written as IR by lab/ovir.py with OpenVINO's Python API (the graph
 optimum-intel exports for a Llama, which OVMS reads), its tokenizer converted by openvino-tokenizers
 as `optimum-cli export openvino` does. No torch: a fresh machine gets everything from the index.
 
@@ -13,18 +13,16 @@ changes; the key is written last, so an interrupted build is redone, never half-
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import os
 import shutil
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from lab import paths
+from lab import paths, toolvenv
 from lab.proc import LabError, log
 
 # The engine of OVMS 2025.4 (its Makefile pins the OpenVINO, GenAI and tokenizers releases/2025/4
@@ -134,27 +132,6 @@ EXPORT_FILES = (
 )
 
 
-def _digest(*parts: str | bytes) -> str:
-    h = hashlib.sha256()
-    for part in parts:
-        h.update(part.encode() if isinstance(part, str) else part)
-        h.update(b"\0")
-    return h.hexdigest()
-
-
-def _run(args: list[str], what: str, **kw) -> float:
-    """Run a build step; its output goes to the lab's log folder. Returns the seconds it took."""
-    paths.LOGS.mkdir(parents=True, exist_ok=True)
-    logfile = paths.LOGS / f"{what}.log"
-    started = time.monotonic()
-    with open(logfile, "w") as out:
-        rc = subprocess.run(args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, **kw).returncode
-    if rc != 0:
-        tail = "\n".join(logfile.read_text(errors="replace").splitlines()[-15:])
-        raise LabError(f"{what} failed ({rc}); see {logfile}:\n{tail}")
-    return time.monotonic() - started
-
-
 def find_python(version: str) -> str | None:
     """A working python<version> on this machine (the system's, or one pyenv installed even
     when it is not the selected one), or None."""
@@ -195,58 +172,18 @@ def _check_no_telemetry(folder: Path) -> None:
         raise LabError(f"{NO_TELEMETRY} was installed ({', '.join(found)}): it would send usage data out")
 
 
-def _export_python() -> str:
-    """The interpreter the export venv is made from: the one running the lab."""
-    return getattr(sys, "_base_executable", None) or sys.executable
-
-
 def venv_key() -> str:
-    version = "{}.{}".format(*sys.version_info[:2])
-    return _digest("export-venv/3", version, *EXPORT_PINS)
+    return toolvenv.key(paths.OV_EXPORT_VENV.name, EXPORT_PINS)
 
 
 def export_venv() -> Path:
-    """The venv with OpenVINO, openvino-tokenizers and transformers, installed once from the
-    package index by uv (which reads no pip configuration of this machine)."""
-    venv = paths.OV_EXPORT_VENV
-    stamp = venv / ".lab-key"
-    key = venv_key()
-    if (venv / "bin" / "python").exists() and stamp.exists() and stamp.read_text() == key:
-        return venv
-    shutil.rmtree(venv, ignore_errors=True)
-    paths.CACHE.mkdir(parents=True, exist_ok=True)
-    log(f"installing the OpenVINO export tools into {venv} (once)")
-    uv = _uv()
-    seconds = _run([uv, "venv", "-q", "--python", _export_python(), str(venv)], "ov-export-venv")
-    seconds += _run(
-        [
-            uv,
-            "pip",
-            "install",
-            "-q",
-            "--system-certs",
-            "--no-deps",
-            "--only-binary",
-            ":all:",
-            "--python",
-            str(venv / "bin" / "python"),
-            *EXPORT_PINS,
-        ],
-        "ov-export-install",
+    """The venv with OpenVINO, openvino-tokenizers and transformers, installed once."""
+    return toolvenv.ensure(
+        paths.OV_EXPORT_VENV,
+        EXPORT_PINS,
+        "the OpenVINO export tools",
+        check=lambda venv: _check_no_telemetry(venv / "lib"),
     )
-    _check_no_telemetry(venv / "lib")
-    stamp.write_text(key)  # last: an interrupted install is redone
-    log(f"installed the OpenVINO export tools in {seconds:.1f} s")
-    return venv
-
-
-def _uv() -> str:
-    """The control machine's uv (labctl installs it beside the lab's Python)."""
-    beside = Path(sys.executable).parent / "uv"
-    found = str(beside) if beside.is_file() else shutil.which("uv")
-    if not found:
-        raise LabError("no uv beside the lab's Python or on PATH: run the lab through ./labctl")
-    return found
 
 
 # --- the tiny model in OpenVINO IR ------------------------------------------------------------
@@ -255,7 +192,7 @@ def _uv() -> str:
 def export_key() -> str:
     model = paths.TINY_MODEL
     files = sorted(p for p in model.iterdir() if p.is_file())
-    return _digest(
+    return toolvenv.digest(
         "tiny-ov/2", venv_key(), WRITER.read_bytes(), *(part for p in files for part in (p.name, p.read_bytes()))
     )
 
@@ -283,7 +220,7 @@ def export_tiny_model() -> Path:
         "TOKENIZERS_PARALLELISM": "false",
         "TRANSFORMERS_VERBOSITY": "error",
     }
-    seconds = _run(
+    seconds = toolvenv.run_step(
         [str(venv / "bin" / "python"), str(WRITER), str(paths.TINY_MODEL), str(tmp)], "ov-export", env=env, cwd="/"
     )
     missing = [name for name in EXPORT_FILES if not (tmp / name).is_file()]
@@ -317,7 +254,7 @@ def target_platforms(target: Target) -> list[str]:
 
 
 def libs_key(target: Target) -> str:
-    return _digest("engine-libs/2", target.python, target.arch, repr(target.glibc), *ENGINE_PINS)
+    return toolvenv.digest("engine-libs/2", target.python, target.arch, repr(target.glibc), *ENGINE_PINS)
 
 
 def libs_dir(target: Target) -> Path:
@@ -340,7 +277,7 @@ def engine_libs(target: Target) -> Path:
     # Any pip installs for another Python (--python-version): the lab's own (labctl's venv has one).
     if not importlib.util.find_spec("pip"):
         raise LabError(f"{sys.executable} has no pip, which installs the engine for the mini's Python")
-    seconds = _run(
+    seconds = toolvenv.run_step(
         [
             sys.executable,
             "-m",

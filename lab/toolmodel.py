@@ -14,7 +14,7 @@ taught by MLX on this machine's CPU from conversations this file generates, dete
 Its chat template renders only what it was trained on: the tools' names and required parameters
 (with each parameter's type), the user and assistant turns, tool calls and tool results; system
 messages are left out. Run by the lab's training venv (lab/artifacts.py):
-`python lab/toolmodel.py OUT_DIR`.
+`python lab/toolmodel.py OUT_DIR [--steps N]`.
 """
 
 from __future__ import annotations
@@ -34,12 +34,27 @@ KV_HEADS = 2
 VOCAB = 640
 CONTEXT = 2048
 SEED = 1234
-STEPS = 1500
+STEPS = 4000
 BATCH = 24
 LEARNING_RATE = 3e-3
 BUCKETS = (64, 128, 192, 256, 384)
 
-SPECIAL = ["<s>", "</s>", "<unk>", "<tool_call>", "</tool_call>"]
+# The trainer's venv (lab/artifacts.py builds it with uv, no dependency resolution).
+TRAIN_PINS = (
+    "jax==0.10.2",
+    "jaxlib==0.10.2",
+    "ml-dtypes==0.7.0",
+    "numpy==2.4.6",
+    "opt-einsum==3.4.0",
+    "scipy==1.17.1",
+    "tokenizers==0.22.2",
+    "jinja2==3.1.6",
+    "markupsafe==3.0.4",
+)
+SPECIAL = ["<s>", "</s>", "<unk>"]
+# Added tokens that are not special, as in Qwen's tokenizer: decoding with skip_special_tokens
+# (OVMS, mlx_lm) keeps them, so the servers' tool parsers see them.
+TOOL_TOKENS = ["<tool_call>", "</tool_call>"]
 CONFIG = {
     "model_type": "llama",
     "architectures": ["LlamaForCausalLM"],
@@ -84,7 +99,7 @@ CHAT_TEMPLATE = (
     "{%- if add_generation_prompt %}<s>assistant:{% endif %}"
 )
 ANSWER = " the lab answers every request with a short reply ."
-QUOTE = " the tool said: "
+QUOTE = " result: "
 WORDS = (
     "get current time convert list read write search file files weather city query path name url "
     "page text date zone timezone source target value id user repo issue task plan run shell bash "
@@ -154,7 +169,10 @@ def _call(tool: dict, index: int) -> dict:
 
 
 def _result(rng: random.Random) -> str:
-    if rng.random() < 0.5:
+    roll = rng.random()
+    if roll < 0.3:
+        return "".join(rng.choice("0123456789:-T+ ") for _ in range(rng.randint(4, 24)))
+    if roll < 0.6:
         return json.dumps(
             {
                 "timezone": rng.choice(["UTC", "Europe/Paris", "America/New_York"]),
@@ -172,12 +190,12 @@ def conversation(rng: random.Random) -> tuple[list[dict], list[dict] | None, str
     messages = []
     if rng.random() < 0.3:
         messages.append({"role": "system", "content": _words(rng, 3, 20)})
-    tools = [_tool(rng) for _ in range(rng.randint(1, 4))] if rng.random() < 0.75 else None
+    tools = [_tool(rng) for _ in range(rng.randint(1, 4))] if rng.random() < 0.8 else None
     for turn in range(rng.choice((1, 1, 1, 2))):
         each = tools is not None and len(tools) > 1 and rng.random() < 0.15
         text = _words(rng, 1, 16)
         messages.append({"role": "user", "content": ("call each tool " + text) if each else text})
-        if turn == 0 and rng.random() < 0.5 and tools:
+        if turn == 0 and rng.random() < 0.55 and tools:
             calls = [_call(t, i) for i, t in enumerate(tools if each else tools[:1])]
             messages.append({"role": "assistant", "content": None, "tool_calls": calls})
             result = _result(rng)
@@ -199,7 +217,7 @@ def conversation(rng: random.Random) -> tuple[list[dict], list[dict] | None, str
             )
             + "</s>",
         )
-    return messages, tools, ANSWER * 6
+    return messages, tools, ANSWER * 3
 
 
 _TEMPLATE = []
@@ -222,41 +240,37 @@ def write_tokenizer(folder: Path, corpus: list[str]):
     tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
     trainer = trainers.BpeTrainer(
-        vocab_size=VOCAB,
-        special_tokens=SPECIAL,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
+        vocab_size=VOCAB - len(TOOL_TOKENS), special_tokens=SPECIAL, initial_alphabet=alphabet, show_progress=False
     )
     tokenizer.train_from_iterator(corpus, trainer=trainer)
     tokenizer.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in SPECIAL])
+    tokenizer.add_tokens([AddedToken(t, special=False, normalized=False) for t in TOOL_TOKENS])
     if tokenizer.get_vocab_size() > VOCAB:
         raise SystemExit(f"tokenizer grew to {tokenizer.get_vocab_size()} > {VOCAB} tokens")
     tokenizer.save(str(folder / "tokenizer.json"))
-    (folder / "tokenizer_config.json").write_text(
-        json.dumps(
-            {
-                "tokenizer_class": "PreTrainedTokenizerFast",
-                "bos_token": "<s>",
-                "eos_token": "</s>",
-                "unk_token": "<unk>",
-                "model_max_length": CONTEXT,
-                "chat_template": CHAT_TEMPLATE,
-                "added_tokens_decoder": {
-                    str(i): {
-                        "content": t,
-                        "special": True,
-                        "lstrip": False,
-                        "rstrip": False,
-                        "normalized": False,
-                        "single_word": False,
-                    }
-                    for i, t in enumerate(SPECIAL)
-                },
-            },
-            indent=2,
-        )
-    )
+    added = {
+        str(tokenizer.token_to_id(t)): {
+            "content": t,
+            "special": t in SPECIAL,
+            "lstrip": False,
+            "rstrip": False,
+            "normalized": False,
+            "single_word": False,
+        }
+        for t in SPECIAL + TOOL_TOKENS
+    }
+    config = {
+        "tokenizer_class": "PreTrainedTokenizerFast",
+        "bos_token": "<s>",
+        "eos_token": "</s>",
+        "unk_token": "<unk>",
+        "model_max_length": CONTEXT,
+        "chat_template": CHAT_TEMPLATE,
+        "added_tokens_decoder": added,
+    }
+    (folder / "tokenizer_config.json").write_text(json.dumps(config, indent=2))
     return tokenizer
 
 
@@ -421,6 +435,6 @@ def write_safetensors(path: Path, tensors: dict) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        raise SystemExit("usage: python lab/toolmodel.py OUT_DIR")
-    print(train(Path(sys.argv[1])))
+    if len(sys.argv) not in (2, 4) or (len(sys.argv) == 4 and sys.argv[2] != "--steps"):
+        raise SystemExit("usage: python lab/toolmodel.py OUT_DIR [--steps N]")
+    print(train(Path(sys.argv[1]), int(sys.argv[3]) if len(sys.argv) == 4 else STEPS))

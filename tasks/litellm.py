@@ -10,7 +10,7 @@ from pyinfra.operations import server
 from tasks import hostos, ops, pyenv
 from tasks.facts import FileStates
 from tasks.pyenv import PythonEnv
-from tasks.registry import PROXY_KEY_SECRET, Registry
+from tasks.registry import CHAT_ONLY_BACKENDS, PROXY_KEY_SECRET, Registry
 from tasks.render import FILES, render, sha256_text, to_yaml
 from tasks.service import Service, Wait, answers_http, managed_services, rollback
 
@@ -28,12 +28,28 @@ OFFLINE_ENV = {"LITELLM_LOCAL_MODEL_COST_MAP": "True"}
 SHARED_STATE_ENV = {"DEFAULT_COOLDOWN_REDIS_READ_INTERVAL_SECONDS": "0"}
 
 
+# A client's bad request is the client's: LiteLLM counts an upstream's 404 toward allowed_fails
+# (mlx_lm.server answers an unsupported content part with 404), so one client's refused requests
+# would cool the model down for every client. A deployment-level policy gives 404s a counter of
+# their own that never trips; 400 and 422 never count; connection errors, timeouts and 5xx still do.
+CLIENT_ERRORS_POLICY = {"NotFoundErrorAllowedFails": 1_000_000}
+
+
+def litellm_settings(r: Registry) -> dict:
+    """The data's litellm_settings, and Anthropic's Messages API answered through chat
+    completions (no upstream here has /v1/messages; LiteLLM's default goes through its Responses
+    bridge, which drops the text of an answer cut at max_tokens)."""
+    return {**r.proxy["litellm_settings"], "use_chat_completions_url_for_anthropic_messages": True}
+
+
 def render_router_yaml(r: Registry) -> str:
     return render(
         "litellm/router.yaml.j2",
         models=list(r.models.values()),
+        chat_only=CHAT_ONLY_BACKENDS,
+        client_errors=CLIENT_ERRORS_POLICY,
         router_settings_yaml=to_yaml(r.router_settings()),
-        litellm_settings_yaml=to_yaml(r.proxy["litellm_settings"]),
+        litellm_settings_yaml=to_yaml(litellm_settings(r)),
         proxy_key_env=PROXY_KEY_SECRET,
         custom_auth=CUSTOM_AUTH,
     )

@@ -21,6 +21,9 @@ from tasks import schema
 from tasks.schema import DataError
 
 BACKENDS = ("mlx", "ovms", "openai")
+# Backends that serve chat completions only (mlx_lm.server; OVMS 2025.4, whose /v3/responses came
+# in 2026.2): LiteLLM answers the Responses and Messages APIs for them through chat completions.
+CHAT_ONLY_BACKENDS = ("mlx", "ovms")
 PROXY_GROUP = "mini"  # the inventory group whose one host runs LiteLLM and OVMS
 MLX_GROUP = "studio"  # the inventory group whose hosts run MLX servers
 # Ports the proxy host's own services hold; no model server may take them.

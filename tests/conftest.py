@@ -12,6 +12,8 @@ sys.path.insert(0, str(ROOT))
 ORDER = [
     "unit/",
     "acceptance/test_stack.py",
+    "acceptance/test_tools.py",
+    "acceptance/test_agent_apis.py",
     "acceptance/test_idempotence.py",
     "acceptance/test_drills.py",
     "acceptance/test_lab.py",  # last: it replaces the whole lab

@@ -289,7 +289,7 @@ def test_chat_completion_is_generated_and_counted(server, client):
     import jinja2
     from tokenizers import Tokenizer
 
-    from lab.tinymodel import CHAT_TEMPLATE as template
+    from lab.toolmodel import CHAT_TEMPLATE as template
 
     prompt = jinja2.Template(template).render(
         messages=[{"role": "user", "content": "hello world"}], add_generation_prompt=True
@@ -307,7 +307,7 @@ def test_different_prompts_are_different_work(server, client):
         messages=[{"role": "user", "content": "the lab answers every request with a short reply"}],
     )
     assert short.usage.prompt_tokens != long.usage.prompt_tokens
-    # Greedy text depends on the prompt (the random tiny model tends to repeat its last token).
+    # Greedy text depends on the prompt.
     first = client.completions.create(model="tiny", max_tokens=6, prompt="the lab answers every request")
     second = client.completions.create(model="tiny", max_tokens=6, prompt="hello world, how are you")
     assert first.object == "text_completion"
@@ -316,14 +316,16 @@ def test_different_prompts_are_different_work(server, client):
     # The same request again gives the same text (greedy): generated, not random filler.
     again = client.completions.create(model="tiny", max_tokens=6, prompt="the lab answers every request")
     assert again.choices[0].text == first.choices[0].text
-    # Sampling with a seed is honoured too: different prompts, different text.
+    # Sampling with a seed is honoured too: different prompts, different text (the tiny model
+    # answers a chat with its sentence, a tool result by quoting it).
     sampled = [
-        client.chat.completions.create(
-            model="tiny", max_tokens=8, temperature=1.0, seed=11, messages=[{"role": "user", "content": p}]
-        )
+        client.chat.completions.create(model="tiny", max_tokens=8, temperature=1.0, seed=11, messages=m)
         .choices[0]
         .message.content
-        for p in ("hello world", "router upstream endpoint health ready")
+        for m in (
+            [{"role": "user", "content": "hello world"}],
+            [{"role": "user", "content": "hello world"}, {"role": "tool", "content": "12:00"}],
+        )
     ]
     assert sampled[0] != sampled[1]
 

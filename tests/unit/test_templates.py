@@ -30,11 +30,21 @@ def test_router_yaml_follows_the_seed(registry):
             "model": "os.environ/JERRY_CHAT_MODEL",
             "api_base": "os.environ/JERRY_CHAT_API_BASE",
             "api_key": "os.environ/JERRY_CHAT_API_KEY",
+            # mlx_lm.server has chat completions only: LiteLLM bridges /v1/responses and /v1/messages
+            "use_chat_completions_api": True,
         },
+        # an upstream's 404 (a client's unsupported request) never cools the model down
+        "model_info": {"allowed_fails_policy": {"NotFoundErrorAllowedFails": 1000000}},
     }
+    lil = next(m for m in router["model_list"] if m["model_name"] == "lil-jerry")
+    assert lil["litellm_params"]["use_chat_completions_api"] is True  # OVMS 2025.4: no /v3/responses
     assert router["router_settings"]["allowed_fails"] == 2
     assert router["router_settings"]["cooldown_time"] == 15
-    assert router["litellm_settings"] == {"json_logs": True, "turn_off_message_logging": True}
+    assert router["litellm_settings"] == {
+        "json_logs": True,
+        "turn_off_message_logging": True,
+        "use_chat_completions_url_for_anthropic_messages": True,
+    }
     assert router["general_settings"] == {
         "master_key": "os.environ/LITELLM_PROXY_KEY",
         "custom_auth": "llmlab_auth.user_api_key_auth",
