@@ -117,3 +117,17 @@ def proxy_key(real):
 @pytest.fixture(scope="session")
 def proxy_url(addresses, registry):
     return f"http://{addresses[registry.proxy_host]}:{registry.proxy['litellm_port']}"
+
+
+@pytest.fixture(scope="session")
+def client(proxy_url, proxy_key):
+    """The official openai SDK at the proxy, as an agent holds it."""
+    import openai
+
+    return openai.OpenAI(base_url=f"{proxy_url}/v1", api_key=str(proxy_key), max_retries=0, timeout=60)
+
+
+@pytest.fixture(scope="session")
+def mlx_name(registry):
+    """The first MLX model's name."""
+    return next(m.name for m in registry.models.values() if m.backend == "mlx")

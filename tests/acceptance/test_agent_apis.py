@@ -8,8 +8,6 @@ served yet). And a client's refused requests stay that client's: they never cool
 import json
 import urllib.request
 
-import pytest
-
 from .client import chat, http
 from .test_tools import TIME_TOOL
 
@@ -19,18 +17,6 @@ TIME_ANTHROPIC = {
     "description": TIME_TOOL["function"]["description"],
     "input_schema": TIME_TOOL["function"]["parameters"],
 }
-
-
-@pytest.fixture(scope="module")
-def client(proxy_url, proxy_key):
-    import openai
-
-    return openai.OpenAI(base_url=f"{proxy_url}/v1", api_key=str(proxy_key), max_retries=0, timeout=60)
-
-
-@pytest.fixture(scope="module")
-def mlx_name(registry):
-    return next(m.name for m in registry.models.values() if m.backend == "mlx")
 
 
 def test_responses_answers_text_for_every_model(client, model_name):

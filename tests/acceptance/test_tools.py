@@ -11,8 +11,6 @@ is not served yet: lil-jerry is left out here.
 
 import json
 
-import pytest
-
 TIME_TOOL = {
     "type": "function",
     "function": {
@@ -38,18 +36,6 @@ CONVERT_TOOL = {
     },
 }
 RESULT = '{"timezone": "UTC", "datetime": "2026-12-01T19:45:12+00:00", "day_of_week": "Tuesday", "is_dst": false}'
-
-
-@pytest.fixture(scope="module")
-def client(proxy_url, proxy_key):
-    import openai
-
-    return openai.OpenAI(base_url=f"{proxy_url}/v1", api_key=str(proxy_key), max_retries=0, timeout=60)
-
-
-@pytest.fixture(scope="module")
-def mlx_name(registry):
-    return next(m.name for m in registry.models.values() if m.backend == "mlx")
 
 
 def test_a_tool_call_comes_back_whole(client, mlx_name):
