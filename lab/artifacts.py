@@ -52,8 +52,7 @@ def train_tiny_model() -> Path:
         [str(venv / "bin" / "python"), str(TRAINER), str(tmp)], "tiny-model-train", env=env, cwd="/"
     )
     key_file.unlink(missing_ok=True)
-    shutil.rmtree(paths.TINY_MODEL, ignore_errors=True)
-    tmp.rename(paths.TINY_MODEL)
+    toolvenv.swap_in(tmp, paths.TINY_MODEL)
     key_file.write_text(key)
     log(f"trained the tiny model in {seconds:.0f} s")
     return paths.TINY_MODEL

@@ -227,20 +227,10 @@ def export_tiny_model() -> Path:
     if missing:
         raise LabError(f"the OpenVINO export of {paths.TINY_MODEL} lacks {', '.join(missing)}")
     key_file.unlink(missing_ok=True)
-    _swap_in(tmp, out)
+    toolvenv.swap_in(tmp, out)
     key_file.write_text(key)
     log(f"exported the tiny model in {seconds:.1f} s")
     return out
-
-
-def _swap_in(tmp: Path, out: Path) -> None:
-    """The folder built in tmp takes out's place (the old one moved aside, then removed)."""
-    old = out.with_name(out.name + ".old")
-    shutil.rmtree(old, ignore_errors=True)
-    if out.exists():
-        out.rename(old)
-    tmp.rename(out)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 # --- the engine libraries for the stand-in archive --------------------------------------------
@@ -303,7 +293,7 @@ def engine_libs(target: Target) -> Path:
     # Console scripts name this machine's interpreter: no use on the host.
     shutil.rmtree(tmp / "bin", ignore_errors=True)
     (tmp / ".lab-key").write_text(key)
-    _swap_in(tmp, out)
+    toolvenv.swap_in(tmp, out)
     log(f"installed the OpenVINO engine libraries in {seconds:.1f} s")
     return out
 

@@ -117,6 +117,19 @@ def build_model(config: dict, weights: dict[str, np.ndarray]):
         rotated = op.concat([op.multiply(second, const(-1.0, f32)), first], -1)
         return op.add(op.multiply(t, cos), op.multiply(rotated, sin))
 
+    def widen(t):  # grouped-query heads: [batch, kv_heads, seq, dim] -> [batch, heads, seq, dim]
+        dims = op.shape_of(t)
+        shape = op.concat(
+            [
+                op.gather(dims, const([0, 1]), const(0)),
+                const([heads // kv_heads]),
+                op.gather(dims, const([2, 3]), const(0)),
+            ],
+            0,
+        )
+        wide = op.broadcast(op.unsqueeze(t, const(2)), shape, broadcast_spec="bidirectional")
+        return op.reshape(wide, const([0, heads, -1, head_dim]), special_zero=True)
+
     def split_heads(t, count):  # [batch, seq, count * dim] -> [batch, count, seq, dim]
         return op.transpose(op.reshape(t, const([0, 0, count, head_dim]), special_zero=True), const([0, 2, 1, 3]))
 
@@ -152,21 +165,6 @@ def build_model(config: dict, weights: dict[str, np.ndarray]):
             allowed = op.logical_and(op.unsqueeze(causal, const([0, 1])), padding)
             mask = op.select(allowed, const(0.0, f32), const(np.finfo(f32).min, f32))
         if kv_heads != heads:
-            group = heads // kv_heads
-
-            def widen(t, group=group):
-                dims = op.shape_of(t)
-                shape = op.concat(
-                    [
-                        op.gather(dims, const([0, 1]), const(0)),
-                        const([group]),
-                        op.gather(dims, const([2, 3]), const(0)),
-                    ],
-                    0,
-                )
-                wide = op.broadcast(op.unsqueeze(t, const(2)), shape, broadcast_spec="bidirectional")
-                return op.reshape(wide, const([0, heads, -1, head_dim]), special_zero=True)
-
             full_k, full_v = widen(full_k), widen(full_v)
         attended = op.scaled_dot_product_attention(q, full_k, full_v, mask, const(1.0 / np.sqrt(head_dim), f32))
         merged = op.reshape(

@@ -19,6 +19,7 @@ messages are left out. Run by the lab's training venv (lab/artifacts.py):
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 import struct
@@ -220,18 +221,19 @@ def conversation(rng: random.Random) -> tuple[list[dict], list[dict] | None, str
     return messages, tools, ANSWER * 3
 
 
-_TEMPLATE = []
+@functools.cache
+def _template():
+    """The chat template compiled as transformers compiles it (Jinja2, trim_blocks, lstrip_blocks)."""
+    import jinja2
+
+    env = jinja2.Environment(trim_blocks=True, lstrip_blocks=True)
+    env.filters["tojson"] = lambda value: json.dumps(value)
+    return env.from_string(CHAT_TEMPLATE)
 
 
 def render(messages: list[dict], tools: list[dict] | None, generation_prompt: bool = True) -> str:
     """The prompt, as transformers renders the chat template (Jinja2, trim_blocks, lstrip_blocks)."""
-    if not _TEMPLATE:
-        import jinja2
-
-        env = jinja2.Environment(trim_blocks=True, lstrip_blocks=True)
-        env.filters["tojson"] = lambda value: json.dumps(value)
-        _TEMPLATE.append(env.from_string(CHAT_TEMPLATE))
-    return _TEMPLATE[0].render(messages=messages, tools=tools, add_generation_prompt=generation_prompt)
+    return _template().render(messages=messages, tools=tools, add_generation_prompt=generation_prompt)
 
 
 def write_tokenizer(folder: Path, corpus: list[str]):

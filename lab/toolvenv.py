@@ -1,7 +1,8 @@
 """The lab's own tool environments on the control machine (the OpenVINO export tools, the tiny
 model's trainer): venvs under the cache, every package pinned and installed without dependency
-resolution by uv from the package index, made once per pins and Python, and the one helper that
-runs a build step with its output in the lab's log folder."""
+resolution by uv from the package index, made once per pins and Python; and the build steps'
+shared helpers: a step's run with its output in the lab's log folder, the digest a product is
+keyed on, and a built folder swapped into place."""
 
 from __future__ import annotations
 
@@ -36,6 +37,16 @@ def run_step(args: list[str], what: str, **kw) -> float:
         tail = "\n".join(logfile.read_text(errors="replace").splitlines()[-15:])
         raise LabError(f"{what} failed ({rc}); see {logfile}:\n{tail}")
     return time.monotonic() - started
+
+
+def swap_in(tmp: Path, out: Path) -> None:
+    """The folder built in tmp takes out's place (the old one moved aside, then removed)."""
+    old = out.with_name(out.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if out.exists():
+        out.rename(old)
+    tmp.rename(out)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def key(name: str, pins: tuple[str, ...]) -> str:
