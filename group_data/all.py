@@ -22,7 +22,9 @@
 #             pre-converted model ("org/name", pulled by OVMS on the host), or an absolute path
 #             to such a folder on the control machine (uploaded)
 #   graph     ovms, optional: graph.pbtxt settings over the host's ovms_graph (device,
-#             cache_size, max_num_seqs, enable_prefix_caching)
+#             cache_size, max_num_seqs, enable_prefix_caching), and the model's own tool_parser
+#             (OVMS's name for its tool-call format: hermes3, llama3, phi4, mistral, gptoss,
+#             qwen3coder; it needs ovms_python) and enable_tool_guided_generation
 #
 # Only jerry-chat's and lil-jerry's upstream ids come from the operator's notes; the other MLX
 # ids are examples to replace with what the studio really serves.
@@ -71,6 +73,8 @@ llm_models = {
         # this is a community int4 export. An OpenVINO/*-int4-ov repo or a folder of your own
         # export works the same way.
         "source": "EmbeddedLLM/Llama-3.2-3B-Instruct-int4-sym-ov",
+        # Llama 3.2 calls tools in Llama 3's JSON format: OVMS's llama3 parser reads its calls.
+        "graph": {"tool_parser": "llama3"},
     },
 }
 

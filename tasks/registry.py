@@ -351,6 +351,12 @@ def _model(name: Any, entry: Any, where: str, hosts: Mapping[str, HostEntry]) ->
             )
     if "graph" in entry:
         schema.check_graph(f"{where}: {key}.graph", entry["graph"], partial=True)
+    graph = {**hosts[entry["host"]].settings["ovms_graph"], **entry.get("graph", {})} if backend == "ovms" else {}
+    if graph.get("tool_parser") and not hosts[entry["host"]].settings["ovms_python"]:
+        raise DataError(
+            f"{where}: {key}.graph.tool_parser needs ovms_python: true (only OVMS's python_on build "
+            f"renders the request's tools into the chat template; without it the model never sees them)"
+        )
     if "api_key_secret" in entry and not ENV_NAME.match(entry["api_key_secret"]):
         raise DataError(f"{where}: {key}.api_key_secret must be an environment variable name")
     prefix = entry.get("env_prefix") or re.sub(r"[^A-Z0-9]", "_", name.upper())
@@ -370,7 +376,7 @@ def _model(name: Any, entry: Any, where: str, hosts: Mapping[str, HostEntry]) ->
         serves=entry.get("serves", ""),
         fallbacks=tuple(entry.get("fallbacks", ())),
         source=entry.get("source"),
-        graph={**hosts[entry["host"]].settings["ovms_graph"], **entry.get("graph", {})} if backend == "ovms" else {},
+        graph=graph,
     )
 
 

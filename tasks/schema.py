@@ -43,6 +43,11 @@ SEED_ROUTER_SETTINGS = {
 OVMS_VERSION = re.compile(r"^(\d{4})\.(\d+)(?:\.(\d+))?$")
 # OVMS's text-generation graph options (LLMCalculatorOptions) that the data sets.
 GRAPH_DEFAULTS = {"device": "CPU", "cache_size": 2, "max_num_seqs": 16, "enable_prefix_caching": True}
+# Graph settings that may be left out (OVMS's default applies): a model's tool-call parser, and
+# whether tool_choice "required" constrains generation.
+GRAPH_OPTIONAL = {"tool_parser": str, "enable_tool_guided_generation": bool}
+# The tool parsers OVMS 2025.4 has (src/llm/io_processing: its tool_parser values).
+TOOL_PARSERS = ("hermes3", "llama3", "phi4", "mistral", "gptoss", "qwen3coder")
 
 
 class DataError(ValueError):
@@ -155,13 +160,15 @@ def _ovms_version(key: str, value: Any) -> None:
 
 
 def check_graph(key: str, value: Any, partial: bool = False) -> None:
-    """Graph settings: the keys of GRAPH_DEFAULTS, each of its type; all of them unless partial."""
+    """Graph settings: the keys of GRAPH_DEFAULTS, each of its type, all of them unless partial;
+    those of GRAPH_OPTIONAL where given."""
+    known = {**{name: type(default) for name, default in GRAPH_DEFAULTS.items()}, **GRAPH_OPTIONAL}
     if not isinstance(value, dict):
-        raise DataError(f"{key} must be a mapping of {', '.join(GRAPH_DEFAULTS)}")
+        raise DataError(f"{key} must be a mapping of {', '.join(known)}")
     for name, setting in value.items():
-        if name not in GRAPH_DEFAULTS:
-            raise DataError(f"{key}.{name} is not a graph setting (known: {', '.join(GRAPH_DEFAULTS)})")
-        expected = type(GRAPH_DEFAULTS[name])
+        if name not in known:
+            raise DataError(f"{key}.{name} is not a graph setting (known: {', '.join(known)})")
+        expected = known[name]
         if type(setting) is not expected:
             raise DataError(f"{key}.{name} must be {kind(expected)}, not {type(setting).__name__}")
     if not partial:
@@ -174,6 +181,11 @@ def check_graph(key: str, value: Any, partial: bool = False) -> None:
         raise DataError(f"{key}.cache_size must be 0 or more (GB)")
     if value.get("max_num_seqs", 1) < 1:
         raise DataError(f"{key}.max_num_seqs must be at least 1")
+    if "tool_parser" in value and value["tool_parser"] not in TOOL_PARSERS:
+        raise DataError(
+            f"{key}.tool_parser {value['tool_parser']!r} is not a tool parser of OVMS "
+            f"(known: {', '.join(TOOL_PARSERS)})"
+        )
 
 
 def _graph(key: str, value: Any) -> None:
@@ -396,7 +408,8 @@ KEYS: tuple[Key, ...] = (
         dict,
         dict(GRAPH_DEFAULTS),
         "text-generation settings rendered into each model's graph.pbtxt: `device`, `cache_size` (GB of KV "
-        "cache), `max_num_seqs`, `enable_prefix_caching`; a model's `graph` overrides some",
+        "cache), `max_num_seqs`, `enable_prefix_caching`, optionally `tool_parser` and "
+        "`enable_tool_guided_generation`; a model's `graph` overrides some and names its own `tool_parser`",
         _graph,
     ),
     Key("ovms_rest_port", int, 9000, "OVMS's REST (OpenAI `/v3`) port", _port),

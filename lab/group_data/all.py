@@ -14,10 +14,11 @@ llm_model_overrides = {
     if entry.get("backend") == "mlx"
 }
 # lil-jerry: the tiny model exported to OpenVINO IR by the lab, uploaded; a small KV cache and few
-# sequences (the lab's mini is a container on a 2-core machine).
+# sequences (the lab's mini is a container on a 2-core machine). The tiny model calls tools in the
+# Hermes/Qwen <tool_call> format: OVMS's hermes3 parser.
 llm_model_overrides["lil-jerry"] = {
     "upstream": "lab-tiny-llama-ov",
     "source": str(paths.TINY_OV),
-    "graph": {"cache_size": 1, "max_num_seqs": 4},
+    "graph": {"cache_size": 1, "max_num_seqs": 4, "tool_parser": "hermes3"},
 }
 llm_secrets_file = str(paths.SECRETS)

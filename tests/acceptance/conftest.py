@@ -37,6 +37,14 @@ def pytest_generate_tests(metafunc):
         metafunc.parametrize("service_on_host", services, ids=[f"{h}:{s}" for h, s in services])
     if "model_name" in metafunc.fixturenames:
         metafunc.parametrize("model_name", r.model_names())
+    if "tool_model" in metafunc.fixturenames:
+        # One model of each backend kind that parses tool calls: the first MLX model, and the
+        # first OVMS model whose graph names a tool parser.
+        kinds = {}
+        for m in r.models.values():
+            if m.backend == "mlx" or (m.backend == "ovms" and m.graph.get("tool_parser")):
+                kinds.setdefault(m.backend, m.name)
+        metafunc.parametrize("tool_model", list(kinds.values()), ids=list(kinds))
     if "mlx_model" in metafunc.fixturenames:
         mlx = [m for m in r.models.values() if m.backend == "mlx"]
         metafunc.parametrize("mlx_model", mlx, ids=[m.name for m in mlx])
@@ -125,9 +133,3 @@ def client(proxy_url, proxy_key):
     import openai
 
     return openai.OpenAI(base_url=f"{proxy_url}/v1", api_key=str(proxy_key), max_retries=0, timeout=60)
-
-
-@pytest.fixture(scope="session")
-def mlx_name(registry):
-    """The first MLX model's name."""
-    return next(m.name for m in registry.models.values() if m.backend == "mlx")

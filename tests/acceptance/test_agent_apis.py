@@ -1,8 +1,9 @@
 """Acceptance: the Responses API (Codex CLI, the openai SDK's responses) and Anthropic's Messages
 API (Claude Code) through the proxy, for every model: LiteLLM answers both from the upstreams'
 chat completions (router.yaml's use_chat_completions_api for chat-only backends), text for every
-model, function tools and streaming for the MLX ones (OVMS's tool parsing in the stand-in is not
-served yet). And a client's refused requests stay that client's: they never cool a model down.
+model, function tools and streaming for one model of each backend kind (MLX, and OVMS with its
+graph's tool parser). And a client's refused requests stay that client's: they never cool a model
+down.
 """
 
 import json
@@ -25,9 +26,9 @@ def test_responses_answers_text_for_every_model(client, model_name):
     assert response.output_text.strip(), response
 
 
-def test_responses_calls_a_function_tool(client, mlx_name):
+def test_responses_calls_a_function_tool(client, tool_model):
     response = client.responses.create(
-        model=mlx_name, input="What time is it in Paris?", tools=[TIME_FUNCTION], max_output_tokens=64
+        model=tool_model, input="What time is it in Paris?", tools=[TIME_FUNCTION], max_output_tokens=64
     )
     calls = [item for item in response.output if item.type == "function_call"]
     assert [c.name for c in calls] == ["get_current_time"], response.output
@@ -35,8 +36,8 @@ def test_responses_calls_a_function_tool(client, mlx_name):
     assert calls[0].call_id
 
 
-def test_responses_streams_text(client, mlx_name):
-    events = list(client.responses.create(model=mlx_name, input="hello", max_output_tokens=12, stream=True))
+def test_responses_streams_text(client, tool_model):
+    events = list(client.responses.create(model=tool_model, input="hello", max_output_tokens=12, stream=True))
     kinds = [e.type for e in events]
     assert "response.output_text.delta" in kinds, kinds
     assert kinds[-1] in ("response.completed", "response.incomplete"), kinds  # incomplete: max_output_tokens
@@ -64,9 +65,9 @@ def test_messages_answers_text_for_every_model(proxy_url, proxy_key, model_name)
     assert reply["content"][0]["type"] == "text" and reply["content"][0]["text"].strip(), reply
 
 
-def test_messages_calls_a_tool(proxy_url, proxy_key, mlx_name):
+def test_messages_calls_a_tool(proxy_url, proxy_key, tool_model):
     body = {
-        "model": mlx_name,
+        "model": tool_model,
         "max_tokens": 64,
         "tools": [TIME_ANTHROPIC],
         "messages": [{"role": "user", "content": "what time is it?"}],
@@ -78,9 +79,9 @@ def test_messages_calls_a_tool(proxy_url, proxy_key, mlx_name):
     assert uses[0]["id"] and reply["stop_reason"] == "tool_use"
 
 
-def test_messages_streams_a_tool_use(proxy_url, proxy_key, mlx_name):
+def test_messages_streams_a_tool_use(proxy_url, proxy_key, tool_model):
     body = {
-        "model": mlx_name,
+        "model": tool_model,
         "max_tokens": 64,
         "tools": [TIME_ANTHROPIC],
         "messages": [{"role": "user", "content": "what time is it?"}],

@@ -42,7 +42,7 @@ node: {
       models_path: "%(models_path)s",
       plugin_config: '{ }',
       enable_prefix_caching: false,
-      cache_size: 1,
+      cache_size: 1,%(extra)s
     }
   }
   input_stream_handler {
@@ -87,16 +87,22 @@ def _ir_folder(folder: Path, without: tuple[str, ...] = ()) -> None:
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-    """A model repository like the deploy's: tiny/graph.pbtxt with the export in tiny/model, and
-    folders OVMS refuses: no graph.pbtxt, no tokenizer IR, no detokenizer IR."""
+    """A model repository like the deploy's: tiny/graph.pbtxt with the export in tiny/model, the
+    same model with the hermes3 tool parser (tools/), and folders OVMS refuses: no graph.pbtxt, no
+    tokenizer IR, no detokenizer IR."""
     root = tmp_path_factory.mktemp("models")
     (root / "tiny").mkdir()
     (root / "tiny" / "model").symlink_to(paths.TINY_OV)
-    (root / "tiny" / "graph.pbtxt").write_text(GRAPH % {"models_path": "./model"})
+    (root / "tiny" / "graph.pbtxt").write_text(GRAPH % {"models_path": "./model", "extra": ""})
+    (root / "tools").mkdir()
+    (root / "tools" / "model").symlink_to(paths.TINY_OV)
+    (root / "tools" / "graph.pbtxt").write_text(
+        GRAPH % {"models_path": "./model", "extra": '\n      tool_parser: "hermes3",'}
+    )
     _ir_folder(root / "nograph")
     for name, missing in (("notokenizer", "openvino_tokenizer"), ("nodetokenizer", "openvino_detokenizer")):
         _ir_folder(root / name, without=(missing,))
-        (root / name / "graph.pbtxt").write_text(GRAPH % {"models_path": "./"})
+        (root / name / "graph.pbtxt").write_text(GRAPH % {"models_path": "./", "extra": ""})
     return root
 
 
@@ -106,8 +112,24 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.fixture(scope="module")
+def jinja_path(tmp_path_factory):
+    """A folder with Jinja2 and MarkupSafe alone, as the deploy puts them on OVMS's PYTHONPATH for
+    the python_on build."""
+    import jinja2
+    import markupsafe
+
+    folder = tmp_path_factory.mktemp("template-env")
+    for module in (jinja2, markupsafe):
+        (folder / module.__name__).symlink_to(Path(module.__file__).parent)
+    return folder
+
+
 class Server:
-    def __init__(self, release, config: dict, folder: Path):
+    """The stand-in on 127.0.0.1, its interpreter without site-packages (-S): Jinja2 is found only on
+    python_path, as with the deploy's PYTHONPATH (python_on), or not at all (python_off)."""
+
+    def __init__(self, release, config: dict, folder: Path, python_path: Path | None = None):
         python, program = release
         self.port = _free_port()
         self.base = f"http://127.0.0.1:{self.port}"
@@ -119,6 +141,7 @@ class Server:
         self.proc = subprocess.Popen(
             [
                 python,
+                "-S",
                 str(program),
                 "--config_path",
                 str(config_path),
@@ -134,6 +157,7 @@ class Server:
             stdout=self.log_file,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
+            env={"PATH": "/usr/bin:/bin", **({"PYTHONPATH": str(python_path)} if python_path else {})},
         )
         while "Server ready" not in self.log() and "not ready" not in self.log():
             if self.proc.poll() is not None or time.monotonic() - started > 120:
@@ -174,14 +198,14 @@ class Server:
 
 
 @pytest.fixture(scope="module")
-def server(release, models, tmp_path_factory):
+def server(release, models, jinja_path, tmp_path_factory):
     config = {
         "model_config_list": [
             {"config": {"name": name, "base_path": str(models / name)}}
-            for name in ("tiny", "nograph", "notokenizer", "nodetokenizer")
+            for name in ("tiny", "tools", "nograph", "notokenizer", "nodetokenizer")
         ]
     }
-    srv = Server(release, config, tmp_path_factory.mktemp("server"))
+    srv = Server(release, config, tmp_path_factory.mktemp("server"), jinja_path)
     yield srv
     srv.stop()
 
@@ -269,7 +293,7 @@ def test_models_lists_only_the_loaded_graph(server):
     assert "STAND-IN" in headers["Server"]
     listed = json.loads(body)
     assert listed["object"] == "list"
-    assert [m["id"] for m in listed["data"]] == ["tiny"]
+    assert [m["id"] for m in listed["data"]] == ["tiny", "tools"]
 
 
 def test_chat_completion_is_generated_and_counted(server, client):
@@ -401,5 +425,125 @@ def test_ready_when_every_servable_loaded(release, models, tmp_path):
     try:
         assert srv.get("/v2/health/ready")[0] == 200
         assert "STAND-IN" in srv.log() and "ContinuousBatchingPipeline on CPU" in srv.log()
+    finally:
+        srv.stop()
+
+
+# --- tools (graph tool_parser hermes3, the python_on build's Jinja2 template) --------------------
+
+TIME_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_current_time",
+        "description": "Get the current time in a timezone",
+        "parameters": {
+            "type": "object",
+            "properties": {"timezone": {"type": "string"}},
+            "required": ["timezone"],
+        },
+    },
+}
+CONVERT_TOOL = {  # a name the model learned (it copies unknown names only approximately)
+    "type": "function",
+    "function": {
+        "name": "convert_time",
+        "parameters": {
+            "type": "object",
+            "properties": {"time": {"type": "string"}, "target_timezone": {"type": "string"}},
+            "required": ["time", "target_timezone"],
+        },
+    },
+}
+ASK = [{"role": "user", "content": "what time is it?"}]
+
+
+def _chat(server, **body) -> tuple[int, dict]:
+    status, _, text = server.post("/v3/chat/completions", {"max_tokens": 48, "messages": ASK, **body})
+    return status, json.loads(text)
+
+
+def test_a_tool_call_is_parsed_as_ovms_hermes3_does(server):
+    status, reply = _chat(server, model="tools", tools=[TIME_TOOL])
+    assert status == 200, reply
+    message, finish = reply["choices"][0]["message"], reply["choices"][0]["finish_reason"]
+    assert finish == "stop"  # OVMS 2025.4 says "stop" with tool calls (2026.1 says "tool_calls")
+    assert message["content"] == ""  # the text before the first <tool_call>
+    [call] = message["tool_calls"]
+    assert call["type"] == "function" and len(call["id"]) == 9 and call["id"].isalnum()
+    assert call["function"]["name"] == "get_current_time"
+    assert json.loads(call["function"]["arguments"]) == {"timezone": "UTC"}
+    assert call["function"]["arguments"] == '{"timezone":"UTC"}'  # re-serialized compactly
+    # Without the parser in the graph the same generation comes back as text.
+    status, plain = _chat(server, model="tiny", tools=[TIME_TOOL])
+    assert status == 200 and plain["choices"][0]["message"]["tool_calls"] == []
+    assert plain["choices"][0]["message"]["content"].startswith('<tool_call>{"name": "get_current_time"')
+    assert plain["usage"]["prompt_tokens"] == reply["usage"]["prompt_tokens"]
+
+
+def test_tool_calls_stream_name_first_then_arguments(server):
+    status, _, body = server.post(
+        "/v3/chat/completions",
+        {"model": "tools", "max_tokens": 48, "stream": True, "messages": ASK, "tools": [TIME_TOOL]},
+    )
+    assert status == 200
+    events = [json.loads(e[6:]) for e in body.split("\n\n") if e and e != "data: [DONE]"]
+    deltas = [e["choices"][0]["delta"] for e in events]
+    calls = [c for d in deltas for c in d.get("tool_calls", [])]
+    first, later = calls[0], calls[1:]
+    assert set(first) == {"id", "type", "index", "function"} and first["function"] == {"name": "get_current_time"}
+    assert later and all(set(c) == {"index", "function"} and set(c["function"]) == {"arguments"} for c in later)
+    assert json.loads("".join(c["function"]["arguments"] for c in later)) == {"timezone": "UTC"}
+    assert not any(d.get("content") for d in deltas)  # no <tool_call> text leaks as content
+    assert [e["choices"][0]["finish_reason"] for e in events][-1] == "stop"
+
+
+def test_tool_choice_as_ovms_reads_it(server):
+    both = [TIME_TOOL, CONVERT_TOOL]
+    status, auto = _chat(server, model="tools", tools=both, tool_choice="auto")
+    assert status == 200 and auto["choices"][0]["message"]["tool_calls"][0]["function"]["name"] == "get_current_time"
+    # A named function: only that tool reaches the template, so the model calls it.
+    named = {"type": "function", "function": {"name": "convert_time"}}
+    status, reply = _chat(server, model="tools", tools=both, tool_choice=named)
+    assert status == 200 and [c["function"]["name"] for c in reply["choices"][0]["message"]["tool_calls"]] == [
+        "convert_time"
+    ]
+    # none: the tools are dropped; the prompt is the one without tools.
+    status, none = _chat(server, model="tools", tools=both, tool_choice="none")
+    status_plain, plain = _chat(server, model="tools")
+    assert status == status_plain == 200
+    assert none["usage"]["prompt_tokens"] == plain["usage"]["prompt_tokens"] < auto["usage"]["prompt_tokens"]
+    assert none["choices"][0]["message"]["tool_calls"] == []
+    status, required = _chat(server, model="tools", tools=both, tool_choice="required")
+    assert status == 200 and required["choices"][0]["message"]["tool_calls"]
+    status, bad = _chat(server, model="tools", tools=both, tool_choice="always")
+    assert status == 400 and bad == {"error": "tool_choice should be either 'none' or 'auto' or 'required'"}
+
+
+def test_the_tool_result_turn_is_rendered_and_answered_with_text(server):
+    call = {"id": "abc123def", "type": "function", "function": {"name": "get_current_time", "arguments": "{}"}}
+    messages = [
+        *ASK,
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "abc123def", "content": "12:00 UTC"},
+    ]
+    status, reply = _chat(server, model="tools", tools=[TIME_TOOL], messages=messages)
+    assert status == 200, reply
+    message = reply["choices"][0]["message"]
+    assert message["tool_calls"] == [] and message["content"].startswith(" result:")
+
+
+def test_without_jinja2_the_tools_never_reach_the_template(release, models, tmp_path):
+    """python_off: the engine's own template renders roles and text; the request's tools are not in
+    the prompt (so the model makes no call)."""
+    srv = Server(
+        release, {"model_config_list": [{"config": {"name": "tools", "base_path": str(models / "tools")}}]}, tmp_path
+    )
+    try:
+        assert "no Jinja2: python_off" in srv.log()
+        status, with_tools = _chat(srv, model="tools", tools=[TIME_TOOL])
+        status_plain, plain = _chat(srv, model="tools")
+        assert status == status_plain == 200
+        assert with_tools["usage"]["prompt_tokens"] == plain["usage"]["prompt_tokens"]
+        assert with_tools["choices"][0]["message"]["tool_calls"] == []
     finally:
         srv.stop()

@@ -152,6 +152,18 @@ BAD = {
         setting("ovms_graph", {"device": "CPU", "cache_size": 2, "max_num_seqs": 4}),
         "ovms_graph lacks enable_prefix_caching",
     ),
+    "tool parser OVMS does not have": (
+        change_model("lil-jerry", graph={"tool_parser": "hermes"}),
+        "llm_models['lil-jerry'].graph.tool_parser 'hermes' is not a tool parser of OVMS (known: hermes3, llama3",
+    ),
+    "tool parser of the wrong type": (
+        change_model("lil-jerry", graph={"tool_parser": True}),
+        "llm_models['lil-jerry'].graph.tool_parser must be a string",
+    ),
+    "tool parser without the python_on build": (
+        setting("ovms_python", False),
+        "llm_models['lil-jerry'].graph.tool_parser needs ovms_python: true",
+    ),
     "zero max_num_seqs": (
         change_model("lil-jerry", graph={"max_num_seqs": 0}),
         "graph.max_num_seqs must be at least 1",

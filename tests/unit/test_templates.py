@@ -253,6 +253,20 @@ def test_ovms_graph_is_the_text_generation_graph_with_the_data_settings(data):
     assert "max_num_seqs: 3," in graph  # the model's own setting over the host's
     assert 'device: "GPU.1",' in graph and "cache_size: 5," in graph and "enable_prefix_caching: false," in graph
     assert 'models_path: "./hub/EmbeddedLLM/Llama-3.2-3B-Instruct-int4-sym-ov",' in graph
+    assert "tool_parser" not in graph and "enable_tool_guided_generation" not in graph  # the override has none
+
+
+def test_ovms_graph_names_the_models_tool_parser(registry, data):
+    from .conftest import build
+
+    graph = ovms_models.render_graph(registry, registry.models["lil-jerry"])
+    assert 'tool_parser: "llama3",' in graph and "enable_tool_guided_generation" not in graph
+    data["llm_model_overrides"] = {
+        "lil-jerry": {"graph": {"tool_parser": "hermes3", "enable_tool_guided_generation": True}}
+    }
+    r = build(data)
+    graph = ovms_models.render_graph(r, r.models["lil-jerry"])
+    assert 'tool_parser: "hermes3",' in graph and "enable_tool_guided_generation: true," in graph
 
 
 def test_mlx_servers_use_the_real_flags(registry):
