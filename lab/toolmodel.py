@@ -1,20 +1,26 @@
 """The lab's tiny model, trained here to call tools: a small Llama and a byte-level BPE tokenizer,
-taught by MLX on this machine's CPU from conversations this file generates, deterministically
+taught by JAX on this machine's CPU from conversations this file generates, deterministically
 (fixed seeds, one thread). A fixture, not a model of any quality: it has learned four habits.
 
-- Offered tools, it calls the first one, its required arguments filled (a parameter named
+- Offered tools, it calls the first one that has required parameters (the first one where none
+  has: agents put their own argument-less tools first, such as tiny-agents' task_complete and
+  ask_question or Claude Code's DeferredToolPlaceholder), its required arguments filled (a parameter named
   timezone gets "UTC", an array one ["lab"], any other "lab"), in its chat template's own format:
   <tool_call>{"name": ..., "arguments": {...}}</tool_call>, the format of Hermes and Qwen models,
   which mlx_lm.server's json_tools parser and OVMS's hermes3 tool_parser read.
 - Asked for each tool (a user message naming "each tool"), it calls every tool offered, in order.
-- Given a conversation that ends in a tool result, it answers with text that quotes the result.
-- Otherwise it answers with text, and never stops on its own (a chat runs to max_tokens, as the
-  lab's tests of length limits expect).
+- Given a conversation that ends in a tool result, it answers with text that quotes the result;
+  asked again after that answer, it answers with text.
+- Otherwise it answers with text: its sentence two to four times, then its end-of-text token
+  (the lab's tests of length limits bias that token away, and it goes on with the sentence).
+  An earlier exchange in text, or a message with punctuation, lines and a fenced file (as aider
+  writes them), changes none of this.
 
 Its chat template renders only what it was trained on: the tools' names and required parameters
 (with each parameter's type), the user and assistant turns, tool calls and tool results; system
-messages are left out. Run by the lab's training venv (lab/artifacts.py):
-`python lab/toolmodel.py OUT_DIR [--steps N]`.
+and developer messages are left out. Where tools are offered, every assistant turn is marked
+`assistant (tools)`, so the model reads whether it may call right where it answers. Run by the
+lab's training venv (lab/artifacts.py): `python lab/toolmodel.py OUT_DIR [--steps N]`.
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ KV_HEADS = 2
 VOCAB = 640
 CONTEXT = 2048
 SEED = 1234
-STEPS = 4000
+STEPS = 6000
 BATCH = 24
 LEARNING_RATE = 3e-3
 BUCKETS = (64, 128, 192, 256, 384)
@@ -85,19 +91,21 @@ CHAT_TEMPLATE = (
     " and f.parameters.properties[name].type is defined %}:{{ f.parameters.properties[name].type }}{% endif %}"
     "{% endfor %}{% endif %})"
     "{% endfor %}{{ '\\n' }}{% endif %}"
+    "{%- if tools %}{% set who = 'assistant (tools)' %}{% else %}{% set who = 'assistant' %}{% endif %}"
     "{%- for message in messages %}"
-    "{%- if message.role == 'system' %}"
+    "{%- if message.role == 'system' or message.role == 'developer' %}"
     "{%- elif message.role == 'tool' %}<s>tool: {{ message.content }}{{ '\\n' }}"
-    "{%- elif message.role == 'assistant' and message.tool_calls %}<s>assistant:"
+    "{%- elif message.role == 'assistant' and message.tool_calls %}<s>{{ who }}:"
     "{% for tool_call in message.tool_calls %}"
     "{% if tool_call.function is defined %}{% set tool_call = tool_call.function %}{% endif %}"
     '<tool_call>{"name": "{{ tool_call.name }}", "arguments": '
     "{% if tool_call.arguments is string %}{{ tool_call.arguments }}"
     "{% else %}{{ tool_call.arguments | tojson }}{% endif %}"
     "}</tool_call>{% endfor %}{{ '\\n' }}"
+    "{%- elif message.role == 'assistant' %}<s>{{ who }}: {{ message.content }}{{ '\\n' }}"
     "{%- else %}<s>{{ message.role }}: {{ message.content }}{{ '\\n' }}"
     "{%- endif %}{%- endfor %}"
-    "{%- if add_generation_prompt %}<s>assistant:{% endif %}"
+    "{%- if add_generation_prompt %}<s>{{ who }}:{% endif %}"
 )
 ANSWER = " the lab answers every request with a short reply ."
 QUOTE = " result: "
@@ -111,8 +119,9 @@ WORDS = (
 MCP_TOOLS = ["get_current_time", "convert_time"]  # mcp-server-time's, so the tokenizer has them whole
 CLIENT_TOOLS = (
     "Task Bash Glob Grep LS Read Edit MultiEdit Write NotebookEdit WebFetch WebSearch "
-    "TodoWrite ExitPlanMode shell apply_patch update_plan view_image"
+    "TodoWrite ExitPlanMode shell apply_patch update_plan view_image exec_command write_stdin"
 ).split()
+BARE_TOOLS = ["task_complete", "ask_question", "DeferredToolPlaceholder"]  # agents' own, argument-less
 TYPES = ("string", "string", "string", "array", "integer", "boolean")
 
 
@@ -154,14 +163,46 @@ def _tool(rng: random.Random) -> dict:
     }
 
 
+def _bare_tool(rng: random.Random) -> dict:
+    """An agent's own tool without required parameters, as agents offer them first."""
+    name = rng.choice(BARE_TOOLS) if rng.random() < 0.6 else _name(rng)
+    parameters = {"type": "object", "properties": {}} if rng.random() < 0.7 else {"type": "object"}
+    return {"type": "function", "function": {"name": name, "description": "a tool", "parameters": parameters}}
+
+
+def target(tools: list[dict]) -> dict:
+    """The tool the model calls: the first with required parameters, else the first."""
+    return next((t for t in tools if t["function"]["parameters"].get("required")), tools[0])
+
+
 def _words(rng: random.Random, low: int, high: int) -> str:
     return " ".join(rng.choice(WORDS) for _ in range(rng.randint(low, high)))
 
 
+def _prose(rng: random.Random) -> str:
+    """A user message as coding clients write them: words, punctuation, lines, a fenced file."""
+    pieces = []
+    for _ in range(rng.randint(1, 4)):
+        roll = rng.random()
+        if roll < 0.25:
+            name = rng.choice(WORDS)
+            pieces.append(f'{name}.py\n```\nprint("{_words(rng, 1, 4)}")\n```')
+        elif roll < 0.5:
+            pieces.append("*" + _words(rng, 2, 8) + "*")
+        else:
+            pieces.append(_words(rng, 2, 12) + rng.choice((".", ",", ":", "!", "?", "")))
+    return rng.choice(("\n", " ", "\n\n")).join(pieces)
+
+
+def _user_text(rng: random.Random) -> str:
+    return _prose(rng) if rng.random() < 0.3 else _words(rng, 1, 16)
+
+
 def _call(tool: dict, index: int) -> dict:
     function = tool["function"]
-    properties = function["parameters"]["properties"]
-    arguments = {name: fill(name, properties[name]["type"]) for name in function["parameters"]["required"]}
+    properties = function["parameters"].get("properties", {})
+    required = function["parameters"].get("required", [])
+    arguments = {name: fill(name, properties[name]["type"]) for name in required}
     return {
         "id": f"call_{index}",
         "type": "function",
@@ -192,12 +233,17 @@ def conversation(rng: random.Random) -> tuple[list[dict], list[dict] | None, str
     if rng.random() < 0.3:
         messages.append({"role": "system", "content": _words(rng, 3, 20)})
     tools = [_tool(rng) for _ in range(rng.randint(1, 4))] if rng.random() < 0.8 else None
+    if tools and rng.random() < 0.3:
+        tools = [_bare_tool(rng) for _ in range(rng.randint(1, 2))] + tools
+    if rng.random() < 0.35:  # an earlier exchange in text, as coding clients open a chat (aider)
+        messages.append({"role": "user", "content": _user_text(rng)})
+        messages.append({"role": "assistant", "content": _user_text(rng)})
     for turn in range(rng.choice((1, 1, 1, 2))):
         each = tools is not None and len(tools) > 1 and rng.random() < 0.15
-        text = _words(rng, 1, 16)
+        text = _user_text(rng)
         messages.append({"role": "user", "content": ("call each tool " + text) if each else text})
         if turn == 0 and rng.random() < 0.55 and tools:
-            calls = [_call(t, i) for i, t in enumerate(tools if each else tools[:1])]
+            calls = [_call(t, i) for i, t in enumerate(tools if each else [target(tools)])]
             messages.append({"role": "assistant", "content": None, "tool_calls": calls})
             result = _result(rng)
             for call in calls:
@@ -205,9 +251,9 @@ def conversation(rng: random.Random) -> tuple[list[dict], list[dict] | None, str
             if rng.random() < 0.6:
                 return messages, tools, QUOTE + result + "</s>"
             messages.append({"role": "assistant", "content": QUOTE + result})
-    if tools:
+    if tools and messages[-1]["role"] == "user":  # after its own answer (tiny-agents asks again): text
         each = messages[-1]["content"].startswith("call each tool ")
-        calls = [_call(t, i) for i, t in enumerate(tools if each else tools[:1])]
+        calls = [_call(t, i) for i, t in enumerate(tools if each else [target(tools)])]
         return (
             messages,
             tools,
@@ -218,7 +264,7 @@ def conversation(rng: random.Random) -> tuple[list[dict], list[dict] | None, str
             )
             + "</s>",
         )
-    return messages, tools, ANSWER * 3
+    return messages, tools, ANSWER * rng.choice((2, 3, 4)) + "</s>"
 
 
 @functools.cache

@@ -298,9 +298,20 @@ def test_lil_jerry_generates_for_real_through_the_proxy(registry, proxy_url, pro
             {"role": "tool", "tool_call_id": "c1", "content": "12:00"},
         ],
     )
+    tools = [
+        {
+            "type": "function",
+            "function": {"name": "get_current_time", "parameters": {"type": "object", "properties": {}}},
+        }
+    ]
     for messages in conversations:
         reply = client.chat.completions.create(
-            model="lil-jerry", max_tokens=12, temperature=1.0, seed=7, messages=messages
+            model="lil-jerry",
+            max_tokens=12,
+            temperature=1.0,
+            seed=7,
+            messages=messages,
+            **({"tools": tools} if messages[-1]["role"] == "tool" else {}),
         )
         replies.append(reply)
         assert reply.choices[0].finish_reason in ("stop", "length")

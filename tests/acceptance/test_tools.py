@@ -89,9 +89,10 @@ def test_parallel_calls_when_asked_for_each_tool(client, tool_model):
     assert [c.function.name for c in calls] == ["get_current_time", "convert_time"], reply
     assert len({c.id for c in calls}) == 2
     assert json.loads(calls[0].function.arguments) == {"timezone": "UTC"}
-    # The fixture fills the second call's arguments imperfectly (README): JSON, its keys the tool's own.
+    # The fixture copies the second call's arguments only approximately (README): a JSON object
+    # with as many keys as the tool requires, their names near the tool's own.
     second = json.loads(calls[1].function.arguments)
-    assert second and set(second) <= {"source_timezone", "time", "target_timezone"}, second
+    assert isinstance(second, dict) and len(second) == 3 and "source_timezone" in second, second
 
 
 def test_after_the_tool_result_the_answer_is_text(client, tool_model):

@@ -331,24 +331,27 @@ def test_different_prompts_are_different_work(server, client):
         messages=[{"role": "user", "content": "the lab answers every request with a short reply"}],
     )
     assert short.usage.prompt_tokens != long.usage.prompt_tokens
-    # Greedy text depends on the prompt.
-    first = client.completions.create(model="tiny", max_tokens=6, prompt="the lab answers every request")
-    second = client.completions.create(model="tiny", max_tokens=6, prompt="hello world, how are you")
-    assert first.object == "text_completion"
-    assert first.choices[0].text and second.choices[0].text
-    assert first.choices[0].text != second.choices[0].text
+    # Greedy text depends on the prompt: offered a tool, the model calls it.
+    offered = [{"role": "user", "content": "what time is it?"}]
+    plain = client.chat.completions.create(model="tiny", max_tokens=24, messages=offered)
+    tool = {"type": "function", "function": {"name": "get_current_time", "parameters": TIME_PARAMETERS}}
+    called = client.chat.completions.create(model="tiny", max_tokens=24, messages=offered, tools=[tool])
+    assert plain.choices[0].message.content and called.choices[0].message.content
+    assert plain.choices[0].message.content != called.choices[0].message.content
     # The same request again gives the same text (greedy): generated, not random filler.
-    again = client.completions.create(model="tiny", max_tokens=6, prompt="the lab answers every request")
+    first = client.completions.create(model="tiny", max_tokens=6, prompt="hello world")
+    again = client.completions.create(model="tiny", max_tokens=6, prompt="hello world")
+    assert first.object == "text_completion" and first.choices[0].text
     assert again.choices[0].text == first.choices[0].text
     # Sampling with a seed is honoured too: different prompts, different text (the tiny model
     # answers a chat with its sentence, a tool result by quoting it).
     sampled = [
-        client.chat.completions.create(model="tiny", max_tokens=8, temperature=1.0, seed=11, messages=m)
+        client.chat.completions.create(model="tiny", max_tokens=8, temperature=1.0, seed=11, messages=m, **kw)
         .choices[0]
         .message.content
-        for m in (
-            [{"role": "user", "content": "hello world"}],
-            [{"role": "user", "content": "hello world"}, {"role": "tool", "content": "12:00"}],
+        for m, kw in (
+            ([{"role": "user", "content": "hello world"}], {}),
+            ([{"role": "user", "content": "hello world"}, {"role": "tool", "content": "12:00"}], {"tools": [tool]}),
         )
     ]
     assert sampled[0] != sampled[1]
@@ -431,16 +434,13 @@ def test_ready_when_every_servable_loaded(release, models, tmp_path):
 
 # --- tools (graph tool_parser hermes3, the python_on build's Jinja2 template) --------------------
 
+TIME_PARAMETERS = {"type": "object", "properties": {"timezone": {"type": "string"}}, "required": ["timezone"]}
 TIME_TOOL = {
     "type": "function",
     "function": {
         "name": "get_current_time",
         "description": "Get the current time in a timezone",
-        "parameters": {
-            "type": "object",
-            "properties": {"timezone": {"type": "string"}},
-            "required": ["timezone"],
-        },
+        "parameters": TIME_PARAMETERS,
     },
 }
 CONVERT_TOOL = {  # a name the model learned (it copies unknown names only approximately)

@@ -45,6 +45,9 @@ def test_conversations_teach_the_documented_habits():
         if messages[-1]["role"] == "tool":
             seen.add("quote")
             assert answer == toolmodel.QUOTE + messages[-1]["content"] + "</s>"
+        elif messages[-1]["role"] == "assistant":
+            seen.add("asked again")
+            assert answer.removesuffix("</s>") in [toolmodel.ANSWER * n for n in (2, 3, 4)]
         elif tools:
             calls = [
                 json.loads(c.removeprefix("<tool_call>"))
@@ -52,18 +55,22 @@ def test_conversations_teach_the_documented_habits():
                 if c
             ]
             each = messages[-1]["content"].startswith("call each tool ")
-            offered = tools if each else tools[:1]
+            offered = tools if each else [toolmodel.target(tools)]
             seen.add("each" if each else "first")
+            if not each and offered[0] is not tools[0]:
+                seen.add("skips argument-less tools")
             assert [c["name"] for c in calls] == [t["function"]["name"] for t in offered]
             for call, tool in zip(calls, offered):
-                required = tool["function"]["parameters"]["required"]
+                required = tool["function"]["parameters"].get("required", [])
                 assert list(call["arguments"]) == required
                 if "timezone" in required:
                     assert call["arguments"]["timezone"] == "UTC"
         else:
             seen.add("chat")
-            assert "</s>" not in answer and answer.startswith(toolmodel.ANSWER)
-    assert seen == {"quote", "each", "first", "chat"}
+            assert answer.endswith("</s>") and answer.removesuffix("</s>") in [toolmodel.ANSWER * n for n in (2, 3, 4)]
+            if "```" in messages[-1]["content"]:
+                seen.add("a fenced file")
+    assert seen == {"quote", "each", "first", "skips argument-less tools", "chat", "a fenced file", "asked again"}
 
 
 def test_the_template_renders_tools_calls_and_results_and_leaves_system_out():
@@ -87,8 +94,13 @@ def test_the_template_renders_tools_calls_and_results_and_leaves_system_out():
     ]
     assert toolmodel.render(messages, [tool]) == (
         "<s>tools: get_current_time(timezone:string)\n<s>user: what time is it?\n"
-        '<s>assistant:<tool_call>{"name": "get_current_time", "arguments": {"timezone": "UTC"}}</tool_call>\n'
-        "<s>tool: 12:00\n<s>assistant:"
+        '<s>assistant (tools):<tool_call>{"name": "get_current_time", "arguments": {"timezone": "UTC"}}</tool_call>\n'
+        "<s>tool: 12:00\n<s>assistant (tools):"
+    )
+    # Without tools the assistant's turns say so: whether to call is read right where it answers.
+    chat = [{"role": "developer", "content": "be terse"}, {"role": "user", "content": "hi"}]
+    assert toolmodel.render([*chat, {"role": "assistant", "content": "ok"}, *chat[1:]], None) == (
+        "<s>user: hi\n<s>assistant: ok\n<s>user: hi\n<s>assistant:"
     )
     # mlx_lm.server picks its json_tools parser from these two markers in the template
     assert "<tool_call>" in toolmodel.CHAT_TEMPLATE and "tool_call.name" in toolmodel.CHAT_TEMPLATE
