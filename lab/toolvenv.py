@@ -54,12 +54,20 @@ def key(name: str, pins: tuple[str, ...]) -> str:
     return digest(f"{name}/1", "{}.{}".format(*sys.version_info[:2]), *pins)
 
 
-def ensure(venv: Path, pins: tuple[str, ...], what: str, check: Callable[[Path], None] | None = None) -> Path:
+def ensure(
+    venv: Path,
+    pins: tuple[str, ...],
+    what: str,
+    check: Callable[[Path], None] | None = None,
+    resolved_as_of: str | None = None,
+) -> Path:
     """venv with exactly pins (no dependency resolution), made from the interpreter running the
-    lab; rebuilt only when the pins or the Python change. uv reads no pip configuration of this
-    machine, and trusts the system's certificates (TLS may be intercepted on the way)."""
+    lab; rebuilt only when the pins or the Python change. With resolved_as_of (a date), the pins'
+    dependencies are resolved as the index had them on that date (uv's --exclude-newer), so the
+    same pins give the same venv on any day. uv reads no pip configuration of this machine, and
+    trusts the system's certificates (TLS may be intercepted on the way)."""
     stamp = venv / ".lab-key"
-    want = key(venv.name, pins)
+    want = key(venv.name, (*pins, *([f"as of {resolved_as_of}"] if resolved_as_of else [])))
     if (venv / "bin" / "python").exists() and stamp.exists() and stamp.read_text() == want:
         return venv
     shutil.rmtree(venv, ignore_errors=True)
@@ -68,7 +76,8 @@ def ensure(venv: Path, pins: tuple[str, ...], what: str, check: Callable[[Path],
     uv = _uv()
     python = getattr(sys, "_base_executable", None) or sys.executable
     seconds = run_step([uv, "venv", "-q", "--python", python, str(venv)], f"{venv.name}-create")
-    install = [uv, "pip", "install", "-q", "--system-certs", "--no-deps", "--only-binary", ":all:"]
+    install = [uv, "pip", "install", "-q", "--system-certs", "--only-binary", ":all:"]
+    install += ["--exclude-newer", resolved_as_of] if resolved_as_of else ["--no-deps"]
     seconds += run_step([*install, "--python", str(venv / "bin" / "python"), *pins], f"{venv.name}-install")
     if check:
         check(venv)

@@ -14,6 +14,7 @@ ORDER = [
     "acceptance/test_stack.py",
     "acceptance/test_tools.py",
     "acceptance/test_agent_apis.py",
+    "acceptance/test_clients.py",
     "acceptance/test_idempotence.py",
     "acceptance/test_drills.py",
     "acceptance/test_lab.py",  # last: it replaces the whole lab
