@@ -7,7 +7,6 @@ official SDKs, Tiny Agents with the MCP time server, aider, Codex CLI and Claude
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import sys
@@ -27,7 +26,6 @@ RESOLVED_AS_OF = "2026-12-01T00:00:00Z"
 # From the npm registry: each carries its own native binary or bundle (no download at install).
 NPM_CLIENTS = {"codex": ("@openai/codex", "0.171.0"), "claude": ("@anthropic-ai/claude-code", "2.1.332")}
 NPM_REGISTRY = "https://registry.npmjs.org/"
-CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 
 
 def python_client(name: str) -> Path:
@@ -71,7 +69,7 @@ def npm_client(name: str) -> Path:
             "--registry",
             NPM_REGISTRY,
             "--cafile",
-            CA_BUNDLE,
+            paths.CA_BUNDLE,
             "--no-audit",
             "--no-fund",
             "--no-update-notifier",
@@ -88,22 +86,13 @@ def npm_client(name: str) -> Path:
 
 
 def _npm_env() -> dict[str, str]:
+    from lab import paths
+
     keep = ("PATH", "HOME", "LANG", "TMPDIR")
-    return {k: v for k, v in os.environ.items() if k in keep} | {"NODE_EXTRA_CA_CERTS": CA_BUNDLE}
-
-
-def versions() -> dict[str, str]:
-    """Every client and its pinned version, for the README and the report."""
-    pins = [*SDKS, *(p for pins in PYTHON_CLIENTS.values() for p in pins)]
-    found = {p.split("==")[0]: p.split("==")[1] for p in pins}
-    found.update({package: version for package, version in NPM_CLIENTS.values()})
-    return found
+    return {k: v for k, v in os.environ.items() if k in keep} | {"NODE_EXTRA_CA_CERTS": str(paths.CA_BUNDLE)}
 
 
 if __name__ == "__main__":
-    if sys.argv[1:] == ["sdks"]:
-        print("\n".join(SDKS))
-    elif sys.argv[1:] == ["versions"]:
-        print(json.dumps(versions(), indent=2))
-    else:
+    if sys.argv[1:] != ["sdks"]:
         raise SystemExit(__doc__)
+    print("\n".join(SDKS))

@@ -43,7 +43,6 @@ ENGINE_PINS = (
     "packaging==26.4",
 )
 NO_TELEMETRY = "openvino-telemetry"  # never installed, in the archive or the export venv
-CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"  # Debian's, with any CA the machine was given
 
 
 # The systems the archive can be built for: those OVMS builds for (Ubuntu 22.04/24.04) and Debian
@@ -160,7 +159,7 @@ def find_python(version: str) -> str | None:
 def _pip_cert() -> list[str]:
     """pip's --cert for the system's CA bundle, which also holds a TLS-intercepting proxy's CA
     where one is on the way (pip's own bundle would not)."""
-    return ["--cert", CA_BUNDLE] if os.path.isfile(CA_BUNDLE) else []
+    return ["--cert", paths.CA_BUNDLE] if os.path.isfile(paths.CA_BUNDLE) else []
 
 
 # --- the export tools' venv -------------------------------------------------------------------

@@ -25,5 +25,6 @@ OVMS_STANDIN_RELEASES = CACHE / "ovms-standin-releases"
 TINY_OV = CACHE / "tiny-ov"  # the tiny model exported to OpenVINO IR (an OVMS LLM folder less graph.pbtxt)
 TINY_OV_KEY = CACHE / "tiny-ov.key"  # what TINY_OV was exported from (model files, tool pins)
 OV_EXPORT_VENV = CACHE / "ov-export-venv"  # OpenVINO, openvino-tokenizers, transformers (no torch)
+CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"  # Debian's, with any CA the machine was given
 CLIENTS = CACHE / "clients"  # the agent clients the acceptance suite runs (lab/clients.py): venvs, npm
 LOGS = LAB_DIR / "logs"

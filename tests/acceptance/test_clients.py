@@ -20,8 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from lab import clients, jail
+from lab import clients, jail, paths
 
+from .test_agent_apis import TIME_ANTHROPIC
 from .test_tools import CONVERT_TOOL, TIME_TOOL
 
 HERE = Path(__file__).resolve().parent
@@ -53,7 +54,7 @@ def _base_env(home: Path, bin_dir: Path | None = None) -> dict[str, str]:
         "LANG": "C.UTF-8",
         "TERM": "dumb",
         "NO_COLOR": "1",
-        "SSL_CERT_FILE": clients.CA_BUNDLE,
+        "SSL_CERT_FILE": paths.CA_BUNDLE,
     }
 
 
@@ -90,11 +91,7 @@ def test_anthropic_sdk_messages_with_tools(proxy_url, proxy_key, tool_model):
     import anthropic
 
     sdk = anthropic.Anthropic(base_url=proxy_url, api_key=str(proxy_key), max_retries=0, timeout=60)
-    tool = {
-        "name": "get_current_time",
-        "description": TIME_TOOL["function"]["description"],
-        "input_schema": TIME_TOOL["function"]["parameters"],
-    }
+    tool = TIME_ANTHROPIC
     ask = [{"role": "user", "content": "What time is it?"}]
     reply = sdk.messages.create(model=tool_model, max_tokens=64, tools=[tool], messages=ask)
     assert reply.stop_reason == "tool_use", reply

@@ -37,6 +37,10 @@ def test_training_is_deterministic(tmp_path):
     assert decoders == {"<s>": True, "</s>": True, "<unk>": True, "<tool_call>": False, "</tool_call>": False}
 
 
+# A plain answer: the sentence two to four times, then the end-of-text token.
+PLAIN_ANSWERS = {toolmodel.ANSWER * n + "</s>" for n in (2, 3, 4)}
+
+
 def test_conversations_teach_the_documented_habits():
     rng = random.Random(7)
     seen = set()
@@ -47,7 +51,7 @@ def test_conversations_teach_the_documented_habits():
             assert answer == toolmodel.QUOTE + messages[-1]["content"] + "</s>"
         elif messages[-1]["role"] == "assistant":
             seen.add("asked again")
-            assert answer.removesuffix("</s>") in [toolmodel.ANSWER * n for n in (2, 3, 4)]
+            assert answer in PLAIN_ANSWERS
         elif tools:
             calls = [
                 json.loads(c.removeprefix("<tool_call>"))
@@ -67,7 +71,7 @@ def test_conversations_teach_the_documented_habits():
                     assert call["arguments"]["timezone"] == "UTC"
         else:
             seen.add("chat")
-            assert answer.endswith("</s>") and answer.removesuffix("</s>") in [toolmodel.ANSWER * n for n in (2, 3, 4)]
+            assert answer in PLAIN_ANSWERS
             if "```" in messages[-1]["content"]:
                 seen.add("a fenced file")
     assert seen == {"quote", "each", "first", "skips argument-less tools", "chat", "a fenced file", "asked again"}
