@@ -1,5 +1,6 @@
-"""Documents generated from the data: PORTS.md from the registry of the real inventory, and the
-README's data key table from the schema. Unit tests fail when either is stale.
+"""Documents generated from the data: PORTS.md from the registry of the real inventory and the
+services' ports, and the README's data key table from the declared keys (tasks/stack.py). Unit
+tests fail when either is stale.
 
     python -m tasks.docs ports > PORTS.md
     python -m tasks.docs keys            # the table under README's "Data keys"
@@ -10,7 +11,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from tasks import preflight, schema
+from tasks import preflight, stack
 from tasks.registry import Registry
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -26,10 +27,8 @@ def ports_markdown(registry: Registry) -> str:
         "| host | port | bound to | service | serves | who may reach it |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
-    for row in registry.ports():
-        lines.append(
-            f"| {row['host']} | {row['port']} | {row['bind']} | {row['service']} | {row['serves']} | {row['from']} |"
-        )
+    for p in stack.ports(registry):
+        lines.append(f"| {p.host} | {p.port} | {p.bind} | {p.unit} | {p.serves} | {p.reach} |")
     lines += ["", "| model | backend | upstream | LiteLLM reaches it at |", "| --- | --- | --- | --- |"]
     for m in registry.models.values():
         lines.append(f"| {m.name} | {m.backend} | `{m.upstream}` | {registry.api_base(m)} |")
@@ -45,6 +44,6 @@ if __name__ == "__main__":
     if sys.argv[1:] == ["ports"]:
         sys.stdout.write(ports_markdown(real_registry()))
     elif sys.argv[1:] == ["keys"]:
-        sys.stdout.write(schema.markdown_table())
+        sys.stdout.write(stack.KEYS.markdown_table())
     else:
         sys.exit("usage: python -m tasks.docs ports|keys")

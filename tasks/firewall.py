@@ -12,9 +12,10 @@ from pyinfra import host
 from pyinfra.api import deploy
 
 from tasks import hostos, ops
-from tasks.registry import Registry
+from tasks.registry import MLX_GROUP, Registry
 from tasks.render import render
-from tasks.service import Service, Wait, managed_services
+from tasks.service import StackService
+from tasks.units import Unit, Wait, managed_services
 
 TABLE = "llmlab_mlx"
 RULES = "/etc/llm-firewall/mlx.nft"
@@ -67,18 +68,22 @@ def render_pf_plist() -> str:
     return render("firewall/pf.plist.j2", label=PF_LABEL, anchor=PF_ANCHOR, rules=PF_RULES)
 
 
-def python_env(r: Registry) -> None:
-    return None
+class Firewall(StackService):
+    """It listens on nothing and reads the MLX servers' ports and mlx_allowed_clients (tasks/mlx.py's keys)."""
 
+    name = "llm-firewall"
+    group = MLX_GROUP
 
-def packages(r: Registry, system: hostos.System) -> list[str]:
-    return [] if system.macos or not r.served_by(host.name, "mlx") else ["nftables"]
+    def packages(self, r: Registry, system: hostos.System) -> list[str]:
+        return [] if system.macos or not r.served_by(host.name, "mlx") else ["nftables"]
+
+    def deploy(self, r: Registry, envs: dict) -> list[Wait]:
+        return deploy_firewall(r)
 
 
 @deploy("Firewall for the MLX servers")
-def deploy_firewall(r: Registry, envs: dict) -> list[Wait]:
-    """envs: unused; the same signature as every service deploy. Nothing to wait for: the rules
-    are in place when their loader has run."""
+def deploy_firewall(r: Registry) -> list[Wait]:
+    """Nothing to wait for: the rules are in place when their loader has run."""
     if not r.served_by(host.name, "mlx"):
         return []
     system = hostos.system()
@@ -86,11 +91,12 @@ def deploy_firewall(r: Registry, envs: dict) -> list[Wait]:
         rules = ops.text_file(
             name=f"Render the pf anchor {PF_RULES}", dest=PF_RULES, content=render_pf(r, host.name), public=True
         )
-        managed_services(
-            [Service("llm-firewall", render_pf_plist(), restart_on=[rules], label=PF_LABEL)], "the firewall"
-        )
+        managed_services([Unit("llm-firewall", render_pf_plist(), restart_on=[rules], label=PF_LABEL)], "the firewall")
         return []
     ops.directories(name="Create /etc/llm-firewall", paths=["/etc/llm-firewall"], public=True)
     rules = ops.text_file(name=f"Render {RULES}", dest=RULES, content=render_nft(r, host.name), public=True)
-    managed_services([Service("llm-firewall", render_unit(r, host.name), restart_on=[rules])], "the firewall")
+    managed_services([Unit("llm-firewall", render_unit(r, host.name), restart_on=[rules])], "the firewall")
     return []
+
+
+SERVICE = Firewall()

@@ -3,6 +3,8 @@ before they go live, a hardened systemd unit, and a wait until the proxy answers
 
 from __future__ import annotations
 
+from typing import Any
+
 from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.operations import server
@@ -10,9 +12,11 @@ from pyinfra.operations import server
 from tasks import hostos, ops, pyenv
 from tasks.facts import FileStates
 from tasks.pyenv import PythonEnv
-from tasks.registry import CHAT_ONLY_BACKENDS, PROXY_KEY_SECRET, Registry
+from tasks.registry import CHAT_ONLY_BACKENDS, PROXY_GROUP, PROXY_KEY_SECRET, REDIS_SECRET, Registry
 from tasks.render import FILES, render, sha256_text, to_yaml
-from tasks.service import Service, Wait, answers_http, managed_services, rollback
+from tasks.schema import NONE, DataError, Key, abs_path, ip, port, positive, state_dir, user, version
+from tasks.service import Port, StackService
+from tasks.units import Unit, Wait, answers_http, managed_services, rollback
 
 CHECK_SCRIPT = FILES / "litellm" / "check_config.py"
 LAUNCHER = FILES / "litellm" / "llmlab_serve.py"  # what the unit runs: LiteLLM's app under uvicorn
@@ -26,6 +30,93 @@ OFFLINE_ENV = {"LITELLM_LOCAL_MODEL_COST_MAP": "True"}
 # reads them on every request (one loopback GET), so a cooldown another worker started holds at
 # once, not up to a second later (litellm/router_utils/cooldown_cache.py).
 SHARED_STATE_ENV = {"DEFAULT_COOLDOWN_REDIS_READ_INTERVAL_SECONDS": "0"}
+
+
+# The operator writes exception names as in the seed; LiteLLM's RetryPolicy has its own field
+# names and drops unknown ones silently. APIConnectionError has no field of its own: LiteLLM
+# falls back to DefaultRetries for it (litellm/router_utils/get_retry_from_policy.py).
+RETRY_FIELDS = {
+    "Timeout": "TimeoutErrorRetries",
+    "APIConnectionError": "DefaultRetries",
+    "RateLimitError": "RateLimitErrorRetries",
+    "ServiceUnavailableError": "ServiceUnavailableErrorRetries",
+    "InternalServerError": "InternalServerErrorRetries",
+    "BadRequestError": "BadRequestErrorRetries",
+    "AuthenticationError": "AuthenticationErrorRetries",
+    "ContentPolicyViolationError": "ContentPolicyViolationErrorRetries",
+    "NotFoundError": "NotFoundErrorRetries",
+}
+
+SEED_ROUTER_SETTINGS = {
+    "allowed_fails": 2,
+    "cooldown_time": 15,
+    "retry_policy": {"Timeout": 1, "APIConnectionError": 1, "RateLimitError": 0, "ServiceUnavailableError": 1},
+}
+
+
+def _workers_check(key: str, value: Any) -> None:
+    if value is not None and value < 1:
+        raise DataError(f"{key} must be at least 1 (or unset: one per CPU): {value}")
+
+
+def _router_settings_check(key: str, settings: Any) -> None:
+    for name in ("allowed_fails", "cooldown_time"):
+        value = settings.get(name, 0)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise DataError(f"{key}.{name} must be a non-negative number")
+    if "fallbacks" in settings:
+        raise DataError(f"{key}.fallbacks: give each model's fallbacks in its llm_models entry (fallbacks)")
+    policy = settings.get("retry_policy", {})
+    if not isinstance(policy, dict):
+        raise DataError(f"{key}.retry_policy must be a mapping")
+    for name, value in policy.items():
+        if name not in RETRY_FIELDS:
+            raise DataError(
+                f"{key}.retry_policy.{name} is not an exception LiteLLM retries by (known: {', '.join(RETRY_FIELDS)})"
+            )
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise DataError(f"{key}.retry_policy.{name} must be a non-negative integer")
+
+
+KEYS = (
+    Key("litellm_version", str, "1.106.2", "pinned `litellm[proxy]` (1.107.0 was a compromised release)", version),
+    Key(
+        "litellm_prisma_version",
+        str,
+        "0.15.0",
+        "prisma in the proxy's environment: LiteLLM's auth error path imports it (without it a missing key "
+        "answers 500, not 401)",
+        version,
+    ),
+    Key("litellm_port", int, 4000, "where the proxy listens", port),
+    Key("litellm_bind_address", str, "0.0.0.0", "the proxy's address (it serves the LAN)", ip),
+    Key("litellm_user", str, "litellm", "the proxy's service user", user),
+    Key("litellm_home", str, "/opt/litellm", "its environment (`venv/`), config checker and launcher", abs_path),
+    Key("litellm_config_dir", str, "/etc/litellm", "router.yaml and env.local", abs_path),
+    Key("litellm_state_dir", str, "/var/lib/litellm", "the service user's home and working folder", state_dir),
+    Key(
+        "litellm_router_settings",
+        dict,
+        SEED_ROUTER_SETTINGS,
+        "`allowed_fails`, `cooldown_time`, `retry_policy` by exception name (the seed's; see below)",
+        _router_settings_check,
+        default_text="the seed's",
+    ),
+    Key(
+        "litellm_settings",
+        dict,
+        {"json_logs": True, "turn_off_message_logging": True},
+        "LiteLLM's `litellm_settings`: the seed's json_logs, and no prompts or answers in the logs",
+    ),
+    Key("litellm_start_timeout", int, 120, "seconds the deploy waits for the proxy after a restart", positive),
+    Key(
+        "litellm_workers",
+        (int, NONE),
+        None,
+        "the proxy's worker processes (unset: one per CPU of the host); they share the router's state through Redis",
+        _workers_check,
+    ),
+)
 
 
 # A client's bad request is the client's: LiteLLM counts an upstream's 404 toward allowed_fails
@@ -42,13 +133,27 @@ def litellm_settings(r: Registry) -> dict:
     return {**r.proxy["litellm_settings"], "use_chat_completions_url_for_anthropic_messages": True}
 
 
+def router_settings(r: Registry) -> dict[str, Any]:
+    """router.yaml's router_settings: the data's, LiteLLM's field names for the retry policy, the
+    models' fallbacks, and Redis, through which every worker shares cooldowns and failure counts."""
+    rendered = dict(r.proxy["litellm_router_settings"])
+    if "retry_policy" in rendered:
+        rendered["retry_policy"] = {RETRY_FIELDS[n]: v for n, v in rendered["retry_policy"].items()}
+    if r.fallbacks():
+        rendered["fallbacks"] = r.fallbacks()
+    rendered["redis_host"] = r.proxy["redis_bind_address"]
+    rendered["redis_port"] = r.proxy["redis_port"]
+    rendered["redis_password"] = f"os.environ/{REDIS_SECRET}"
+    return rendered
+
+
 def render_router_yaml(r: Registry) -> str:
     return render(
         "litellm/router.yaml.j2",
         models=list(r.models.values()),
         chat_only=CHAT_ONLY_BACKENDS,
         client_errors=CLIENT_ERRORS_POLICY,
-        router_settings_yaml=to_yaml(r.router_settings()),
+        router_settings_yaml=to_yaml(router_settings(r)),
         litellm_settings_yaml=to_yaml(litellm_settings(r)),
         proxy_key_env=PROXY_KEY_SECRET,
         custom_auth=CUSTOM_AUTH,
@@ -94,8 +199,29 @@ def render_unit(r: Registry, cpus: int) -> str:
     )
 
 
-def packages(r: Registry, system) -> list[str]:
-    return []
+class LiteLLM(StackService):
+    name = "litellm"
+    group = PROXY_GROUP
+    keys = KEYS
+
+    def ports(self, r: Registry, host: str) -> list[Port]:
+        s = r.settings(host)
+        return [
+            Port(
+                host,
+                s["litellm_port"],
+                s["litellm_bind_address"],
+                "litellm",
+                ", ".join(sorted(r.model_names())),
+                "the LAN, with the proxy key",
+            )
+        ]
+
+    def python_env(self, r: Registry) -> PythonEnv:
+        return python_env(r)
+
+    def deploy(self, r: Registry, envs: dict) -> list[Wait]:
+        return deploy_litellm(r, envs)
 
 
 def python_env(r: Registry) -> PythonEnv:
@@ -193,7 +319,7 @@ def deploy_litellm(r: Registry, envs: dict) -> list[Wait]:
         },
     )
     started = managed_services(
-        [Service("litellm", render_unit(r, hostos.system().cpus), restart_on=[env, rendered])], "the LiteLLM proxy"
+        [Unit("litellm", render_unit(r, hostos.system().cpus), restart_on=[env, rendered])], "the LiteLLM proxy"
     )["litellm"]
     # Readiness, not only liveness: LiteLLM's own endpoint answers once the router is loaded.
     return [
@@ -205,3 +331,6 @@ def deploy_litellm(r: Registry, envs: dict) -> list[Wait]:
             rollback(built, env, [("litellm", None)], "journalctl -u litellm"),
         )
     ]
+
+
+SERVICE = LiteLLM()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import shlex
 import time
+from typing import Any
 
 from pyinfra import host
 from pyinfra.api import FunctionCommand, deploy, operation
@@ -22,11 +23,83 @@ from tasks import hostos, ops, pyenv
 from tasks.facts import HubCache
 from tasks.hostos import System, is_macos
 from tasks.pyenv import PythonEnv
-from tasks.registry import Model, Registry
+from tasks.registry import MLX_GROUP, Model, Registry
 from tasks.render import render
-from tasks.service import Service, Wait, answers_http, managed_services, rollback
+from tasks.schema import DataError, Key, abs_path, fraction, ip, networks, positive, user, version
+from tasks.service import Port, StackService
+from tasks.units import Unit, Wait, answers_http, managed_services, rollback
 
 LOG_FOLDER = "Library/Logs/llm-lab"  # under the operator's home: where Console.app looks
+
+
+def _model_sources(key: str, value: Any) -> None:
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise DataError(f"{key} maps upstream ids to folder paths")
+    for upstream, folder in value.items():
+        # The upload makes the host's folder equal to this one: an empty or missing folder would
+        # delete the model on the host.
+        if not os.path.isabs(folder) or not os.path.isdir(folder) or not any(os.scandir(folder)):
+            raise DataError(
+                f"{key}[{upstream!r}]: {folder!r} is not an existing, non-empty folder (an absolute path "
+                f"on the control machine)"
+            )
+
+
+KEYS = (
+    Key("mlx_version", str, "0.32.4", "pinned mlx (`mlx[cpu]` on Linux)", version),
+    Key("mlx_lm_version", str, "0.32.2", "pinned mlx-lm", version),
+    Key("mlx_user", str, "mlx", "the servers' service user (Linux)", user),
+    Key("mlx_home", str, "/opt/mlx", "their environment (`venv/`) and logs (macOS)", abs_path),
+    Key(
+        "mlx_models_dir",
+        str,
+        "/opt/mlx/models",
+        "the servers' working folder: a model id that exists here as a folder is loaded from it",
+        abs_path,
+    ),
+    Key(
+        "mlx_model_sources",
+        dict,
+        {},
+        "upstream id -> model folder on the control machine to upload (the lab's tiny model)",
+        _model_sources,
+    ),
+    Key("mlx_bind_address", str, "0.0.0.0", "the servers' address (LiteLLM reaches them over the LAN)", ip),
+    Key(
+        "mlx_allowed_clients",
+        list,
+        [],
+        "addresses or networks besides the proxy host that the studio's firewall admits to the MLX ports",
+        networks,
+    ),
+    Key(
+        "mlx_max_tokens",
+        int,
+        8192,
+        "`mlx_lm.server --max-tokens`: the completion length when a request names none (mlx_lm's own 512 "
+        "cuts coding clients off); a model's `max_tokens` field overrides it",
+        positive,
+    ),
+    Key(
+        "mlx_start_timeout",
+        int,
+        120,
+        "seconds the deploy waits for a server's `/v1/models` after a (re)start: loading, not downloading; a "
+        "model's `start_timeout` field overrides it (a 120B model loads for minutes)",
+        positive,
+    ),
+    Key("mlx_python", str, "3.12", "macOS: the uv-managed Python the MLX environment is built on", version),
+    Key(
+        "mlx_memory_fraction",
+        (float, int),
+        0.75,
+        "share of the host's memory the MLX models' weights may take together (macOS lets the GPU wire about "
+        "three quarters)",
+        fraction,
+    ),
+    Key("mlx_allow_overcommit", bool, False, "start the MLX servers even when their weights exceed that share"),
+    Key("mlx_launchd_prefix", str, "lab.llm.mlx", "launchd labels are `<prefix>.<model>`"),
+)
 
 
 def max_tokens(r: Registry, m: Model) -> int:
@@ -97,8 +170,33 @@ def render_plist(r: Registry, m: Model, system: System) -> str:
     )
 
 
-def packages(r: Registry, system) -> list[str]:
-    return []
+class MLX(StackService):
+    """One mlx_lm.server per registry model of the host (its port is the model's `port` field)."""
+
+    name = "mlx"
+    group = MLX_GROUP
+    keys = KEYS
+
+    def ports(self, r: Registry, host: str) -> list[Port]:
+        s = r.settings(host)
+        clients = ", ".join(dict.fromkeys([r.hosts[r.proxy_host].address, *s["mlx_allowed_clients"]]))
+        return [
+            Port(
+                host,
+                m.port,
+                s["mlx_bind_address"],
+                f"mlx-{m.name}",
+                m.model_name,
+                f"{r.proxy_host} only (firewall: {clients})",
+            )
+            for m in sorted(r.served_by(host, "mlx"), key=lambda m: m.port)
+        ]
+
+    def python_env(self, r: Registry) -> PythonEnv | None:
+        return python_env(r)
+
+    def deploy(self, r: Registry, envs: dict) -> list[Wait]:
+        return deploy_mlx(r, envs)
 
 
 def python_env(r: Registry) -> PythonEnv | None:
@@ -257,7 +355,7 @@ def deploy_mlx(r: Registry, envs: dict) -> list[Wait]:
 
     env = pyenv.switch(built, s["uv_keep"])
     services = [
-        Service(
+        Unit(
             unit_name(m),
             render_plist(r, m, system) if macos else render_unit(r, m),
             restart_on=[env, uploads.get(m.upstream)],
@@ -276,3 +374,6 @@ def deploy_mlx(r: Registry, envs: dict) -> list[Wait]:
         )
         for m in models
     ]
+
+
+SERVICE = MLX()

@@ -590,7 +590,7 @@ def _answers_within(probe: str, timeout: int) -> str:
 
 def wait_command(probe: str, timeout: int, what: str, rollback=None) -> str:
     """Shell: wait until probe succeeds, or fail after timeout s with one line; with a rollback
-    (service.Rollback), first put the previous environment back and wait for it, then fail."""
+    (units.Rollback), first put the previous environment back and wait for it, then fail."""
     failed = f"{what} did not answer within {int(timeout)} s"
     if rollback is None:
         return f"{_answers_within(probe, timeout)} || {{ echo {shlex.quote(failed)} >&2; exit 1; }}"

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from tasks import registry as reg
-from tasks import sources
+from tasks import sources, stack
 from tasks.schema import DataError
 
 _RUN: dict[str, reg.Registry] = {}
@@ -37,7 +37,7 @@ def build(
     for h in hosts:
         values, where = sources.host_values(h, layers, overrides, str(inventory_file))
         inputs.append(reg.HostInput(h.name, h.groups, values, where, str(h.data.get("ssh_hostname") or h.name)))
-    registry = reg.build(inputs)
+    registry = reg.build(inputs, stack.KEYS)
     registry.workdir = cwd
     if for_deploy:
         for h in hosts:
@@ -47,7 +47,8 @@ def build(
         secrets_file = Path(proxy.settings["llm_secrets_file"])
         if not secrets_file.is_absolute():
             secrets_file = cwd / secrets_file
-        where = proxy.sources.get("llm_secrets_file", "tasks/schema.py (default)") + ": llm_secrets_file"
+        where = proxy.sources.get("llm_secrets_file", f"{stack.KEYS.by_name['llm_secrets_file'].origin} (default)")
+        where += ": llm_secrets_file"
         registry.secrets = sources.load_secrets(registry.secret_names(), secrets_file, where)
         registry.check_secret_values(where)
     return registry

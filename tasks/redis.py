@@ -4,12 +4,17 @@ from the secrets; the distribution's own Redis unit is masked so the two never c
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
 from pyinfra.api import deploy
 
 from tasks import hostos, ops
-from tasks.registry import REDIS_SECRET, Registry
+from tasks.registry import PROXY_GROUP, REDIS_SECRET, Registry
 from tasks.render import render
-from tasks.service import Service, Wait, managed_services
+from tasks.schema import DataError, Key, loopback, port, positive
+from tasks.service import Port, StackService
+from tasks.units import Unit, Wait, managed_services
 
 PACKAGES = {"debian": ["redis-server"], "rhel": ["redis"]}
 DISTRO_UNITS = {"debian": ["redis-server.service"], "rhel": ["redis.service"]}
@@ -17,6 +22,19 @@ SERVER = "/usr/bin/redis-server"
 USER = "redis"  # the packages' own user
 CONFIG = "/etc/redis-llm/redis.conf"
 STATE_DIR = "/var/lib/redis-llm"
+
+
+def _size(key: str, value: Any) -> None:
+    if not re.match(r"^[1-9][0-9]*(b|kb|mb|gb)?$", value.lower()):
+        raise DataError(f"{key} must be a Redis size such as 64mb: {value!r}")
+
+
+KEYS = (
+    Key("redis_port", int, 6379, "Redis's port (on the proxy host)", port),
+    Key("redis_bind_address", str, "127.0.0.1", "Redis's address: loopback only", loopback),
+    Key("redis_maxmemory", str, "64mb", "Redis's memory cap (the state is small; least recently used keys go)", _size),
+    Key("redis_start_timeout", int, 30, "seconds the deploy waits for Redis after a restart", positive),
+)
 
 
 def render_config(r: Registry) -> str:
@@ -44,17 +62,33 @@ def render_unit(r: Registry) -> str:
     )
 
 
-def python_env(r: Registry) -> None:
-    return None
+class Redis(StackService):
+    name = "redis-llm"
+    group = PROXY_GROUP
+    keys = KEYS
 
+    def ports(self, r: Registry, host: str) -> list[Port]:
+        s = r.settings(host)
+        return [
+            Port(
+                host,
+                s["redis_port"],
+                s["redis_bind_address"],
+                "redis-llm",
+                "LiteLLM's router state",
+                "this host, with its password",
+            )
+        ]
 
-def packages(r: Registry, system: hostos.System) -> list[str]:
-    return PACKAGES[system.family]
+    def packages(self, r: Registry, system: hostos.System) -> list[str]:
+        return PACKAGES[system.family]
+
+    def deploy(self, r: Registry, envs: dict) -> list[Wait]:
+        return deploy_redis(r)
 
 
 @deploy("Redis for LiteLLM")
-def deploy_redis(r: Registry, envs: dict) -> list[Wait]:
-    """envs: unused (Redis is no Python environment); the same signature as every service deploy."""
+def deploy_redis(r: Registry) -> list[Wait]:
     s = r.proxy
     family = hostos.system().family
     ops.units_masked(name="Stop and mask the distribution's own Redis unit", units=DISTRO_UNITS[family])
@@ -67,7 +101,7 @@ def deploy_redis(r: Registry, envs: dict) -> list[Wait]:
         mode="640",
         secret=True,
     )
-    started = managed_services([Service("redis-llm", render_unit(r), restart_on=[config])], "Redis")["redis-llm"]
+    started = managed_services([Unit("redis-llm", render_unit(r), restart_on=[config])], "Redis")["redis-llm"]
     port = s["redis_port"]
     # Any answer proves it is up: without the password Redis answers NOAUTH, and the password
     # stays out of every command line.
@@ -79,3 +113,6 @@ def deploy_redis(r: Registry, envs: dict) -> list[Wait]:
             started,
         )
     ]
+
+
+SERVICE = Redis()

@@ -26,8 +26,6 @@ BACKENDS = ("mlx", "ovms", "openai")
 CHAT_ONLY_BACKENDS = ("mlx", "ovms")
 PROXY_GROUP = "mini"  # the inventory group whose one host runs LiteLLM and OVMS
 MLX_GROUP = "studio"  # the inventory group whose hosts run MLX servers
-# Ports the proxy host's own services hold; no model server may take them.
-RESERVED_PORT_KEYS = ("litellm_port", "ovms_rest_port", "redis_port")
 MODEL_FIELDS = {
     "backend": str,
     "host": str,
@@ -166,18 +164,6 @@ class Registry:
             return f"http://127.0.0.1:{self.proxy['ovms_rest_port']}/v3"
         return model.api_base
 
-    def router_settings(self) -> dict[str, Any]:
-        rendered = dict(self.proxy["litellm_router_settings"])
-        if "retry_policy" in rendered:
-            rendered["retry_policy"] = {schema.RETRY_FIELDS[n]: v for n, v in rendered["retry_policy"].items()}
-        if self.fallbacks():
-            rendered["fallbacks"] = self.fallbacks()
-        # Every worker shares cooldowns and failure counts through Redis on the proxy host.
-        rendered["redis_host"] = self.proxy["redis_bind_address"]
-        rendered["redis_port"] = self.proxy["redis_port"]
-        rendered["redis_password"] = f"os.environ/{REDIS_SECRET}"
-        return rendered
-
     def secret_names(self) -> list[str]:
         names = [PROXY_KEY_SECRET, REDIS_SECRET]
         return names + sorted({m.api_key_secret for m in self.models.values() if m.api_key_secret} - set(names))
@@ -201,58 +187,6 @@ class Registry:
             env[m.env_api_key] = self.secrets[m.api_key_secret] if m.api_key_secret else "none"
         return env
 
-    def ports(self) -> list[dict[str, Any]]:
-        """Every listening socket the stack owns, for the ports document and the tests."""
-        rows = []
-        for name in sorted(self.hosts):
-            s = self.settings(name)
-            if name == self.proxy_host:
-                rows.append(
-                    {
-                        "host": name,
-                        "port": s["litellm_port"],
-                        "bind": s["litellm_bind_address"],
-                        "service": "litellm",
-                        "serves": ", ".join(sorted(self.model_names())),
-                        "from": "the LAN, with the proxy key",
-                    }
-                )
-                rows.append(
-                    {
-                        "host": name,
-                        "port": s["redis_port"],
-                        "bind": s["redis_bind_address"],
-                        "service": "redis-llm",
-                        "serves": "LiteLLM's router state",
-                        "from": "this host, with its password",
-                    }
-                )
-            ovms = self.served_by(name, "ovms")
-            if ovms:
-                rows.append(
-                    {
-                        "host": name,
-                        "port": s["ovms_rest_port"],
-                        "bind": s["ovms_bind_address"],
-                        "service": "ovms",
-                        "serves": ", ".join(m.name for m in ovms),
-                        "from": "this host",
-                    }
-                )
-            for m in sorted(self.served_by(name, "mlx"), key=lambda m: m.port):
-                clients = [self.hosts[self.proxy_host].address, *s["mlx_allowed_clients"]]
-                rows.append(
-                    {
-                        "host": name,
-                        "port": m.port,
-                        "bind": s["mlx_bind_address"],
-                        "service": f"mlx-{m.name}",
-                        "serves": m.model_name,
-                        "from": f"{self.proxy_host} only (firewall: {', '.join(dict.fromkeys(clients))})",
-                    }
-                )
-        return rows
-
 
 def _check_port(value: Any, what: str) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
@@ -261,15 +195,15 @@ def _check_port(value: Any, what: str) -> None:
         raise DataError(f"{what} is out of range (1-65535): {value}")
 
 
-def _settings(host: HostInput) -> dict[str, Any]:
-    """Every schema key for one host (defaults filled in), each value checked; an undeclared
-    key is an error naming the file that set it."""
+def _settings(host: HostInput, keys: schema.KeyTable) -> dict[str, Any]:
+    """Every declared key for one host (defaults filled in), each value checked; an undeclared
+    key is an error naming the file that set it, and so are two ports of the host's that are equal."""
     for key, where in host.sources.items():
-        if key not in schema.BY_NAME and not schema.is_pyinfra_key(key):
+        if key not in keys and not schema.is_pyinfra_key(key):
             raise DataError(f"{where}: {key} is not a data key of this toolkit (see README, Data keys)")
     settings = {}
-    for key in schema.KEYS:
-        where = host.sources.get(key.name, "tasks/schema.py (default)")
+    for key in keys:
+        where = host.sources.get(key.name, f"{key.origin} (default)")
         if key.name not in host.values:
             if key.default is schema.REQUIRED:
                 raise DataError(f"group data: {key.name} is missing (set it in group_data/all.py)")
@@ -278,16 +212,17 @@ def _settings(host: HostInput) -> dict[str, Any]:
         if key.shared and host.sources[key.name].endswith(".py") and not host.sources[key.name].endswith("all.py"):
             raise DataError(f"{where}: {key.name} is shared by every host: set it in group_data/all.py")
         try:
-            schema.check_value(key.name, host.values[key.name])
+            keys.check_value(key.name, host.values[key.name])
         except DataError as exc:
             raise DataError(f"{where}: {exc}") from None
         settings[key.name] = host.values[key.name]
     seen: dict[int, str] = {}
-    for key in RESERVED_PORT_KEYS:
+    # the keys the data sets last, so that a clash is reported where it was made
+    for key in sorted(keys.port_keys(), key=lambda k: k in host.sources):
         if settings[key] in seen:
             raise DataError(
-                f"{host.sources.get(key, 'tasks/schema.py (default)')}: {key} equals {seen[settings[key]]} "
-                f"({settings[key]})"
+                f"{host.sources.get(key, f'{keys.by_name[key].origin} (default)')}: {key} equals "
+                f"{seen[settings[key]]} ({settings[key]})"
             )
         seen[settings[key]] = key
     return settings
@@ -380,7 +315,7 @@ def _model(name: Any, entry: Any, where: str, hosts: Mapping[str, HostEntry]) ->
     )
 
 
-def _models(hosts: dict[str, HostEntry], proxy_host: str) -> dict[str, Model]:
+def _models(hosts: dict[str, HostEntry], proxy_host: str, port_keys: list[str]) -> dict[str, Model]:
     # Shared keys: every host sees the same all.py, so any host's copy is the registry's.
     first = next(iter(hosts.values()))
     s, src = first.settings, first.sources
@@ -408,7 +343,7 @@ def _models(hosts: dict[str, HostEntry], proxy_host: str) -> dict[str, Model]:
     for m in models.values():
         where = over_where if m.name in overrides else models_where
         if m.port is not None:
-            reserved = {hosts[m.host].settings[k]: k for k in RESERVED_PORT_KEYS}
+            reserved = {hosts[m.host].settings[k]: k for k in port_keys}  # the host's services' ports
             if m.port in reserved:
                 raise DataError(f"{where}: llm_models[{m.name!r}].port {m.port} clashes with {reserved[m.port]}")
             other = taken.get((m.host, m.port))
@@ -473,11 +408,12 @@ def _check_names_and_fallbacks(models: dict[str, Model], models_where: str, over
             raise DataError(f"{where}: {key}.fallbacks names a model twice")
 
 
-def build(hosts: list[HostInput]) -> Registry:
-    """Validate every host's values and derive the registry."""
+def build(hosts: list[HostInput], keys: schema.KeyTable) -> Registry:
+    """Validate every host's values against the declared keys (tasks/stack.py's KEYS) and derive
+    the registry."""
     entries = {}
     for h in hosts:
-        settings = _settings(h)
+        settings = _settings(h, keys)
         address = settings["llm_address"] or h.ssh_target or h.name
         try:
             ipaddress.ip_address(address)
@@ -495,4 +431,4 @@ def build(hosts: list[HostInput]) -> Registry:
             f"found {proxies or 'none'}"
         )
     proxy_host = proxies[0]
-    return Registry(models=_models(entries, proxy_host), hosts=entries, proxy_host=proxy_host)
+    return Registry(models=_models(entries, proxy_host, keys.port_keys()), hosts=entries, proxy_host=proxy_host)

@@ -1,9 +1,10 @@
-"""Every data key the toolkit reads, declared once: name, type, default, meaning and check.
-
-The preflight validates group data against this table, the README's "Data keys" section is
-generated from it (`python -m tasks.docs keys`, checked by a unit test), and a key that is not
-declared here is an error naming the file that set it. Keys are prefixed by their service.
-Pinned versions live here and nowhere else.
+"""The data keys' mechanism and the keys of the run itself. A key is declared once, with its
+name, type, default, meaning and check, by the one that reads it: each service declares its own
+(tasks/service.py, `StackService.keys`), the run's own (the registry, secrets, uv) are here, and
+tasks/stack.py holds the union. The preflight validates group data against that union, a key it
+does not hold is an error naming the file that set it, and the README's "Data keys" table is
+generated from it (`python -m tasks.docs keys`, checked by a unit test). Keys are prefixed by
+their service; pinned versions live in the keys' defaults and nowhere else.
 """
 
 from __future__ import annotations
@@ -18,30 +19,8 @@ from urllib.parse import urlsplit
 
 REQUIRED = object()  # a key with no default: the group data must set it
 
-# The operator writes exception names as in the seed; LiteLLM's RetryPolicy has its own field
-# names and drops unknown ones silently. APIConnectionError has no field of its own: LiteLLM
-# falls back to DefaultRetries for it (litellm/router_utils/get_retry_from_policy.py).
-RETRY_FIELDS = {
-    "Timeout": "TimeoutErrorRetries",
-    "APIConnectionError": "DefaultRetries",
-    "RateLimitError": "RateLimitErrorRetries",
-    "ServiceUnavailableError": "ServiceUnavailableErrorRetries",
-    "InternalServerError": "InternalServerErrorRetries",
-    "BadRequestError": "BadRequestErrorRetries",
-    "AuthenticationError": "AuthenticationErrorRetries",
-    "ContentPolicyViolationError": "ContentPolicyViolationErrorRetries",
-    "NotFoundError": "NotFoundErrorRetries",
-}
-
-SEED_ROUTER_SETTINGS = {
-    "allowed_fails": 2,
-    "cooldown_time": 15,
-    "retry_policy": {"Timeout": 1, "APIConnectionError": 1, "RateLimitError": 0, "ServiceUnavailableError": 1},
-}
-
-
-OVMS_VERSION = re.compile(r"^(\d{4})\.(\d+)(?:\.(\d+))?$")
-# OVMS's text-generation graph options (LLMCalculatorOptions) that the data sets.
+# OVMS's text-generation graph options (LLMCalculatorOptions) that the data sets: here, not in
+# tasks/ovms.py, because a model's own `graph` field (tasks/registry.py) is checked the same way.
 GRAPH_DEFAULTS = {"device": "CPU", "cache_size": 2, "max_num_seqs": 16, "enable_prefix_caching": True}
 # Graph settings that may be left out (OVMS's default applies): a model's tool-call parser, and
 # whether tool_choice "required" constrains generation.
@@ -57,19 +36,19 @@ class DataError(ValueError):
 # --- checks: each takes (key, value) and raises DataError(message without the file) ---------
 
 
-def _port(key: str, value: Any) -> None:
+def port(key: str, value: Any) -> None:
     if not 1 <= value <= 65535:
         raise DataError(f"{key} is out of range (1-65535): {value}")
 
 
-def _ip(key: str, value: Any) -> None:
+def ip(key: str, value: Any) -> None:
     try:
         ipaddress.ip_address(value)
     except ValueError:
         raise DataError(f"{key} is not an IP address: {value!r}") from None
 
 
-def _networks(key: str, value: Any) -> None:
+def networks(key: str, value: Any) -> None:
     for item in value:
         try:
             ipaddress.ip_network(item, strict=False)
@@ -77,28 +56,18 @@ def _networks(key: str, value: Any) -> None:
             raise DataError(f"{key} must list IP addresses or networks: {item!r}") from None
 
 
-def _optional_ip(key: str, value: Any) -> None:
+def optional_ip(key: str, value: Any) -> None:
     if value is not None:
-        _ip(key, value)
+        ip(key, value)
 
 
-def _loopback(key: str, value: Any) -> None:
-    _ip(key, value)
+def loopback(key: str, value: Any) -> None:
+    ip(key, value)
     if not ipaddress.ip_address(value).is_loopback:
         raise DataError(f"{key} must be a loopback address (Redis is for the proxy on the same host): {value!r}")
 
 
-def _workers(key: str, value: Any) -> None:
-    if value is not None and value < 1:
-        raise DataError(f"{key} must be at least 1 (or unset: one per CPU): {value}")
-
-
-def _redis_size(key: str, value: Any) -> None:
-    if not re.match(r"^[1-9][0-9]*(b|kb|mb|gb)?$", value.lower()):
-        raise DataError(f"{key} must be a Redis size such as 64mb: {value!r}")
-
-
-def _abs_path(key: str, value: Any) -> None:
+def abs_path(key: str, value: Any) -> None:
     if not value.startswith("/") or ".." in value.split("/"):
         raise DataError(f"{key} must be an absolute path")
     if not re.match(r"^[A-Za-z0-9._/+-]+$", value):
@@ -107,39 +76,39 @@ def _abs_path(key: str, value: Any) -> None:
         )
 
 
-def _state_dir(key: str, value: Any) -> None:
-    _abs_path(key, value)
+def state_dir(key: str, value: Any) -> None:
+    abs_path(key, value)
     # systemd's StateDirectory= creates and owns it, and only under /var/lib.
     if not re.match(r"^/var/lib/[A-Za-z0-9._-]+$", value):
         raise DataError(f"{key} must be a folder directly under /var/lib (systemd's StateDirectory)")
 
 
-def _user(key: str, value: Any) -> None:
+def user(key: str, value: Any) -> None:
     if not re.match(r"^[a-z_][a-z0-9_-]{0,31}$", value):
         raise DataError(f"{key} is not a valid user name")
 
 
-def _version(key: str, value: Any) -> None:
+def version(key: str, value: Any) -> None:
     if not re.match(r"^[0-9][0-9A-Za-z.+-]*$", value):
         raise DataError(f"{key} is not a version: {value!r}")
 
 
-def _positive(key: str, value: Any) -> None:
+def positive(key: str, value: Any) -> None:
     if value <= 0:
         raise DataError(f"{key} must be positive")
 
 
-def _not_negative(key: str, value: Any) -> None:
+def not_negative(key: str, value: Any) -> None:
     if value < 0:
         raise DataError(f"{key} must be 0 or more")
 
 
-def _fraction(key: str, value: Any) -> None:
+def fraction(key: str, value: Any) -> None:
     if not 0 < value <= 1:
         raise DataError(f"{key} must be above 0 and at most 1: {value}")
 
 
-def _sha256(key: str, value: Any) -> None:
+def sha256(key: str, value: Any) -> None:
     if value is not None and not re.match(r"^[0-9a-f]{64}$", value):
         raise DataError(f"{key} must be 64 lower-case hex digits")
 
@@ -149,14 +118,9 @@ def is_http_url(url: str) -> bool:
     return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
-def _optional_archive_url(key: str, value: Any) -> None:
+def optional_archive_url(key: str, value: Any) -> None:
     if value is not None:
-        _archive_url(key, value)
-
-
-def _ovms_version(key: str, value: Any) -> None:
-    if not OVMS_VERSION.match(value):
-        raise DataError(f"{key} {value!r} is not an OVMS release version (like 2025.4 or 2026.3.0)")
+        archive_url(key, value)
 
 
 def check_graph(key: str, value: Any, partial: bool = False) -> None:
@@ -188,50 +152,14 @@ def check_graph(key: str, value: Any, partial: bool = False) -> None:
         )
 
 
-def _graph(key: str, value: Any) -> None:
-    check_graph(key, value)
-
-
-def _archive_url(key: str, value: Any) -> None:
+def archive_url(key: str, value: Any) -> None:
     if not (value.startswith("file://") or os.path.isabs(value) or is_http_url(value)):
         raise DataError(f"{key} must be an http(s) URL or a local path on the control machine: {value!r}")
 
 
-def _names(key: str, value: Any) -> None:
+def names(key: str, value: Any) -> None:
     if not all(isinstance(p, str) and p for p in value):
         raise DataError(f"{key} must list names")
-
-
-def _model_sources(key: str, value: Any) -> None:
-    if not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
-        raise DataError(f"{key} maps upstream ids to folder paths")
-    for upstream, folder in value.items():
-        # The upload makes the host's folder equal to this one: an empty or missing folder would
-        # delete the model on the host.
-        if not os.path.isabs(folder) or not os.path.isdir(folder) or not any(os.scandir(folder)):
-            raise DataError(
-                f"{key}[{upstream!r}]: {folder!r} is not an existing, non-empty folder (an absolute path "
-                f"on the control machine)"
-            )
-
-
-def _router_settings(key: str, settings: Any) -> None:
-    for name in ("allowed_fails", "cooldown_time"):
-        value = settings.get(name, 0)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-            raise DataError(f"{key}.{name} must be a non-negative number")
-    if "fallbacks" in settings:
-        raise DataError(f"{key}.fallbacks: give each model's fallbacks in its llm_models entry (fallbacks)")
-    policy = settings.get("retry_policy", {})
-    if not isinstance(policy, dict):
-        raise DataError(f"{key}.retry_policy must be a mapping")
-    for name, value in policy.items():
-        if name not in RETRY_FIELDS:
-            raise DataError(
-                f"{key}.retry_policy.{name} is not an exception LiteLLM retries by (known: {', '.join(RETRY_FIELDS)})"
-            )
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise DataError(f"{key}.retry_policy.{name} must be a non-negative integer")
 
 
 @dataclass(frozen=True)
@@ -242,11 +170,18 @@ class Key:
     meaning: str
     check: Callable[[str, Any], None] | None = None
     shared: bool = False  # the same for every host: only all.py (or --data) may set it
+    default_text: str | None = None  # how the README's table names a default too long to show
+    origin: str = "tasks/schema.py"  # the file that declares it (tasks/stack.py sets a service's)
+
+    @property
+    def is_port(self) -> bool:
+        """A port a service on the host listens on: no two of a host's may be equal."""
+        return self.check is port
 
 
-_NONE = type(None)
+NONE = type(None)
 
-KEYS: tuple[Key, ...] = (
+RUN_KEYS: tuple[Key, ...] = (
     # --- the registry and what every host shares
     Key(
         "llm_models",
@@ -273,11 +208,11 @@ KEYS: tuple[Key, ...] = (
     ),
     Key(
         "llm_address",
-        (str, _NONE),
+        (str, NONE),
         None,
         "inventory host data: the IP address other hosts reach this host on (default: its SSH address, "
         "which must then be an IP address)",
-        _optional_ip,
+        optional_ip,
     ),
     Key(
         "llm_break_lock",
@@ -293,189 +228,18 @@ KEYS: tuple[Key, ...] = (
         "hours: when packages are missing, the distribution's package lists are refreshed first only if "
         "older than this (apt's daily timer keeps them younger), and always when an install without a "
         "refresh fails; 0 refreshes every time",
-        _not_negative,
+        not_negative,
     ),
-    Key("uv_version", str, "0.13.9", "uv that builds every Python environment", _version),
+    Key("uv_version", str, "0.13.9", "uv that builds every Python environment", version),
     Key(
         "uv_keep",
         int,
         2,
         "environment folders kept per service, newest first (the one in use and the previous one, for a "
         "rollback, are never removed)",
-        _positive,
+        positive,
     ),
-    # --- LiteLLM
-    Key("litellm_version", str, "1.106.2", "pinned `litellm[proxy]` (1.107.0 was a compromised release)", _version),
-    Key(
-        "litellm_prisma_version",
-        str,
-        "0.15.0",
-        "prisma in the proxy's environment: LiteLLM's auth error path imports it (without it a missing key "
-        "answers 500, not 401)",
-        _version,
-    ),
-    Key("litellm_port", int, 4000, "where the proxy listens", _port),
-    Key("litellm_bind_address", str, "0.0.0.0", "the proxy's address (it serves the LAN)", _ip),
-    Key("litellm_user", str, "litellm", "the proxy's service user", _user),
-    Key("litellm_home", str, "/opt/litellm", "its environment (`venv/`), config checker and launcher", _abs_path),
-    Key("litellm_config_dir", str, "/etc/litellm", "router.yaml and env.local", _abs_path),
-    Key("litellm_state_dir", str, "/var/lib/litellm", "the service user's home and working folder", _state_dir),
-    Key(
-        "litellm_router_settings",
-        dict,
-        SEED_ROUTER_SETTINGS,
-        "`allowed_fails`, `cooldown_time`, `retry_policy` by exception name (the seed's; see below)",
-        _router_settings,
-    ),
-    Key(
-        "litellm_settings",
-        dict,
-        {"json_logs": True, "turn_off_message_logging": True},
-        "LiteLLM's `litellm_settings`: the seed's json_logs, and no prompts or answers in the logs",
-    ),
-    Key("litellm_start_timeout", int, 120, "seconds the deploy waits for the proxy after a restart", _positive),
-    Key(
-        "litellm_workers",
-        (int, _NONE),
-        None,
-        "the proxy's worker processes (unset: one per CPU of the host); they share the router's state through Redis",
-        _workers,
-    ),
-    # --- Redis (the proxy's shared router state)
-    Key("redis_port", int, 6379, "Redis's port (on the proxy host)", _port),
-    Key("redis_bind_address", str, "127.0.0.1", "Redis's address: loopback only", _loopback),
-    Key(
-        "redis_maxmemory",
-        str,
-        "64mb",
-        "Redis's memory cap (the state is small; least recently used keys go)",
-        _redis_size,
-    ),
-    Key("redis_start_timeout", int, 30, "seconds the deploy waits for Redis after a restart", _positive),
-    # --- OpenVINO Model Server
-    Key(
-        "ovms_version",
-        str,
-        "2025.4",
-        "the pinned OVMS release (its tag is `v<version>`); names the install folder",
-        _ovms_version,
-    ),
-    Key(
-        "ovms_python",
-        bool,
-        True,
-        "the python_on build: chat templates with a system message and tools (python_off drops the system "
-        "message); it needs the host's libpython and Jinja2, installed from the distribution",
-    ),
-    Key(
-        "ovms_release_url",
-        str,
-        "https://github.com/openvinotoolkit/model_server/releases/download",
-        "where releases are fetched: `<url>/v<version>/<asset>`, the asset chosen from the host's system "
-        "(an http(s) URL, or a folder on the control machine)",
-        _archive_url,
-    ),
-    Key(
-        "ovms_archive_url",
-        (str, _NONE),
-        None,
-        "one archive instead of the chosen asset (an http(s) URL or a path on the control machine)",
-        _optional_archive_url,
-    ),
-    Key(
-        "ovms_archive_sha256",
-        (str, _NONE),
-        None,
-        "the archive's sha256 (GitHub shows it beside each release asset); unset, the lock file holds it",
-        _sha256,
-    ),
-    Key(
-        "ovms_lock_file",
-        str,
-        "ovms.lock",
-        "control machine: release URL -> sha256 recorded once (relative to where pyinfra runs); commit it",
-    ),
-    Key(
-        "ovms_record_digest",
-        bool,
-        False,
-        "allow, for this run, recording the digest of an archive the lock file does not know "
-        "(`--data ovms_record_digest=true`); every later download is held to it",
-    ),
-    Key("ovms_packages", list, ["libxml2", "curl"], "system packages the release links against", _names),
-    Key(
-        "ovms_graph",
-        dict,
-        dict(GRAPH_DEFAULTS),
-        "text-generation settings rendered into each model's graph.pbtxt: `device`, `cache_size` (GB of KV "
-        "cache), `max_num_seqs`, `enable_prefix_caching`, optionally `tool_parser` and "
-        "`enable_tool_guided_generation`; a model's `graph` overrides some and names its own `tool_parser`",
-        _graph,
-    ),
-    Key("ovms_rest_port", int, 9000, "OVMS's REST (OpenAI `/v3`) port", _port),
-    Key("ovms_bind_address", str, "127.0.0.1", "OVMS's address (only LiteLLM, on the same host, calls it)", _ip),
-    Key("ovms_user", str, "ovms", "OVMS's service user", _user),
-    Key("ovms_home", str, "/opt/ovms", "releases unpack into `<home>/<version>/`; `current` points at one", _abs_path),
-    Key("ovms_models_dir", str, "/var/lib/ovms/models", "`<dir>/<upstream id>/` holds each model's files", _abs_path),
-    Key("ovms_config_dir", str, "/etc/ovms", "config.json", _abs_path),
-    Key("ovms_start_timeout", int, 60, "seconds the deploy waits for `/v2/health/ready`", _positive),
-    # --- MLX
-    Key("mlx_version", str, "0.32.4", "pinned mlx (`mlx[cpu]` on Linux)", _version),
-    Key("mlx_lm_version", str, "0.32.2", "pinned mlx-lm", _version),
-    Key("mlx_user", str, "mlx", "the servers' service user (Linux)", _user),
-    Key("mlx_home", str, "/opt/mlx", "their environment (`venv/`) and logs (macOS)", _abs_path),
-    Key(
-        "mlx_models_dir",
-        str,
-        "/opt/mlx/models",
-        "the servers' working folder: a model id that exists here as a folder is loaded from it",
-        _abs_path,
-    ),
-    Key(
-        "mlx_model_sources",
-        dict,
-        {},
-        "upstream id -> model folder on the control machine to upload (the lab's tiny model)",
-        _model_sources,
-    ),
-    Key("mlx_bind_address", str, "0.0.0.0", "the servers' address (LiteLLM reaches them over the LAN)", _ip),
-    Key(
-        "mlx_allowed_clients",
-        list,
-        [],
-        "addresses or networks besides the proxy host that the studio's firewall admits to the MLX ports",
-        _networks,
-    ),
-    Key(
-        "mlx_max_tokens",
-        int,
-        8192,
-        "`mlx_lm.server --max-tokens`: the completion length when a request names none (mlx_lm's own 512 "
-        "cuts coding clients off); a model's `max_tokens` field overrides it",
-        _positive,
-    ),
-    Key(
-        "mlx_start_timeout",
-        int,
-        120,
-        "seconds the deploy waits for a server's `/v1/models` after a (re)start: loading, not downloading; a "
-        "model's `start_timeout` field overrides it (a 120B model loads for minutes)",
-        _positive,
-    ),
-    Key("mlx_python", str, "3.12", "macOS: the uv-managed Python the MLX environment is built on", _version),
-    Key(
-        "mlx_memory_fraction",
-        (float, int),
-        0.75,
-        "share of the host's memory the MLX models' weights may take together (macOS lets the GPU wire about "
-        "three quarters)",
-        _fraction,
-    ),
-    Key("mlx_allow_overcommit", bool, False, "start the MLX servers even when their weights exceed that share"),
-    Key("mlx_launchd_prefix", str, "lab.llm.mlx", "launchd labels are `<prefix>.<model>`"),
 )
-
-BY_NAME = {k.name: k for k in KEYS}
 
 _KINDS = {
     int: "an integer",
@@ -484,7 +248,7 @@ _KINDS = {
     dict: "a mapping",
     list: "a list",
     bool: "true or false",
-    _NONE: "unset (None)",
+    NONE: "unset (None)",
 }
 
 
@@ -499,32 +263,53 @@ def is_pyinfra_key(name: str) -> bool:
     return name.startswith(("ssh_", "_"))
 
 
-def check_value(name: str, value: Any) -> None:
-    """Raise DataError (naming the key) unless value fits the key's type and check."""
-    key = BY_NAME[name]
-    types = key.type if isinstance(key.type, tuple) else (key.type,)
-    if isinstance(value, bool) and bool not in types:
-        raise DataError(f"{name} must be {kind(key.type)}, not {value!r}")
-    if not isinstance(value, types):
-        raise DataError(f"{name} must be {kind(key.type)}, not {type(value).__name__}")
-    if key.check is not None:
-        key.check(name, value)
+class KeyTable:
+    """A set of declared keys (tasks/stack.py's union): looked up by name, each value checked."""
+
+    def __init__(self, keys: tuple[Key, ...]):
+        self.keys = keys
+        self.by_name: dict[str, Key] = {}
+        for key in keys:
+            if key.name in self.by_name:
+                raise ValueError(
+                    f"{key.origin}: data key {key.name} is declared twice (first in {self.by_name[key.name].origin})"
+                )
+            self.by_name[key.name] = key
+
+    def __iter__(self):
+        return iter(self.keys)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.by_name
+
+    def port_keys(self) -> list[str]:
+        return [k.name for k in self.keys if k.is_port]
+
+    def check_value(self, name: str, value: Any) -> None:
+        """Raise DataError (naming the key) unless value fits the key's type and check."""
+        key = self.by_name[name]
+        types = key.type if isinstance(key.type, tuple) else (key.type,)
+        if isinstance(value, bool) and bool not in types:
+            raise DataError(f"{name} must be {kind(key.type)}, not {value!r}")
+        if not isinstance(value, types):
+            raise DataError(f"{name} must be {kind(key.type)}, not {type(value).__name__}")
+        if key.check is not None:
+            key.check(name, value)
+
+    def markdown_table(self) -> str:
+        lines = ["| key | default | meaning |", "| --- | --- | --- |"]
+        for key in self.keys:
+            lines.append(f"| `{key.name}` | {_default_text(key)} | {key.meaning.replace('|', '/')} |")
+        return "\n".join(lines) + "\n"
 
 
-def default_text(key: Key) -> str:
+def _default_text(key: Key) -> str:
     if key.default is REQUIRED:
         return "**required**"
+    if key.default_text is not None:
+        return key.default_text
     if key.default is None:
         return "unset"
     if isinstance(key.default, dict) and len(repr(key.default)) > 40:
-        return "the seed's" if key.name == "litellm_router_settings" else "see meaning"
-    if isinstance(key.default, str) and len(key.default) > 40:
-        return "the official Ubuntu 24 build"
+        return "see meaning"
     return f"`{key.default!r}`" if not isinstance(key.default, str) else f"`{key.default}`"
-
-
-def markdown_table() -> str:
-    lines = ["| key | default | meaning |", "| --- | --- | --- |"]
-    for key in KEYS:
-        lines.append(f"| `{key.name}` | {default_text(key)} | {key.meaning.replace('|', '/')} |")
-    return "\n".join(lines) + "\n"

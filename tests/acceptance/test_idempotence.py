@@ -141,7 +141,7 @@ def test_dry_run_tells_the_truth(lab_state, tmp_path, monkeypatch):
 
 
 def _router_setting(data):
-    from tasks.schema import SEED_ROUTER_SETTINGS
+    from tasks.litellm import SEED_ROUTER_SETTINGS
 
     settings = dict(SEED_ROUTER_SETTINGS, routing_strategy="simple-shuffle")
     (data / "mini.py").write_text(f"litellm_router_settings = {settings!r}\n")

@@ -6,6 +6,7 @@ import pytest
 import yaml
 
 from tasks import litellm as litellm_task
+from tasks import stack
 
 from .client import chat, http
 
@@ -40,7 +41,7 @@ def test_mlx_server_listens(hosts, mlx_model, registry):
 def test_nothing_else_of_ours_listens(hosts, registry):
     """Every TCP port listening on a host is sshd's or one the registry declares."""
     for name, host in hosts.items():
-        declared = {row["port"] for row in registry.ports() if row["host"] == name} | {22}
+        declared = {p.port for p in stack.ports(registry) if p.host == name} | {22}
         ports = {int(s.rsplit(":", 1)[1]) for s in host.socket.get_listening_sockets() if s.startswith("tcp")}
         assert ports <= declared, f"{name}: undeclared listeners on {sorted(ports - declared)}"
         assert declared <= ports, f"{name}: declared but not listening: {sorted(declared - ports)}"

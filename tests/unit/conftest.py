@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from tasks import registry as reg
-from tasks import sources
+from tasks import sources, stack
 
 ROOT = Path(__file__).resolve().parents[2]
 HOSTS = {"mini": "192.0.2.71", "studio": "192.0.2.72"}  # documentation addresses, never contacted
@@ -12,7 +12,9 @@ ALL_PY = str(ROOT / "group_data" / "all.py")
 TEST_SHA = "ab" * 32
 
 
-def build(data: dict, where: dict | None = None, for_deploy: bool = True, secrets: dict | None = None) -> reg.Registry:
+def build(
+    data: dict, where: dict | None = None, for_deploy: bool = True, secrets: dict | None = None, keys=None
+) -> reg.Registry:
     """The registry of an inventory with one mini and one studio, every host seeing `data` as
     if group_data/all.py set it (or where[key] says who did)."""
     where = {k: (where or {}).get(k, ALL_PY) for k in data}
@@ -25,7 +27,7 @@ def build(data: dict, where: dict | None = None, for_deploy: bool = True, secret
         )
         for name, address in HOSTS.items()
     ]
-    registry = reg.build(inputs)
+    registry = reg.build(inputs, keys or stack.KEYS)
     registry.secrets = {
         "LITELLM_REDIS_PASSWORD": "unit-test-redis",
         **(secrets or {"LITELLM_PROXY_KEY": "sk-unit-test-key"}),

@@ -8,10 +8,11 @@ import json
 
 import pytest
 
-from tasks import ovms_release
-from tasks.schema import KEYS, DataError
+from tasks import stack
+from tasks.ovms import release as ovms_release
+from tasks.schema import DataError
 
-DEFAULTS = {k.name: k.default for k in KEYS}
+DEFAULTS = {k.name: k.default for k in stack.KEYS}
 
 
 @pytest.mark.parametrize(

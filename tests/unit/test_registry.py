@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from tasks import preflight, sources
+from tasks import litellm, preflight, sources, stack
 from tasks.schema import DataError
 
 from .conftest import ROOT, build
@@ -250,7 +250,7 @@ def test_default_registry_is_the_seed(registry):
 
 
 def test_seed_retry_names_become_litellm_fields(registry):
-    assert registry.router_settings() == {
+    assert litellm.router_settings(registry) == {
         "fallbacks": [
             {name: ["lil-jerry"]} for name in ("jerry-chat", "jerry-editor", "jerry-architect", "jerry-weak")
         ],
@@ -330,9 +330,7 @@ def test_ports_document_matches_the_data():
 
 
 def test_readme_data_keys_are_the_schema():
-    from tasks import schema
-
-    assert schema.markdown_table() in (ROOT / "README.md").read_text(), (
+    assert stack.KEYS.markdown_table() in (ROOT / "README.md").read_text(), (
         "README's Data keys table is stale: python -m tasks.docs keys"
     )
 
@@ -510,9 +508,9 @@ def test_a_host_address_must_be_an_ip_address(data):
     with pytest.raises(
         DataError, match=r"inventory.py \(host studio\): llm_address is not an IP address: 'studio.lan'"
     ):
-        reg.build([host("mini", "192.0.2.71"), host("studio", "studio.lan")])
+        reg.build([host("mini", "192.0.2.71"), host("studio", "studio.lan")], stack.KEYS)
     no_address = reg.HostInput(
         "studio", ("studio",), dict(data), {k: "group_data/all.py" for k in data}, ssh_target="studio"
     )
     with pytest.raises(DataError, match="host studio: set llm_address to the IP address"):
-        reg.build([host("mini", "192.0.2.71"), no_address])
+        reg.build([host("mini", "192.0.2.71"), no_address], stack.KEYS)

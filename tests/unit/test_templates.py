@@ -14,9 +14,9 @@ from tasks import firewall as firewall_task
 from tasks import litellm as litellm_task
 from tasks import mlx as mlx_task
 from tasks import ovms as ovms_task
-from tasks import ovms_models
 from tasks import redis as redis_task
-from tasks.ovms_release import Release
+from tasks.ovms import models as ovms_models
+from tasks.ovms.release import Release
 
 
 def test_router_yaml_follows_the_seed(registry):

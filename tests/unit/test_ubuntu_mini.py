@@ -9,8 +9,9 @@ import shlex
 import pytest
 
 from tasks import litellm as litellm_task
-from tasks import ovms_models, pyenv
+from tasks import pyenv
 from tasks.hostos import System
+from tasks.ovms import models as ovms_models
 from tasks.pyenv import UV
 
 from .conftest import build

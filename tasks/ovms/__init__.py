@@ -1,7 +1,7 @@
-"""OpenVINO Model Server on the mini: the release archive chosen for its system (tasks/
-ovms_release.py), fetched and verified, unpacked into a folder of its own and switched to only
-once whole; its models (tasks/ovms_models.py), config.json and a systemd unit bound to loopback;
-and a wait until each model generates."""
+"""OpenVINO Model Server on the mini: the release archive chosen for its system (release.py),
+fetched and verified, unpacked into a folder of its own and switched to only once whole; its
+models (models.py), config.json and a systemd unit bound to loopback; and a wait until each model
+generates."""
 
 from __future__ import annotations
 
@@ -15,18 +15,111 @@ from pyinfra.api.exceptions import DeployError
 from pyinfra.facts.files import File
 from pyinfra.operations import server
 
-from tasks import hostos, ops, ovms_models, ovms_release, pyenv
+from tasks import hostos, ops, pyenv
+from tasks.ovms import models as ovms_models
+from tasks.ovms import release as ovms_release
 from tasks.pyenv import PythonEnv
-from tasks.registry import Registry
+from tasks.registry import PROXY_GROUP, Registry
 from tasks.render import render
-from tasks.schema import DataError
-from tasks.service import Service, Wait, managed_services
+from tasks.schema import (
+    GRAPH_DEFAULTS,
+    NONE,
+    DataError,
+    Key,
+    abs_path,
+    archive_url,
+    check_graph,
+    ip,
+    names,
+    optional_archive_url,
+    port,
+    positive,
+    sha256,
+    user,
+)
+from tasks.service import Port, StackService
 from tasks.shell import one
+from tasks.units import Unit, Wait, managed_services
+
+
+def _graph(key: str, value) -> None:
+    check_graph(key, value)
+
+
+KEYS = (
+    Key(
+        "ovms_version",
+        str,
+        "2025.4",
+        "the pinned OVMS release (its tag is `v<version>`); names the install folder",
+        ovms_release.check_version,
+    ),
+    Key(
+        "ovms_python",
+        bool,
+        True,
+        "the python_on build: chat templates with a system message and tools (python_off drops the system "
+        "message); it needs the host's libpython and Jinja2, installed from the distribution",
+    ),
+    Key(
+        "ovms_release_url",
+        str,
+        "https://github.com/openvinotoolkit/model_server/releases/download",
+        "where releases are fetched: `<url>/v<version>/<asset>`, the asset chosen from the host's system "
+        "(an http(s) URL, or a folder on the control machine)",
+        archive_url,
+        default_text="the official Ubuntu 24 build",
+    ),
+    Key(
+        "ovms_archive_url",
+        (str, NONE),
+        None,
+        "one archive instead of the chosen asset (an http(s) URL or a path on the control machine)",
+        optional_archive_url,
+    ),
+    Key(
+        "ovms_archive_sha256",
+        (str, NONE),
+        None,
+        "the archive's sha256 (GitHub shows it beside each release asset); unset, the lock file holds it",
+        sha256,
+    ),
+    Key(
+        "ovms_lock_file",
+        str,
+        "ovms.lock",
+        "control machine: release URL -> sha256 recorded once (relative to where pyinfra runs); commit it",
+    ),
+    Key(
+        "ovms_record_digest",
+        bool,
+        False,
+        "allow, for this run, recording the digest of an archive the lock file does not know "
+        "(`--data ovms_record_digest=true`); every later download is held to it",
+    ),
+    Key("ovms_packages", list, ["libxml2", "curl"], "system packages the release links against", names),
+    Key(
+        "ovms_graph",
+        dict,
+        dict(GRAPH_DEFAULTS),
+        "text-generation settings rendered into each model's graph.pbtxt: `device`, `cache_size` (GB of KV "
+        "cache), `max_num_seqs`, `enable_prefix_caching`, optionally `tool_parser` and "
+        "`enable_tool_guided_generation`; a model's `graph` overrides some and names its own `tool_parser`",
+        _graph,
+    ),
+    Key("ovms_rest_port", int, 9000, "OVMS's REST (OpenAI `/v3`) port", port),
+    Key("ovms_bind_address", str, "127.0.0.1", "OVMS's address (only LiteLLM, on the same host, calls it)", ip),
+    Key("ovms_user", str, "ovms", "OVMS's service user", user),
+    Key("ovms_home", str, "/opt/ovms", "releases unpack into `<home>/<version>/`; `current` points at one", abs_path),
+    Key("ovms_models_dir", str, "/var/lib/ovms/models", "`<dir>/<upstream id>/` holds each model's files", abs_path),
+    Key("ovms_config_dir", str, "/etc/ovms", "config.json", abs_path),
+    Key("ovms_start_timeout", int, 60, "seconds the deploy waits for `/v2/health/ready`", positive),
+)
 
 _RELEASES: dict[tuple, ovms_release.Release] = {}
 
 
-def release(r: Registry, system: hostos.System) -> ovms_release.Release:
+def host_release(r: Registry, system: hostos.System) -> ovms_release.Release:
     """This run's archive for the proxy host, resolved once (it may record a digest)."""
     key = (id(r), host.name, system.os, system.version, system.arch)
     if key not in _RELEASES:
@@ -77,6 +170,39 @@ def generates(r: Registry) -> str:
     return " && ".join(checks)
 
 
+class OVMS(StackService):
+    """One server for every OVMS model of the registry (nothing when the host serves none)."""
+
+    name = "ovms"
+    group = PROXY_GROUP
+    keys = KEYS
+
+    def ports(self, r: Registry, host: str) -> list[Port]:
+        models = r.served_by(host, "ovms")
+        if not models:
+            return []
+        s = r.settings(host)
+        return [
+            Port(
+                host,
+                s["ovms_rest_port"],
+                s["ovms_bind_address"],
+                "ovms",
+                ", ".join(m.name for m in models),
+                "this host",
+            )
+        ]
+
+    def packages(self, r: Registry, system: hostos.System) -> list[str]:
+        return packages(r, system)
+
+    def python_env(self, r: Registry) -> PythonEnv | None:
+        return python_env(r)
+
+    def deploy(self, r: Registry, envs: dict) -> list[Wait]:
+        return deploy_ovms(r, envs)
+
+
 def python_env(r: Registry) -> PythonEnv | None:
     """The python_on build renders chat templates with the host's Python: Jinja2 and MarkupSafe
     at the versions OVMS's docs pin, in an environment of the system's python3 (the libpython
@@ -98,7 +224,7 @@ def python_path(r: Registry, rel: ovms_release.Release) -> str:
 def packages(r: Registry, system: hostos.System) -> list[str]:
     """The libraries the release links against, and for the python_on build its libpython and
     Jinja2 (the distribution's, on that interpreter's path)."""
-    rel = release(r, system)
+    rel = host_release(r, system)
     return list(r.proxy["ovms_packages"]) + ovms_release.python_packages(rel.system_tag, r.proxy["ovms_python"])
 
 
@@ -107,7 +233,7 @@ def deploy_ovms(r: Registry, envs: dict) -> list[Wait]:
     """envs: service -> its pyenv.Built; OVMS's is the python_on build's template environment."""
     s = r.proxy
     user, home = s["ovms_user"], s["ovms_home"]
-    rel = release(r, hostos.system())
+    rel = host_release(r, hostos.system())
     target = release_dir(r, rel)
     archive = f"{home}/archives/{rel.asset}"
 
@@ -160,6 +286,9 @@ def deploy_ovms(r: Registry, envs: dict) -> list[Wait]:
         name="Render OVMS config.json and each model's graph.pbtxt", files=ovms_models.rendered_files(r), public=True
     )
     started = managed_services(
-        [Service("ovms", render_unit(r, rel), restart_on=[current, config, *models, switched])], "OVMS"
+        [Unit("ovms", render_unit(r, rel), restart_on=[current, config, *models, switched])], "OVMS"
     )["ovms"]
     return [Wait(generates(r), s["ovms_start_timeout"], "OVMS and its models", started)]
+
+
+SERVICE = OVMS()

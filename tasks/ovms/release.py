@@ -17,7 +17,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from tasks.schema import OVMS_VERSION, DataError
+from tasks.schema import DataError
+
+VERSION = re.compile(r"^(\d{4})\.(\d+)(?:\.(\d+))?$")
+
+
+def check_version(key: str, value) -> None:
+    """The check of the ovms_version key."""
+    if not VERSION.match(value):
+        raise DataError(f"{key} {value!r} is not an OVMS release version (like 2025.4 or 2026.3.0)")
+
 
 RELEASES_PAGE = "https://github.com/openvinotoolkit/model_server/releases"
 # OVMS builds for these systems only (its bare-metal docs); the ubuntu24 build needs the C
@@ -57,7 +66,7 @@ def local_path(url: str) -> str | None:
 
 
 def parse_version(version: str, key: str = "ovms_version") -> tuple[int, int, int]:
-    m = OVMS_VERSION.match(version)
+    m = VERSION.match(version)
     if not m:
         raise DataError(f"{key} {version!r} is not an OVMS release version (like 2025.4 or 2026.3.0)")
     return int(m[1]), int(m[2]), int(m[3] or 0)

@@ -1,0 +1,179 @@
+"""Units and waiting for them: systemd units on Linux, launchd jobs on macOS, and the wait until
+every service a run (re)started answers. Each service deploy hands managed_services() its units
+(a rendered definition and the operations whose change must restart each one); restarts follow
+operation results, never facts read before the run.
+
+All the services of one deploy are handled by the same two operations (the definitions with the
+service manager's reload; restart, enable and run), each reading the host in one command: five
+MLX servers cost two operations, not twenty."""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass, field
+
+from pyinfra.api.operation import OperationMeta
+
+from tasks import ops, pyenv, runlock
+from tasks.hostos import is_macos
+
+LAUNCHD_DIR = "/Library/LaunchDaemons"
+
+
+@dataclass
+class Unit:
+    """One systemd unit or launchd job of a service."""
+
+    name: str  # the systemd unit is <name>.service
+    definition: str  # the rendered unit (Linux) or plist (macOS)
+    restart_on: list[OperationMeta | None] = field(default_factory=list)  # None: an operation not declared
+    label: str | None = None  # the launchd label (macOS); name when not given
+
+
+class Started:
+    """did_change(): this run installed, (re)loaded, restarted or started the service."""
+
+    def __init__(self, checks):
+        self.checks = checks
+
+    def did_change(self) -> bool:
+        return any(check() for check in self.checks)
+
+
+def _declared(operations: list) -> list[OperationMeta]:
+    """The operations of a restart_on list that this run declared (a switch with nothing to
+    switch, for one, is not declared)."""
+    return [m for m in operations if m is not None]
+
+
+def managed_services(services: list[Unit], what: str) -> dict[str, Started]:
+    """Install each service's definition and keep it enabled and running; restart a service when
+    its definition or anything in its restart_on changed. Returns name -> Started."""
+    if not services:
+        return {}
+    written = ops.Affected()
+    restarted = ops.Affected()
+    if is_macos():
+        jobs = {s.label or s.name: (f"{LAUNCHD_DIR}/{s.label or s.name}.plist", s) for s in services}
+        # A changed plist is loaded afresh (which starts it) as it is written; then an unchanged
+        # one whose program, environment or model changed is restarted in place, and one that
+        # is not loaded is loaded.
+        ops.text_files(
+            name=f"Install the launchd jobs of {what}, loading the changed ones",
+            files={path: s.definition for path, s in jobs.values()},
+            written=written,
+            public=True,
+            then=ops.launchd_reload({path: label for label, (path, _) in jobs.items()}),
+        )
+        loaded = ops.Affected()
+        ops.launchd_running(
+            name=f"Load and run the launchd jobs of {what}, restarting those whose environment or config changed",
+            jobs={label: (path, _declared(s.restart_on)) for label, (path, s) in jobs.items()},
+            written=written,
+            restarted=restarted,
+            loaded=loaded,
+        )
+        return {
+            s.name: Started(
+                [
+                    lambda path=path: path in written,
+                    lambda label=label: label in restarted,
+                    lambda label=label: label in loaded,
+                ]
+            )
+            for label, (path, s) in jobs.items()
+        }
+
+    units = {f"{s.name}.service": (f"/etc/systemd/system/{s.name}.service", s) for s in services}
+    # systemd reads changed units as they are written (one command with them); then the services
+    # whose definition or inputs changed are restarted and the others kept enabled and running,
+    # both decided at execution time, from what the operations before actually did.
+    ops.text_files(
+        name=f"Install the systemd units of {what}, reloading systemd if any changed",
+        files={path: s.definition for path, s in units.values()},
+        written=written,
+        public=True,
+        then=lambda changed: ["systemctl daemon-reload"],
+    )
+    ran = ops.Affected()
+    ops.units_running(
+        name=f"Enable and run the services of {what}, restarting those whose definition, environment or config changed",
+        units={unit: (path, _declared(s.restart_on)) for unit, (path, s) in units.items()},
+        written=written,
+        restarted=restarted,
+        started=ran,
+    )
+    return {
+        s.name: Started(
+            [
+                lambda path=path: path in written,
+                lambda unit=unit: unit in restarted,
+                lambda unit=unit: unit in ran,
+            ]
+        )
+        for unit, (path, s) in units.items()
+    }
+
+
+@dataclass(frozen=True)
+class Rollback:
+    """What to do when a service that this run switched to a new environment does not answer:
+    `command` puts the previous environment back and restarts the service; `version` names the
+    one that failed and `log` where its log is."""
+
+    command: str
+    switched: OperationMeta
+    version: str
+    log: str
+
+
+@dataclass(frozen=True)
+class Wait:
+    """After the deploys: the shell command `probe` must succeed within timeout seconds if
+    `started` did_change(); if not, and `rollback` applies, the previous environment is put
+    back, and the run still fails, naming what failed."""
+
+    probe: str
+    timeout: int
+    what: str
+    started: Started
+    rollback: Rollback | None = None
+
+
+def restart_command(name: str, label: str | None = None) -> str:
+    """Shell: restart one service now (systemd unit <name>.service, or the launchd job label)."""
+    if is_macos():
+        return f"launchctl kickstart -k system/{shlex.quote(label or name)}"
+    # A unit that failed to start too often is held by systemd's start limit until reset.
+    unit = shlex.quote(f"{name}.service")
+    return f"{{ systemctl reset-failed {unit} || true; }} && systemctl restart {unit}"
+
+
+def rollback(
+    built: pyenv.Built, switched: OperationMeta | None, services: list[tuple[str, str | None]], log: str
+) -> Rollback | None:
+    """The Rollback of the services (name, launchd label) that run from built.env (pyenv.Built),
+    switched by `switched` (None: this run switches nothing, so there is nothing to roll back).
+    Every service of that environment is restarted: they all ran from the new one."""
+    if switched is None:
+        return None
+    version = ", ".join(f"{n} {v}" for n, v in built.env.pins.items())
+    restarts = " && ".join(restart_command(name, label) for name, label in services)
+    return Rollback(f"{pyenv.rollback_command(built)} && {restarts}", switched, version, log)
+
+
+def answers_http(url: str) -> str:
+    """A probe: url answers 200."""
+    return f"curl -fsS -o /dev/null --max-time 5 {shlex.quote(url)}"
+
+
+def wait_for(waits: list[Wait]):
+    """deploy.py's last step on every host: one operation that waits until each service this run
+    (re)started answers, or each service, after a run that was interrupted or failed (it may have
+    started one that does not answer yet). The services start side by side, so the wait is the
+    slowest one's, and it is the same operation on every host, so the hosts wait side by side too."""
+    return ops.services_answer(
+        name="Wait for the (re)started services to answer",
+        checks=[(w.probe, w.timeout, w.what, w.started, w.rollback) for w in waits],
+        every=runlock.took_over(),
+    )
