@@ -9,19 +9,16 @@ taught by JAX on this machine's CPU from conversations this file generates, dete
   <tool_call>{"name": ..., "arguments": {...}}</tool_call>, the format of Hermes and Qwen models,
   which mlx_lm.server's json_tools parser and OVMS's hermes3 tool_parser read.
 - Asked for each tool (a user message naming "each tool"), it calls every tool offered, in order.
-- Given a conversation that ends in a tool result, it answers with text that quotes the result
-  (one of several lines too, such as a command's output under Codex CLI's header of a chunk id,
-  wall time, exit code and token count, whose values vary from call to call); asked again after
-  that answer, it answers with text.
+- Given a conversation that ends in a tool result, it answers with text that quotes the result;
+  asked again after that answer, it answers with text.
 - Otherwise it answers with text: its sentence two to four times, then its end-of-text token
   (the lab's tests of length limits bias that token away, and it goes on with the sentence).
   An earlier exchange in text, or a message with punctuation, lines and a fenced file (as aider
   writes them), changes none of this.
 
 Its chat template renders only what it was trained on: the tools' names and required parameters
-(with each parameter's type), the user and assistant turns, tool calls and tool results (each on
-one line: a newline in a result would read as the start of a turn); system and developer
-messages are left out. Where tools are offered, every assistant turn is marked
+(with each parameter's type), the user and assistant turns, tool calls and tool results; system
+and developer messages are left out. Where tools are offered, every assistant turn is marked
 `assistant (tools)`, so the model reads whether it may call right where it answers. Run by the
 lab's training venv (lab/artifacts.py): `python lab/toolmodel.py OUT_DIR [--steps N]`.
 """
@@ -97,7 +94,7 @@ CHAT_TEMPLATE = (
     "{%- if tools %}{% set who = 'assistant (tools)' %}{% else %}{% set who = 'assistant' %}{% endif %}"
     "{%- for message in messages %}"
     "{%- if message.role == 'system' or message.role == 'developer' %}"
-    "{%- elif message.role == 'tool' %}<s>tool: {{ message.content | replace('\\n', ' ') }}{{ '\\n' }}"
+    "{%- elif message.role == 'tool' %}<s>tool: {{ message.content }}{{ '\\n' }}"
     "{%- elif message.role == 'assistant' and message.tool_calls %}<s>{{ who }}:"
     "{% for tool_call in message.tool_calls %}"
     "{% if tool_call.function is defined %}{% set tool_call = tool_call.function %}{% endif %}"
@@ -227,26 +224,7 @@ def _result(rng: random.Random) -> str:
                 "is_dst": False,
             }
         )
-    if roll < 0.85:
-        return _words(rng, 1, 12)
-    return _shell_output(rng)
-
-
-def _shell_output(rng: random.Random) -> str:
-    """A command's output as agents' shell tools report it: lines, with a header of varying
-    values before it as Codex CLI's exec_command writes one (a chunk id, the wall time, the exit
-    code, a token count)."""
-    lines = [_words(rng, 1, 6) for _ in range(rng.randint(1, 3))]
-    if rng.random() < 0.7:
-        lines = [
-            f"Chunk ID: {rng.randrange(16**6):06x}",
-            f"Wall time: {rng.random() / 10:.4f} seconds",
-            f"Process exited with code {rng.choice((0, 0, 0, 1, 2))}",
-            f"Original token count: {rng.randint(1, 60)}",
-            "Output:",
-            *lines,
-        ]
-    return "\n".join(lines) + rng.choice(("", "\n"))
+    return _words(rng, 1, 12)
 
 
 def conversation(rng: random.Random) -> tuple[list[dict], list[dict] | None, str]:
@@ -270,10 +248,9 @@ def conversation(rng: random.Random) -> tuple[list[dict], list[dict] | None, str
             result = _result(rng)
             for call in calls:
                 messages.append({"role": "tool", "tool_call_id": call["id"], "content": result})
-            quote = QUOTE + result.replace("\n", " ")  # the template renders a result on one line
             if rng.random() < 0.6:
-                return messages, tools, quote + "</s>"
-            messages.append({"role": "assistant", "content": quote})
+                return messages, tools, QUOTE + result + "</s>"
+            messages.append({"role": "assistant", "content": QUOTE + result})
     if tools and messages[-1]["role"] == "user":  # after its own answer (tiny-agents asks again): text
         each = messages[-1]["content"].startswith("call each tool ")
         calls = [_call(t, i) for i, t in enumerate(tools if each else [target(tools)])]

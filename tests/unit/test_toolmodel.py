@@ -48,12 +48,7 @@ def test_conversations_teach_the_documented_habits():
         messages, tools, answer = toolmodel.conversation(rng)
         if messages[-1]["role"] == "tool":
             seen.add("quote")
-            if "\n" in messages[-1]["content"].rstrip("\n"):
-                seen.add("a result of lines")
-            if messages[-1]["content"].startswith("Chunk ID: "):
-                seen.add("a command's output under Codex CLI's header")
-            # quoted as the template renders it, on one line
-            assert answer == toolmodel.QUOTE + messages[-1]["content"].replace("\n", " ") + "</s>"
+            assert answer == toolmodel.QUOTE + messages[-1]["content"] + "</s>"
         elif messages[-1]["role"] == "assistant":
             seen.add("asked again")
             assert answer in PLAIN_ANSWERS
@@ -79,17 +74,7 @@ def test_conversations_teach_the_documented_habits():
             assert answer in PLAIN_ANSWERS
             if "```" in messages[-1]["content"]:
                 seen.add("a fenced file")
-    assert seen == {
-        "quote",
-        "a result of lines",
-        "a command's output under Codex CLI's header",
-        "each",
-        "first",
-        "skips argument-less tools",
-        "chat",
-        "a fenced file",
-        "asked again",
-    }
+    assert seen == {"quote", "each", "first", "skips argument-less tools", "chat", "a fenced file", "asked again"}
 
 
 def test_the_template_renders_tools_calls_and_results_and_leaves_system_out():
@@ -109,12 +94,12 @@ def test_the_template_renders_tools_calls_and_results_and_leaves_system_out():
         {"role": "system", "content": "a long system prompt"},
         {"role": "user", "content": "what time is it?"},
         {"role": "assistant", "content": None, "tool_calls": [call]},
-        {"role": "tool", "tool_call_id": "c1", "content": "12:00\nOutput:\nok\n"},
+        {"role": "tool", "tool_call_id": "c1", "content": "12:00"},
     ]
     assert toolmodel.render(messages, [tool]) == (
         "<s>tools: get_current_time(timezone:string)\n<s>user: what time is it?\n"
         '<s>assistant (tools):<tool_call>{"name": "get_current_time", "arguments": {"timezone": "UTC"}}</tool_call>\n'
-        "<s>tool: 12:00 Output: ok \n<s>assistant (tools):"  # a result on one line
+        "<s>tool: 12:00\n<s>assistant (tools):"
     )
     # Without tools the assistant's turns say so: whether to call is read right where it answers.
     chat = [{"role": "developer", "content": "be terse"}, {"role": "user", "content": "hi"}]
