@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 REQUIRED = object()  # a key with no default: the group data must set it
 
 # OVMS's text-generation graph options (LLMCalculatorOptions) that the data sets: here, not in
-# tasks/ovms.py, because a model's own `graph` field (tasks/registry.py) is checked the same way.
+# tasks/ovms/, because a model's own `graph` field (tasks/registry.py) is checked the same way.
 GRAPH_DEFAULTS = {"device": "CPU", "cache_size": 2, "max_num_seqs": 16, "enable_prefix_caching": True}
 # Graph settings that may be left out (OVMS's default applies): a model's tool-call parser, and
 # whether tool_choice "required" constrains generation.

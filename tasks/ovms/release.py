@@ -172,5 +172,5 @@ def resolve(settings: dict, sources: dict, os_id: str, os_version: str, arch: st
             f"{asset} on {RELEASES_PAGE}/tag/v{version}), or run once with --data ovms_record_digest=true "
             f"to record the first download's digest in {lock_path}"
         )
-    # A local archive is hashed again where it is about to be uploaded (tasks/ovms.py), not on every run.
+    # A local archive is hashed again where it is about to be uploaded (tasks/ovms/__init__.py), not on every run.
     return Release(version=version, asset=asset, url=url, sha256=sha, digest_from=where, system_tag=tag)
