@@ -11,7 +11,7 @@ import ipaddress
 from pyinfra import host
 from pyinfra.api import deploy
 
-from tasks import hostos, ops
+from tasks import hostos, mlx, ops
 from tasks.registry import MLX_GROUP, Registry
 from tasks.render import render
 from tasks.service import StackService
@@ -24,17 +24,12 @@ PF_RULES = "/etc/pf.anchors/llmlab-mlx"
 PF_LABEL = "lab.llm.firewall"
 
 
-def allowed_clients(r: Registry, host_name: str) -> list[str]:
-    """Who may reach this host's MLX ports: the proxy host, then the data's extra addresses."""
-    return list(dict.fromkeys([r.hosts[r.proxy_host].address, *r.settings(host_name)["mlx_allowed_clients"]]))
-
-
 def mlx_ports(r: Registry, host_name: str) -> list[int]:
     return sorted(m.port for m in r.served_by(host_name, "mlx"))
 
 
 def render_nft(r: Registry, host_name: str) -> str:
-    allowed = [ipaddress.ip_network(a, strict=False) for a in allowed_clients(r, host_name)]
+    allowed = [ipaddress.ip_network(a, strict=False) for a in mlx.allowed_clients(r, host_name)]
     return render(
         "firewall/mlx.nft.j2",
         table=TABLE,
@@ -50,7 +45,7 @@ def render_unit(r: Registry, host_name: str) -> str:
         table=TABLE,
         rules=RULES,
         ports=mlx_ports(r, host_name),
-        allowed=allowed_clients(r, host_name),
+        allowed=mlx.allowed_clients(r, host_name),
     )
 
 
@@ -60,7 +55,7 @@ def render_pf(r: Registry, host_name: str) -> str:
         anchor=PF_ANCHOR,
         label=PF_LABEL,
         ports=mlx_ports(r, host_name),
-        allowed=allowed_clients(r, host_name),
+        allowed=mlx.allowed_clients(r, host_name),
     )
 
 

@@ -170,6 +170,11 @@ def render_plist(r: Registry, m: Model, system: System) -> str:
     )
 
 
+def allowed_clients(r: Registry, host_name: str) -> list[str]:
+    """Who may reach this host's MLX ports: the proxy host, then the data's extra addresses."""
+    return list(dict.fromkeys([r.hosts[r.proxy_host].address, *r.settings(host_name)["mlx_allowed_clients"]]))
+
+
 class MLX(StackService):
     """One mlx_lm.server per registry model of the host (its port is the model's `port` field)."""
 
@@ -179,7 +184,7 @@ class MLX(StackService):
 
     def ports(self, r: Registry, host: str) -> list[Port]:
         s = r.settings(host)
-        clients = ", ".join(dict.fromkeys([r.hosts[r.proxy_host].address, *s["mlx_allowed_clients"]]))
+        clients = ", ".join(allowed_clients(r, host))
         return [
             Port(
                 host,

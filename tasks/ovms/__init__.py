@@ -41,11 +41,6 @@ from tasks.service import Port, StackService
 from tasks.shell import one
 from tasks.units import Unit, Wait, managed_services
 
-
-def _graph(key: str, value) -> None:
-    check_graph(key, value)
-
-
 KEYS = (
     Key(
         "ovms_version",
@@ -105,7 +100,7 @@ KEYS = (
         "text-generation settings rendered into each model's graph.pbtxt: `device`, `cache_size` (GB of KV "
         "cache), `max_num_seqs`, `enable_prefix_caching`, optionally `tool_parser` and "
         "`enable_tool_guided_generation`; a model's `graph` overrides some and names its own `tool_parser`",
-        _graph,
+        check_graph,
     ),
     Key("ovms_rest_port", int, 9000, "OVMS's REST (OpenAI `/v3`) port", port),
     Key("ovms_bind_address", str, "127.0.0.1", "OVMS's address (only LiteLLM, on the same host, calls it)", ip),
