@@ -7,7 +7,7 @@ comes back with finish_reason "tool_calls", an id, the function's name and JSON 
 stream's first delta of each call carries its id and name, later deltas only arguments (how Tiny
 Agents and the SDK's stream helpers read them); asked for each tool, the model makes parallel
 calls; after the tool result, the answer is text. tool_choice: what each backend honours, and
-what a client gets where it is ignored (README, "Tool calls").
+what a client gets where it is ignored (docs/tests.md, "Tool calls").
 """
 
 import json
@@ -89,7 +89,7 @@ def test_parallel_calls_when_asked_for_each_tool(client, tool_model):
     assert [c.function.name for c in calls] == ["get_current_time", "convert_time"], reply
     assert len({c.id for c in calls}) == 2
     assert json.loads(calls[0].function.arguments) == {"timezone": "UTC"}
-    # The fixture copies the second call's arguments only approximately (README): a JSON object
+    # The fixture copies the second call's arguments only approximately (docs/lab.md): a JSON object
     # with as many keys as the tool requires, their names near the tool's own.
     second = json.loads(calls[1].function.arguments)
     assert isinstance(second, dict) and len(second) == 3 and "source_timezone" in second, second

@@ -1,5 +1,5 @@
 """The lab's tiny model's recipe (lab/toolmodel.py): its training is deterministic (the same
-recipe gives the same bytes), its conversations teach the habits the README states, and its chat
+recipe gives the same bytes), its conversations teach the habits docs/lab.md states, and its chat
 template renders what the servers' tool parsers expect. The trained model itself is tested
 through the stack (tests/acceptance)."""
 
