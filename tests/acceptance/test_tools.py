@@ -89,10 +89,12 @@ def test_parallel_calls_when_asked_for_each_tool(client, tool_model):
     assert [c.function.name for c in calls] == ["get_current_time", "convert_time"], reply
     assert len({c.id for c in calls}) == 2
     assert json.loads(calls[0].function.arguments) == {"timezone": "UTC"}
-    # The fixture copies the second call's arguments only approximately (docs/lab.md): a JSON object
-    # with as many keys as the tool requires, their names near the tool's own.
+    # The fixture copies the second call's arguments only approximately (docs/lab.md): trainings on
+    # two machines filled three and two of the tool's three required parameters, so what is held
+    # is what the proxy must carry whole: a JSON object of the tool's own parameters.
     second = json.loads(calls[1].function.arguments)
-    assert isinstance(second, dict) and len(second) == 3 and "source_timezone" in second, second
+    required = CONVERT_TOOL["function"]["parameters"]["required"]
+    assert isinstance(second, dict) and second and set(second) <= set(required), second
 
 
 def test_after_the_tool_result_the_answer_is_text(client, tool_model):
