@@ -3,8 +3,9 @@ and before any connection, with its secrets read once; the deploy uses this same
 
 pyinfra executes config.py (beside deploy.py) before it loads the inventory; config.py calls
 from_pyinfra_cli(), which reads pyinfra's own parsed command line (the inventory file, --data,
---group-data), so the preflight sees exactly the data pyinfra will. Bad input ends the run there
-with one line naming the file and the key, and exit code 2.
+--user, --port, --key, --group-data, --limit, --exclude) and loads the inventory with pyinfra's
+own loader (tasks/sources.py), so the preflight sees exactly the data pyinfra will. Bad input
+ends the run there with one line naming the file and the key, and exit code 2.
 """
 
 from __future__ import annotations
@@ -27,21 +28,22 @@ def build(
     overrides: dict[str, Any] | None = None,
     for_deploy: bool = True,
     with_secrets: bool = True,
+    override_sources: dict[str, str] | None = None,
+    limit=None,
 ) -> reg.Registry:
-    """Read the inventory and group data as pyinfra will, validate, and (with_secrets) load the
-    secrets. Raises DataError."""
-    overrides = dict(overrides or {})
-    hosts = sources.load_inventory(inventory_file)
-    layers = sources.load_group_data(sources.group_data_folders(inventory_file, cwd, list(extra_group_data)))
-    inputs = []
-    for h in hosts:
-        values, where = sources.host_values(h, layers, overrides, str(inventory_file))
-        inputs.append(reg.HostInput(h.name, h.groups, values, where, str(h.data.get("ssh_hostname") or h.name)))
+    """Read the inventory and group data with pyinfra's own loader, validate, and (with_secrets)
+    load the secrets. for_deploy: every host the run targets (limit(inventory): pyinfra's --limit
+    and --exclude, else all) must resolve. Raises DataError."""
+    hosts = sources.load_inventory(inventory_file, cwd, list(extra_group_data), overrides, override_sources, limit)
+    inputs = [
+        reg.HostInput(h.name, h.groups, h.values, h.sources, str(h.values.get("ssh_hostname") or h.name)) for h in hosts
+    ]
     registry = reg.build(inputs, stack.KEYS)
     registry.workdir = cwd
     if for_deploy:
-        for h in hosts:
-            sources.check_resolves(sources.ssh_destination(h.name, h.data), f"{inventory_file} (host {h.name})")
+        for h in [h for h in hosts if h.targeted]:
+            where = h.sources.get("ssh_hostname", f"{inventory_file} (host {h.name})")
+            sources.check_resolves(sources.ssh_destination(h.name, h.values), where)
     if with_secrets:
         proxy = registry.hosts[registry.proxy_host]
         secrets_file = Path(proxy.settings["llm_secrets_file"])
@@ -55,12 +57,18 @@ def build(
 
 
 def check(
-    inventory_file: Path, cwd: Path, extra_group_data: list[Path] = (), overrides: dict[str, Any] | None = None
+    inventory_file: Path,
+    cwd: Path,
+    extra_group_data: list[Path] = (),
+    overrides: dict[str, Any] | None = None,
+    override_sources: dict[str, str] | None = None,
+    limit=None,
+    with_secrets: bool = True,
 ) -> reg.Registry:
-    """build() for a deploy: on bad input print one line naming the file and key, and exit 2.
+    """build() for a run: on bad input print one line naming the file and key, and exit 2.
     The registry becomes this run's (registry())."""
     try:
-        registry = build(inventory_file, cwd, extra_group_data, overrides)
+        registry = build(inventory_file, cwd, extra_group_data, overrides, True, with_secrets, override_sources, limit)
     except DataError as exc:
         print(f"preflight: {exc}", file=sys.stderr)
         print("preflight: no host was contacted", file=sys.stderr)
@@ -70,26 +78,45 @@ def check(
 
 
 def from_pyinfra_cli() -> reg.Registry | None:
-    """check() with what pyinfra parsed from its command line (called from config.py).
-    Inventories given as host names instead of a file are left to pyinfra."""
+    """check() with what pyinfra parsed from its command line (called from config.py): its override
+    data made by pyinfra's own function (--data, --user, --port, --key), its --group-data, and its
+    --limit and --exclude. A deploy reads the secrets; an ad-hoc command (`fact`, `exec`, an
+    operation) needs none. Inventories given as host names instead of a file are left to pyinfra."""
     import click
-    from pyinfra_cli.util import parse_cli_arg  # pyinfra is running: its CLI is imported already
+    from pyinfra_cli import cli  # pyinfra is running: its CLI is imported already
 
     params = click.get_current_context().params
     inventory = Path(params["inventory"])
     if not inventory.is_file():
         return None
-    overrides = {}
     for arg in params.get("data") or ():
-        key, _, raw = arg.partition("=")
-        overrides[key] = parse_cli_arg(raw)
+        if "=" not in arg:
+            print(f"preflight: command line: --data {arg}: expected KEY=VALUE", file=sys.stderr)
+            sys.exit(2)
+    flags = {"ssh_user": "--user", "ssh_key": "--key", "ssh_key_password": "--key-password", "ssh_port": "--port"}
+    overrides = cli._set_override_data(
+        params.get("data") or (),
+        params.get("ssh_user"),
+        params.get("ssh_key"),
+        params.get("ssh_key_password"),
+        params.get("ssh_port"),
+        None,  # a password pyinfra prompts for later is pyinfra's
+    )
+    named = {k: f"command line ({flags[k]})" for k in flags if params.get(k) and k in overrides}
     extra = []
     for value in params.get("group_data") or ():
         if not Path(value).exists():
             print(f"preflight: command line: --group-data {value}: no such file or folder", file=sys.stderr)
             sys.exit(2)
         extra.append(Path(value))
-    return check(inventory, Path.cwd(), extra, overrides)
+
+    def limit(inv):
+        hosts = cli._apply_inventory_limit(inv, params.get("limit"))
+        hosts = cli._apply_inventory_exclude(inv, hosts, params.get("exclude"))
+        return list(inv) if hosts is None else hosts
+
+    deploy = any(str(op).endswith(".py") for op in params.get("operations") or ())
+    return check(inventory, Path.cwd(), extra, overrides, named, limit, with_secrets=deploy)
 
 
 def use(registry: reg.Registry) -> None:

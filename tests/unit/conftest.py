@@ -1,4 +1,7 @@
 import copy
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,6 +13,7 @@ ROOT = Path(__file__).resolve().parents[2]
 HOSTS = {"mini": "192.0.2.71", "studio": "192.0.2.72"}  # documentation addresses, never contacted
 ALL_PY = str(ROOT / "group_data" / "all.py")
 TEST_SHA = "ab" * 32
+PYINFRA = os.path.join(os.path.dirname(sys.executable), "pyinfra")
 
 
 def build(
@@ -37,11 +41,9 @@ def build(
 
 @pytest.fixture(scope="session")
 def base_data():
-    values: dict = {}
-    where: dict = {}
-    for layer in sources.load_group_data([ROOT / "group_data"]):
-        for key, value in layer.values.items():
-            values[key], where[key] = value, layer.where
+    [mini] = [h for h in sources.load_inventory(ROOT / "inventory.py", ROOT) if h.name == "mini"]
+    values = {k: v for k, v in mini.values.items() if mini.sources[k] == ALL_PY}
+    where = {key: ALL_PY for key in values}
     values["ovms_archive_sha256"] = TEST_SHA
     return values, where
 
@@ -64,3 +66,20 @@ def secrets():
 @pytest.fixture
 def registry(data, secrets):
     return build(data, secrets=secrets)
+
+
+def pyinfra(*args, cwd=ROOT, env=None):
+    return subprocess.run(
+        [PYINFRA, "-y", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={
+            **os.environ,
+            "LLMLAB_MINI_HOST": "192.0.2.71",
+            "LLMLAB_STUDIO_HOST": "192.0.2.72",
+            "LITELLM_PROXY_KEY": "sk-x",
+            **(env or {}),
+        },
+    )

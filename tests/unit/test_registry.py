@@ -1,6 +1,5 @@
 """Validation: every kind of bad input is refused with the file and the key named."""
 
-import os
 import subprocess
 import sys
 
@@ -9,9 +8,7 @@ import pytest
 from tasks import litellm, preflight, sources, stack
 from tasks.schema import DataError
 
-from .conftest import ROOT, build
-
-PYINFRA = os.path.join(os.path.dirname(sys.executable), "pyinfra")
+from .conftest import ROOT, build, pyinfra
 
 
 def mlx(port, upstream="m/x", host="studio"):
@@ -310,12 +307,14 @@ def test_secret_from_file(tmp_path, monkeypatch, registry):
     }
 
 
-def test_bad_data_file_is_named(tmp_path):
+@pytest.mark.parametrize("text", ["llm_models = {\n", "llm_models = undefined_name\n"], ids=["syntax", "name"])
+def test_bad_data_file_is_named(tmp_path, text):
     folder = tmp_path / "group_data"
     folder.mkdir()
-    (folder / "all.py").write_text("llm_models = {\n")
-    with pytest.raises(DataError, match="all.py: cannot load"):
-        sources.load_group_data([folder])
+    (folder / "all.py").write_text(text)
+    (tmp_path / "inventory.py").write_text("mini = ['mini']\n")
+    with pytest.raises(DataError, match=f"^{folder / 'all.py'}: cannot load"):
+        sources.load_inventory(tmp_path / "inventory.py", tmp_path)
 
 
 def test_ports_document_matches_the_data():
@@ -332,23 +331,6 @@ def test_ports_document_matches_the_data():
 def test_readme_data_keys_are_the_schema():
     assert stack.KEYS.markdown_table() in (ROOT / "README.md").read_text(), (
         "README's Data keys table is stale: python -m tasks.docs keys"
-    )
-
-
-def pyinfra(*args, cwd=ROOT, env=None):
-    return subprocess.run(
-        [PYINFRA, "-y", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={
-            **os.environ,
-            "LLMLAB_MINI_HOST": "192.0.2.71",
-            "LLMLAB_STUDIO_HOST": "192.0.2.72",
-            "LITELLM_PROXY_KEY": "sk-x",
-            **(env or {}),
-        },
     )
 
 

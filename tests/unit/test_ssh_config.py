@@ -37,14 +37,14 @@ def operator_home(tmp_path, monkeypatch):
 
 
 def test_the_real_inventory_goes_through_the_ssh_config_aliases(operator_home):
-    hosts = {h.name: h for h in sources.load_inventory(ROOT / "inventory.py")}
-    mini = sources.ssh_destination("mini", hosts["mini"].data)
-    studio = sources.ssh_destination("studio", hosts["studio"].data)
+    hosts = {h.name: h for h in sources.load_inventory(ROOT / "inventory.py", ROOT)}
+    mini = sources.ssh_destination("mini", hosts["mini"].values)
+    studio = sources.ssh_destination("studio", hosts["studio"].values)
     assert mini == sources.SshDestination("192.0.2.71", "chris", 2222, (f"{operator_home}/.ssh/id_mini",))
     assert studio == sources.SshDestination("192.0.2.72", "christopher", 22, (f"{operator_home}/.ssh/id_studio",))
     # pyinfra's own SSH client reads the same config the same way.
     for host, expected in (("mini", mini), ("studio", studio)):
-        hostname, cfg, *_ = SSHClient().parse_config(hosts[host].data["ssh_hostname"], {"port": 22})
+        hostname, cfg, *_ = SSHClient().parse_config(hosts[host].values["ssh_hostname"], {"port": 22})
         assert (hostname, cfg["username"], cfg["port"]) == (expected.hostname, expected.user, expected.port)
         assert [str(k) for k in cfg["key_filename"]] == list(expected.identity_files)
 
