@@ -9,8 +9,8 @@ taught by JAX on this machine's CPU from conversations this file generates, dete
   <tool_call>{"name": ..., "arguments": {...}}</tool_call>, the format of Hermes and Qwen models,
   which mlx_lm.server's json_tools parser and OVMS's hermes3 tool_parser read.
 - Asked for each tool (a user message naming "each tool"), it calls every tool offered, in order.
-- Given a conversation that ends in a tool result, it answers with text that quotes the result;
-  asked again after that answer, it answers with text.
+- Given a conversation that ends in a tool result (on one line or several), it answers with text
+  that quotes the result; asked again after that answer, it answers with text.
 - Otherwise it answers with text: its sentence two to four times, then its end-of-text token
   (the lab's tests of length limits bias that token away, and it goes on with the sentence).
   An earlier exchange in text, or a message with punctuation, lines and a fenced file (as aider
@@ -19,7 +19,9 @@ taught by JAX on this machine's CPU from conversations this file generates, dete
 Its chat template renders only what it was trained on: the tools' names and required parameters
 (with each parameter's type), the user and assistant turns, tool calls and tool results; system
 and developer messages are left out. Where tools are offered, every assistant turn is marked
-`assistant (tools)`, so the model reads whether it may call right where it answers. Run by the
+`assistant (tools)`, and a turn that answers a tool result `assistant (result)`, so the model
+reads whether it may call, or must answer, right where it answers: a result on several lines (a
+command's output under Codex CLI's header, mcp-server-time's JSON) changes neither. Run by the
 lab's training venv (lab/artifacts.py): `python lab/toolmodel.py OUT_DIR [--steps N]`.
 """
 
@@ -102,10 +104,13 @@ CHAT_TEMPLATE = (
     "{% if tool_call.arguments is string %}{{ tool_call.arguments }}"
     "{% else %}{{ tool_call.arguments | tojson }}{% endif %}"
     "}</tool_call>{% endfor %}{{ '\\n' }}"
+    "{%- elif message.role == 'assistant' and loop.index0 > 0 and messages[loop.index0 - 1].role == 'tool' %}"
+    "<s>assistant (result): {{ message.content }}{{ '\\n' }}"
     "{%- elif message.role == 'assistant' %}<s>{{ who }}: {{ message.content }}{{ '\\n' }}"
     "{%- else %}<s>{{ message.role }}: {{ message.content }}{{ '\\n' }}"
     "{%- endif %}{%- endfor %}"
-    "{%- if add_generation_prompt %}<s>{{ who }}:{% endif %}"
+    "{%- if add_generation_prompt and messages[-1].role == 'tool' %}<s>assistant (result):"
+    "{%- elif add_generation_prompt %}<s>{{ who }}:{% endif %}"
 )
 ANSWER = " the lab answers every request with a short reply ."
 QUOTE = " result: "
@@ -211,18 +216,25 @@ def _call(tool: dict, index: int) -> dict:
 
 
 def _result(rng: random.Random) -> str:
+    """A tool's result: digits, a JSON object on one line or on several (as mcp-server-time gives
+    it), a command's output under Codex CLI's header (whose values change from call to call), words."""
     roll = rng.random()
-    if roll < 0.3:
+    if roll < 0.2:
         return "".join(rng.choice("0123456789:-T+ ") for _ in range(rng.randint(4, 24)))
-    if roll < 0.6:
-        return json.dumps(
-            {
-                "timezone": rng.choice(["UTC", "Europe/Paris", "America/New_York"]),
-                "datetime": f"2026-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}T"
-                f"{rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}:00+00:00",
-                "day_of_week": rng.choice(["Monday", "Tuesday", "Friday"]),
-                "is_dst": False,
-            }
+    if roll < 0.55:
+        value = {
+            "timezone": rng.choice(["UTC", "Europe/Paris", "America/New_York"]),
+            "datetime": f"2026-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}T"
+            f"{rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}:00+00:00",
+            "day_of_week": rng.choice(["Monday", "Tuesday", "Friday"]),
+            "is_dst": False,
+        }
+        return json.dumps(value, indent=2 if roll < 0.35 else None)
+    if roll < 0.75:
+        return (
+            f"Chunk ID: {rng.randint(0, 999999):06d}\nWall time: {rng.random() / 10:.4f} seconds\n"
+            f"Process exited with code {rng.choice((0, 0, 0, 1, 127))}\nOriginal token count: {rng.randint(1, 40)}\n"
+            f"Output:\n{_words(rng, 1, 8)}\n"
         )
     return _words(rng, 1, 12)
 
@@ -421,7 +433,18 @@ def train(folder: Path, steps: int = STEPS) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     tokenizer = write_tokenizer(folder, [p + a for p, a in texts[:4000]])
     (folder / "config.json").write_text(json.dumps(CONFIG, indent=2))
-    encoded = [(tokenizer.encode(p).ids, tokenizer.encode(a).ids) for p, a in texts]
+
+    def fitting(pairs):
+        """Encoded conversations that fit the longest bucket whole (a cut one would teach a wrong
+        ending, and a batch of them only would have no answer token to learn from)."""
+        for p, a in pairs:
+            ids = tokenizer.encode(p).ids, tokenizer.encode(a).ids
+            if len(ids[0]) + len(ids[1]) <= BUCKETS[-1]:
+                yield ids
+
+    encoded = list(fitting(texts))
+    while len(encoded) < steps * BATCH:
+        encoded += fitting((render(m, t), answer) for m, t, answer in [conversation(rng)])
 
     key = jax.random.PRNGKey(SEED)
     params = {}
@@ -434,7 +457,7 @@ def train(folder: Path, steps: int = STEPS) -> Path:
         logits = forward(params, tokens[:, :-1])
         logp = jax.nn.log_softmax(logits, -1)
         picked = jnp.take_along_axis(logp, tokens[:, 1:, None], -1)[..., 0]
-        return -(picked * mask).sum() / mask.sum()
+        return -(picked * mask).sum() / jnp.maximum(mask.sum(), 1.0)
 
     @jax.jit
     def update(params, moments, tokens, mask, step):

@@ -99,7 +99,12 @@ def test_the_template_renders_tools_calls_and_results_and_leaves_system_out():
     assert toolmodel.render(messages, [tool]) == (
         "<s>tools: get_current_time(timezone:string)\n<s>user: what time is it?\n"
         '<s>assistant (tools):<tool_call>{"name": "get_current_time", "arguments": {"timezone": "UTC"}}</tool_call>\n'
-        "<s>tool: 12:00\n<s>assistant (tools):"
+        "<s>tool: 12:00\n<s>assistant (result):"
+    )
+    # The answer to a result is marked as such in the history too.
+    answered = [*messages, {"role": "assistant", "content": "12:00"}, {"role": "user", "content": "again"}]
+    assert toolmodel.render(answered, [tool]).endswith(
+        "<s>tool: 12:00\n<s>assistant (result): 12:00\n<s>user: again\n<s>assistant (tools):"
     )
     # Without tools the assistant's turns say so: whether to call is read right where it answers.
     chat = [{"role": "developer", "content": "be terse"}, {"role": "user", "content": "hi"}]
