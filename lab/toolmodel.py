@@ -21,7 +21,9 @@ Its chat template renders only what it was trained on: the tools' names and requ
 and developer messages are left out. Where tools are offered, every assistant turn is marked
 `assistant (tools)`, and a turn that answers a tool result `assistant (result)`, so the model
 reads whether it may call, or must answer, right where it answers: a result on several lines (a
-command's output under Codex CLI's header, mcp-server-time's JSON) changes neither. Run by the
+command's output under Codex CLI's header, mcp-server-time's JSON) changes neither. A user
+message is rendered without the white space around it (aider ends its message of files with a
+newline, after which the model answered with spaces). Run by the
 lab's training venv (lab/artifacts.py): `python lab/toolmodel.py OUT_DIR [--steps N]`.
 """
 
@@ -107,7 +109,7 @@ CHAT_TEMPLATE = (
     "{%- elif message.role == 'assistant' and loop.index0 > 0 and messages[loop.index0 - 1].role == 'tool' %}"
     "<s>assistant (result): {{ message.content }}{{ '\\n' }}"
     "{%- elif message.role == 'assistant' %}<s>{{ who }}: {{ message.content }}{{ '\\n' }}"
-    "{%- else %}<s>{{ message.role }}: {{ message.content }}{{ '\\n' }}"
+    "{%- else %}<s>{{ message.role }}: {{ message.content | trim }}{{ '\\n' }}"
     "{%- endif %}{%- endfor %}"
     "{%- if add_generation_prompt and messages[-1].role == 'tool' %}<s>assistant (result):"
     "{%- elif add_generation_prompt %}<s>{{ who }}:{% endif %}"

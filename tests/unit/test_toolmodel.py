@@ -111,5 +111,9 @@ def test_the_template_renders_tools_calls_and_results_and_leaves_system_out():
     assert toolmodel.render([*chat, {"role": "assistant", "content": "ok"}, *chat[1:]], None) == (
         "<s>user: hi\n<s>assistant: ok\n<s>user: hi\n<s>assistant:"
     )
+    # aider ends its message of files with a newline: a user message renders without it
+    assert toolmodel.render([{"role": "user", "content": "hello.py\n```\nx\n```\n"}], None) == (
+        "<s>user: hello.py\n```\nx\n```\n<s>assistant:"
+    )
     # mlx_lm.server picks its json_tools parser from these two markers in the template
     assert "<tool_call>" in toolmodel.CHAT_TEMPLATE and "tool_call.name" in toolmodel.CHAT_TEMPLATE
