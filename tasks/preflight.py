@@ -42,7 +42,7 @@ def build(
     registry.workdir = cwd
     if for_deploy:
         for h in [h for h in hosts if h.targeted]:
-            where = h.sources.get("ssh_hostname", f"{inventory_file} (host {h.name})")
+            where = h.sources.get("ssh_hostname", sources.host_data_source(inventory_file, h.name))
             sources.check_resolves(sources.ssh_destination(h.name, h.values), where)
     if with_secrets:
         proxy = registry.hosts[registry.proxy_host]
@@ -56,19 +56,11 @@ def build(
     return registry
 
 
-def check(
-    inventory_file: Path,
-    cwd: Path,
-    extra_group_data: list[Path] = (),
-    overrides: dict[str, Any] | None = None,
-    override_sources: dict[str, str] | None = None,
-    limit=None,
-    with_secrets: bool = True,
-) -> reg.Registry:
-    """build() for a run: on bad input print one line naming the file and key, and exit 2.
-    The registry becomes this run's (registry())."""
+def check(inventory_file: Path, cwd: Path, **options) -> reg.Registry:
+    """build() for a run (options as build()'s, for_deploy always): on bad input print one line
+    naming the file and key, and exit 2. The registry becomes this run's (registry())."""
     try:
-        registry = build(inventory_file, cwd, extra_group_data, overrides, True, with_secrets, override_sources, limit)
+        registry = build(inventory_file, cwd, for_deploy=True, **options)
     except DataError as exc:
         print(f"preflight: {exc}", file=sys.stderr)
         print("preflight: no host was contacted", file=sys.stderr)
@@ -116,7 +108,15 @@ def from_pyinfra_cli() -> reg.Registry | None:
         return list(inv) if hosts is None else hosts
 
     deploy = any(str(op).endswith(".py") for op in params.get("operations") or ())
-    return check(inventory, Path.cwd(), extra, overrides, named, limit, with_secrets=deploy)
+    return check(
+        inventory,
+        Path.cwd(),
+        extra_group_data=extra,
+        overrides=overrides,
+        override_sources=named,
+        limit=limit,
+        with_secrets=deploy,
+    )
 
 
 def use(registry: reg.Registry) -> None:

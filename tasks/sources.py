@@ -71,6 +71,11 @@ def group_data_paths(inventory_file: Path, cwd: Path, extra: list[Path]) -> list
     return folders + list(extra)
 
 
+def host_data_source(inventory_file: Path, name: str) -> str:
+    """How an error names a host's own data in the inventory file."""
+    return f"{inventory_file} (host {name})"
+
+
 def _group_file(paths: list[Path], group: str, key: str) -> str | None:
     """The group data file that set key for group (the last one pyinfra read that binds it)."""
     for path in reversed(paths):
@@ -165,7 +170,7 @@ def _load(inventory_file, cwd, extra_group_data, overrides, override_sources, li
         if key in overrides:
             return override_sources[key]
         if key in inventory.get_host_data(h.name):
-            return f"{inventory_file} (host {h.name})"
+            return host_data_source(inventory_file, h.name)
         for group in [*reversed(h.groups), "all"]:
             data = inventory.get_data() if group == "all" else inventory.get_group_data(group)
             if key in data:
