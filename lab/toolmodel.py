@@ -445,8 +445,9 @@ def train(folder: Path, steps: int = STEPS) -> Path:
                 yield ids
 
     encoded = list(fitting(texts))
-    while len(encoded) < steps * BATCH:
-        encoded += fitting((render(m, t), answer) for m, t, answer in [conversation(rng)])
+    while len(encoded) < steps * BATCH:  # more from the same generator, for those left out
+        messages, tools, answer = conversation(rng)
+        encoded += fitting([(render(messages, tools), answer)])
 
     key = jax.random.PRNGKey(SEED)
     params = {}
