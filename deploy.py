@@ -7,17 +7,19 @@ has (tasks/service.py). Nothing else lives here.
 
 from pyinfra import host
 
-from tasks import access, hostos, ops, preflight, pyenv, runlock, stack, units
+from tasks import access, hostos, ops, pyenv, run, stack, units
 from tasks.registry import MLX_GROUP, PROXY_GROUP
 
-r = preflight.registry()  # built and validated by config.py before any connection
+this_run = run.current()  # begun by config.py's preflight, before any connection
+r = this_run.registry
 roles = [role for role in (PROXY_GROUP, MLX_GROUP) if role in host.groups]
 
 # Before any change: what the host is (refused if unsupported), root through sudo, and the host
-# for this run alone (refused, naming the other run, while one holds it).
-system = hostos.check(roles)
+# for this run alone (refused, naming the other run, while one holds it; taken before the first
+# operation, given back after the last: tasks/runlock.py).
+system = this_run.systems[host.name] = hostos.check(roles)
 access.escalate(system)
-runlock.take(r.settings(host.name)["llm_break_lock"])
+this_run.locks.plan(r.settings(host.name)["llm_break_lock"])
 
 services = stack.services(host.groups)
 

@@ -13,10 +13,9 @@ import sys
 from pyinfra import host
 from pyinfra.api.exceptions import DeployError, PyinfraError
 
+from tasks import run
 from tasks.facts import EffectiveUser
 from tasks.hostos import System
-
-_ASKED: dict[str, str] = {}  # login user -> password typed at the prompt, for the other hosts
 
 
 def password_variables(host_name: str) -> list[str]:
@@ -27,15 +26,16 @@ def _password(system: System) -> str:
     for name in password_variables(host.name):
         if os.environ.get(name):
             return os.environ[name]
-    if system.login in _ASKED:
-        return _ASKED[system.login]
+    asked = run.current().passwords  # typed once per login user, for the other hosts
+    if system.login in asked:
+        return asked[system.login]
     if not sys.stdin.isatty():
         raise DeployError(
             f"{host.name}: sudo asks {system.login} for a password and none was given: export "
             f"{' or '.join(password_variables(host.name))}, or run from a terminal to be asked; nothing was changed"
         )
-    _ASKED[system.login] = getpass.getpass(f"sudo password for {system.login} on {host.name}: ")
-    return _ASKED[system.login]
+    asked[system.login] = getpass.getpass(f"sudo password for {system.login} on {host.name}: ")
+    return asked[system.login]
 
 
 def escalate(system: System) -> None:

@@ -320,31 +320,3 @@ class DeployLock(FactBase):
 
     def process(self, output):
         return "\n".join(output[1:]) if output and output[0] == "held" else None
-
-
-class DeployLockTake(FactBase):
-    """Not only a reading: takes the deploy lock for `record` when no run holds it (atomically,
-    with the shell's noclobber), after removing a lock that still reads `replace` (a dead run's).
-    Taken in the preparation, before any operation; {"taken": bool, "holder": record found}."""
-
-    def command(self, path, record, replace=""):
-        p, r = shlex.quote(path), shlex.quote(record)
-        swap = f'[ "$(cat {p} 2>/dev/null)" = {shlex.quote(replace)} ] && rm -f {p}; ' if replace else ""
-        return (
-            f"{swap}if (set -C; printf '%s\\n' {r} > {p}) 2>/dev/null; then chmod 644 {p}; echo taken; "
-            f"else echo held; cat {p}; fi"
-        )
-
-    def process(self, output):
-        return {"taken": bool(output) and output[0] == "taken", "holder": "\n".join(output[1:])}
-
-
-class DeployLockGiveBack(FactBase):
-    """Not only a reading: removes the deploy lock if it still holds `record` (the run's last step)."""
-
-    def command(self, path, record):
-        p = shlex.quote(path)
-        return f'if [ "$(cat {p} 2>/dev/null)" = {shlex.quote(record)} ]; then rm -f {p}; echo given back; fi; true'
-
-    def process(self, output):
-        return bool(output)

@@ -11,7 +11,7 @@ import ipaddress
 from pyinfra import host
 from pyinfra.api import deploy
 
-from tasks import hostos, mlx, ops
+from tasks import hostos, mlx, ops, run
 from tasks.registry import MLX_GROUP, Registry
 from tasks.render import render
 from tasks.service import StackService
@@ -81,7 +81,7 @@ def deploy_firewall(r: Registry) -> list[Wait]:
     """Nothing to wait for: the rules are in place when their loader has run."""
     if not r.served_by(host.name, "mlx"):
         return []
-    system = hostos.system()
+    system = run.system()
     if system.macos:
         rules = ops.text_file(
             name=f"Render the pf anchor {PF_RULES}", dest=PF_RULES, content=render_pf(r, host.name), public=True

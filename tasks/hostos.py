@@ -61,9 +61,6 @@ class System:
         return False
 
 
-_SYSTEMS: dict[str, System] = {}  # host name -> System: read once per host per run
-
-
 def describe(role: str) -> str:
     return ", ".join(
         f"{'macOS' if os_id == 'macos' else os_id.capitalize() if os_id != 'rhel' else 'RHEL'} "
@@ -96,29 +93,4 @@ def check(roles: list[str]) -> System:
                 f"{host.name}: {system.name} on {system.arch} is not supported for the {role} "
                 f"(supported: {describe(role)}); nothing was changed"
             )
-    _SYSTEMS[host.name] = system
     return system
-
-
-def system() -> System:
-    """This host's System, as check() read it."""
-    return _SYSTEMS[host.name]
-
-
-def use(found: System) -> None:
-    """Take found as this host's System (tests that run operations without deploy.py)."""
-    _SYSTEMS[host.name] = found
-
-
-def forget() -> None:
-    """Drop what was learnt (tests that run several fake hosts of the same name)."""
-    _SYSTEMS.clear()
-
-
-def is_macos() -> bool:
-    return system().macos
-
-
-def root_group() -> str:
-    """The group root's files belong to: wheel on macOS (which has no group named root)."""
-    return "wheel" if is_macos() else "root"

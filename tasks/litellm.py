@@ -9,7 +9,7 @@ from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.operations import server
 
-from tasks import hostos, ops, pyenv
+from tasks import ops, pyenv, run
 from tasks.facts import FileStates
 from tasks.pyenv import PythonEnv
 from tasks.registry import CHAT_ONLY_BACKENDS, PROXY_GROUP, PROXY_KEY_SECRET, REDIS_SECRET, Registry
@@ -319,7 +319,7 @@ def deploy_litellm(r: Registry, envs: dict) -> list[Wait]:
         },
     )
     started = managed_services(
-        [Unit("litellm", render_unit(r, hostos.system().cpus), restart_on=[env, rendered])], "the LiteLLM proxy"
+        [Unit("litellm", render_unit(r, run.system().cpus), restart_on=[env, rendered])], "the LiteLLM proxy"
     )["litellm"]
     # Readiness, not only liveness: LiteLLM's own endpoint answers once the router is loaded.
     return [

@@ -19,12 +19,13 @@ from pyinfra import host
 from pyinfra.api import FunctionCommand, deploy, operation
 from pyinfra.api.exceptions import DeployError
 
-from tasks import hostos, ops, pyenv
+from tasks import ops, pyenv, run
 from tasks.facts import HubCache
-from tasks.hostos import System, is_macos
+from tasks.hostos import System
 from tasks.pyenv import PythonEnv
 from tasks.registry import MLX_GROUP, Model, Registry
 from tasks.render import render
+from tasks.run import is_macos
 from tasks.schema import DataError, Key, abs_path, fraction, ip, networks, positive, user, version
 from tasks.service import Port, StackService
 from tasks.units import Unit, Wait, answers_http, managed_services, rollback
@@ -293,7 +294,7 @@ def deploy_mlx(r: Registry, envs: dict) -> list[Wait]:
     if not models:
         return []
     built = envs["mlx"]
-    system = hostos.system()
+    system = run.system()
     macos = system.macos
     home = s["mlx_home"]
 

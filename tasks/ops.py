@@ -41,7 +41,7 @@ from pyinfra.api.util import get_file_sha256
 from pyinfra.facts.files import FileContents, Link
 from pyinfra.operations.util.files import generate_color_diff
 
-from tasks import hostos
+from tasks import run
 from tasks.facts import (
     Account,
     Answering,
@@ -54,8 +54,8 @@ from tasks.facts import (
     TreeDigests,
     UnitStates,
 )
-from tasks.hostos import root_group
 from tasks.render import sha256_text
+from tasks.run import root_group
 from tasks.shell import joined_commands
 
 # Facts about what anyone may read (unit states, packages, accounts, files in world-readable
@@ -104,7 +104,7 @@ def may_change(known: bool, inputs: list) -> bool:
 
 def _upload_folder() -> str:
     """The login user's own upload folder (0700, in its home): SFTP writes as that user."""
-    return f"{hostos.system().home}/.llmlab-upload"
+    return f"{run.system().home}/.llmlab-upload"
 
 
 def _staged(dest: str, suffix: str = "") -> str:
@@ -115,7 +115,7 @@ def _staged(dest: str, suffix: str = "") -> str:
 def _staging() -> bool:
     """Whether an upload passes through the upload folder before sudo copies it into place;
     not when commands run as the login user itself (root), which writes beside dest directly."""
-    return hostos.system().sudo != "root"
+    return run.system().sudo != "root"
 
 
 def _upload(data, dest: str, user: str, group: str, mode: str) -> tuple:
@@ -348,7 +348,7 @@ def system_packages(packages: list, max_age_hours: int = 0):
     apt_install_command; dnf refreshes its own metadata when it expires)."""
     if not packages:
         return
-    if hostos.system().family == "rhel":
+    if run.system().family == "rhel":
         installed = set(host.get_fact(InstalledRpmPackages, packages=tuple(packages), **AS_LOGIN))
         missing = [p for p in packages if p not in installed]
         if missing:
@@ -477,7 +477,7 @@ def link(path: str, target: str):
         raise OperationValueError(f"{path} exists and is not a link: refusing to replace it with one to {target}")
     if current and current["link_target"] == target:
         return
-    yield f"{replace_link(hostos.system().macos)} {shlex.quote(target)} {shlex.quote(path)}"
+    yield f"{replace_link(run.system().macos)} {shlex.quote(target)} {shlex.quote(path)}"
 
 
 @operation()

@@ -15,10 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from tasks import registry as reg
-from tasks import sources, stack
+from tasks import run, sources, stack
 from tasks.schema import DataError
-
-_RUN: dict[str, reg.Registry] = {}
 
 
 def build(
@@ -58,14 +56,15 @@ def build(
 
 def check(inventory_file: Path, cwd: Path, **options) -> reg.Registry:
     """build() for a run (options as build()'s, for_deploy always): on bad input print one line
-    naming the file and key, and exit 2. The registry becomes this run's (registry())."""
+    naming the file and key, and exit 2. The registry becomes the current pyinfra run's
+    (tasks/run.py)."""
     try:
         registry = build(inventory_file, cwd, for_deploy=True, **options)
     except DataError as exc:
         print(f"preflight: {exc}", file=sys.stderr)
         print("preflight: no host was contacted", file=sys.stderr)
         sys.exit(2)
-    _RUN["registry"] = registry
+    run.begin(registry)
     return registry
 
 
@@ -108,6 +107,16 @@ def from_pyinfra_cli() -> reg.Registry | None:
         return list(inv) if hosts is None else hosts
 
     deploy = any(str(op).endswith(".py") for op in params.get("operations") or ())
+    for flag in ("serial", "no_wait") if deploy else ():
+        if params.get(flag):
+            option = "--" + flag.replace("_", "-")
+            print(
+                f"preflight: command line: {option}: a deploy runs each operation on every host before the next "
+                f"(each host's deploy lock is taken before the first and given back after the last); run it "
+                f"without {option}",
+                file=sys.stderr,
+            )
+            sys.exit(2)
     return check(
         inventory,
         Path.cwd(),
@@ -117,19 +126,3 @@ def from_pyinfra_cli() -> reg.Registry | None:
         limit=limit,
         with_secrets=deploy,
     )
-
-
-def use(registry: reg.Registry) -> None:
-    """Make registry this run's (tests that run deploy.py without pyinfra's command line)."""
-    _RUN["registry"] = registry
-
-
-def registry() -> reg.Registry:
-    """This run's registry, as the preflight built it."""
-    try:
-        return _RUN["registry"]
-    except KeyError:
-        raise RuntimeError(
-            "no registry: the preflight did not run. Run pyinfra from the project's root folder, "
-            "where its config.py runs the preflight: pyinfra inventory.py deploy.py"
-        ) from None

@@ -14,8 +14,8 @@ from pyinfra.operations import server
 
 from tasks import hostos, ops
 from tasks.facts import ENV_RECORD, UvEnvironment
-from tasks.hostos import is_macos
 from tasks.render import sha256_text
+from tasks.run import is_macos
 from tasks.shell import one
 
 UV = "/opt/uv/bin/uv"

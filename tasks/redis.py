@@ -9,7 +9,7 @@ from typing import Any
 
 from pyinfra.api import deploy
 
-from tasks import hostos, ops
+from tasks import hostos, ops, run
 from tasks.registry import PROXY_GROUP, REDIS_SECRET, Registry
 from tasks.render import render
 from tasks.schema import DataError, Key, loopback, port, positive
@@ -90,7 +90,7 @@ class Redis(StackService):
 @deploy("Redis for LiteLLM")
 def deploy_redis(r: Registry) -> list[Wait]:
     s = r.proxy
-    family = hostos.system().family
+    family = run.system().family
     ops.units_masked(name="Stop and mask the distribution's own Redis unit", units=DISTRO_UNITS[family])
     ops.directories(name="Create /etc/redis-llm", paths=[("/etc/redis-llm", USER, "750")], public=True)
     config = ops.text_file(

@@ -1,12 +1,18 @@
 """One deploy at a time per host: a lock file on the host naming the run that holds it, taken
-before any change and given back after the last operation.
+before the run's first operation and given back after its last.
 
-Taken while deploy.py prepares (facts.DeployLockTake), so a refusal comes before any change and a
-converged run still reports no change; given back when pyinfra ends the last operation (a state
-callback). A run that finds the lock held by a live run refuses with one line naming it. A lock
-whose holder is gone (its process on this control machine no longer runs, or the operator says
-so with llm_break_lock) is taken over: that is the lock a failed or interrupted run leaves. A
-dry run only looks (it changes nothing, so it takes nothing).
+While deploy.py prepares, the lock is only read (facts.DeployLock): a host held by a live run is
+refused there with one line naming the holder, before any change. A lock whose holder is gone
+(its process on this control machine no longer runs, or the operator says so with
+llm_break_lock) is planned to be taken over: that is the lock a failed or interrupted run leaves,
+and this run then waits for what it may have left starting (took_over()).
+
+The writes are pyinfra callbacks of the run (Locks is one, attached once deploy.py plans):
+before the first operation every planned host is taken at once (atomically, replacing only the
+record that was read), and a host taken since by another run refuses the whole run before any
+operation; after the last operation every host still running gives its lock back, while a host
+that failed keeps it for the next run to take over. A dry run, or a run the operator declines
+at pyinfra's prompt, executes no operation and so takes nothing.
 """
 
 from __future__ import annotations
@@ -14,18 +20,20 @@ from __future__ import annotations
 import getpass
 import json
 import os
+import shlex
 import socket
 import subprocess
 import sys
 import time
 import uuid
 
-import gevent
 from pyinfra import host, state
+from pyinfra.api.command import StringCommand
 from pyinfra.api.exceptions import DeployError
 from pyinfra.api.state import BaseStateCallback
+from pyinfra.context import ctx_host
 
-from tasks.facts import DeployLock, DeployLockGiveBack, DeployLockTake
+from tasks.facts import DeployLock
 
 LOCK = "/var/run/llmlab-deploy.lock"  # emptied at boot on Linux (/run) and on macOS
 
@@ -53,8 +61,6 @@ RUN = {
     "since": int(time.time()),
     "command": " ".join([os.path.basename(sys.argv[0]), *sys.argv[1:]])[:200],
 }
-_TAKEN: set[str] = set()
-_TAKEN_OVER: set[str] = set()  # hosts whose lock this run took from a run that is gone
 
 
 def record() -> str:
@@ -76,7 +82,7 @@ def holder_is_gone(holder: dict) -> bool:
     return _process_start(int(holder["pid"])) != holder.get("pid_start")
 
 
-def _parse(text: str) -> dict:
+def parse(text: str) -> dict:
     try:
         found = json.loads(text)
         return found if isinstance(found, dict) else {"command": text[:80]}
@@ -84,58 +90,83 @@ def _parse(text: str) -> dict:
         return {"command": f"unreadable lock {text[:80]!r}"}
 
 
-def _refuse(holder: dict) -> DeployError:
+def refusal(host_name: str, holder: dict) -> DeployError:
     return DeployError(
-        f"{host.name}: another deploy holds this host: {describe(holder)} ({LOCK}); wait for it "
+        f"{host_name}: another deploy holds this host: {describe(holder)} ({LOCK}); wait for it "
         f"to end, or, if it is gone, run with --data llm_break_lock=true"
     )
 
 
-def _dry_run() -> bool:
-    try:
-        import click
-
-        return bool(click.get_current_context().params.get("dry"))
-    except (ImportError, RuntimeError):
-        return False
-
-
-def take(break_lock: bool) -> None:
-    """Take this host for this run, or refuse naming who holds it (before any change)."""
-    if _dry_run():
-        found = host.get_fact(DeployLock, path=LOCK)
-        if found is not None and not break_lock and not holder_is_gone(_parse(found)):
-            raise _refuse(_parse(found))
-        return
-    first = host.get_fact(DeployLockTake, path=LOCK, record=record())
-    if not first["taken"]:
-        holder = _parse(first["holder"])
-        if not break_lock and not holder_is_gone(holder):
-            raise _refuse(holder)
-        again = host.get_fact(DeployLockTake, path=LOCK, record=record(), replace=first["holder"])
-        if not again["taken"]:
-            raise _refuse(_parse(again["holder"]))
-        _TAKEN_OVER.add(host.name)
-    _TAKEN.add(host.name)
-    if not any(isinstance(h, _GiveBack) for h in state.callback_handlers):
-        state.add_callback_handler(_GiveBack())
+def take_command(path: str, record: str, replace: str = "") -> str:
+    """Shell: take the lock for record when no run holds it (atomically, with the shell's
+    noclobber), after removing a lock that still reads replace (a gone run's). Prints "taken", or
+    "held" and the holder's record."""
+    p, r = shlex.quote(path), shlex.quote(record)
+    swap = f'[ "$(cat {p} 2>/dev/null)" = {shlex.quote(replace)} ] && rm -f {p}; ' if replace else ""
+    return (
+        f"{swap}if (set -C; printf '%s\\n' {r} > {p}) 2>/dev/null; then chmod 644 {p}; echo taken; "
+        f"else echo held; cat {p}; fi"
+    )
 
 
-def took_over() -> bool:
-    """Whether this run took this host's lock from a run that is gone (interrupted or failed):
-    that run may have left services starting, which this run must then wait for too."""
-    return host.name in _TAKEN_OVER
+def give_back_command(path: str, record: str) -> str:
+    """Shell: remove the lock if it still holds record. Prints "given back" when it did."""
+    p = shlex.quote(path)
+    return f'if [ "$(cat {p} 2>/dev/null)" = {shlex.quote(record)} ]; then rm -f {p}; echo given back; fi; true'
 
 
-class _GiveBack(BaseStateCallback):
-    """After the last operation: every host still running gives its lock back. A host that
-    failed keeps it, and the next run, seeing this run gone, takes it over."""
+class Locks(BaseStateCallback):
+    """The run's locks: planned while deploy.py prepares, taken and given back around the run's
+    operations (pyinfra's callbacks, which pyinfra calls with the State first)."""
+
+    def __init__(self, path: str = LOCK):
+        self.path = path
+        self.planned: dict = {}  # pyinfra Host -> the gone run's record to replace ("" when free)
+        self.taken: set = set()  # Hosts whose lock this run holds
+        self._order: list | None = None  # the run's operations, read at its first
+
+    def plan(self, break_lock: bool) -> None:
+        """While preparing this host: refuse it if a live run holds it, else plan to take it."""
+        found = host.get_fact(DeployLock, path=self.path)
+        if found is not None and not break_lock and not holder_is_gone(parse(found)):
+            raise refusal(host.name, parse(found))
+        self.planned[ctx_host.get()] = found or ""
+        if self not in state.callback_handlers:
+            state.add_callback_handler(self)
+
+    def took_over(self) -> bool:
+        """Whether this run takes this host's lock from a run that is gone (interrupted or
+        failed): that run may have left services starting, which this run must wait for too."""
+        return bool(self.planned.get(ctx_host.get()))
 
     @staticmethod
-    def operation_end(state, op_hash):
-        order = state.get_op_order()
-        if not order or op_hash != order[-1]:
-            return
-        holders = [h for h in state.inventory.get_active_hosts() if h.name in _TAKEN]
-        gevent.joinall([state.pool.spawn(h.get_fact, DeployLockGiveBack, path=LOCK, record=record()) for h in holders])
-        _TAKEN.difference_update(h.name for h in holders)
+    def _run(target, command: str) -> list[str]:
+        ok, output = target.run_shell_command(StringCommand(command), _sudo=bool(target.data.get("_sudo")))
+        if not ok:
+            raise DeployError(f"{target.name}: could not read or write the deploy lock {LOCK}")
+        return output.stdout_lines
+
+    def take(self, hosts) -> None:
+        """Take every planned host of hosts; if one is held by another run since it was read,
+        give back those taken and refuse the run, naming the holder."""
+        for target in [h for h in hosts if h in self.planned and h not in self.taken]:
+            out = self._run(target, take_command(self.path, record(), self.planned[target]))
+            if out[:1] != ["taken"]:
+                self.give_back(list(self.taken))
+                raise refusal(target.name, parse("\n".join(out[1:])))
+            self.taken.add(target)
+
+    def give_back(self, hosts) -> None:
+        for target in [h for h in hosts if h in self.taken]:
+            self._run(target, give_back_command(self.path, record()))
+            self.taken.discard(target)
+
+    def operation_start(self, state, op_hash):
+        if self._order is None:
+            self._order = state.get_op_order()
+        if op_hash == self._order[0]:
+            self.take(state.inventory.get_active_hosts())
+
+    def operation_end(self, state, op_hash):
+        if op_hash == self._order[-1]:
+            self.give_back(state.inventory.get_active_hosts())

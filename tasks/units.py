@@ -14,8 +14,7 @@ from dataclasses import dataclass, field
 
 from pyinfra.api.operation import OperationMeta
 
-from tasks import ops, pyenv, runlock
-from tasks.hostos import is_macos
+from tasks import ops, pyenv, run
 
 LAUNCHD_DIR = "/Library/LaunchDaemons"
 
@@ -53,7 +52,7 @@ def managed_services(services: list[Unit], what: str) -> dict[str, Started]:
         return {}
     written = ops.Affected()
     restarted = ops.Affected()
-    if is_macos():
+    if run.is_macos():
         jobs = {s.label or s.name: (f"{LAUNCHD_DIR}/{s.label or s.name}.plist", s) for s in services}
         # A changed plist is loaded afresh (which starts it) as it is written; then an unchanged
         # one whose program, environment or model changed is restarted in place, and one that
@@ -142,7 +141,7 @@ class Wait:
 
 def restart_command(name: str, label: str | None = None) -> str:
     """Shell: restart one service now (systemd unit <name>.service, or the launchd job label)."""
-    if is_macos():
+    if run.is_macos():
         return f"launchctl kickstart -k system/{shlex.quote(label or name)}"
     # A unit that failed to start too often is held by systemd's start limit until reset.
     unit = shlex.quote(f"{name}.service")
@@ -175,5 +174,5 @@ def wait_for(waits: list[Wait]):
     return ops.services_answer(
         name="Wait for the (re)started services to answer",
         checks=[(w.probe, w.timeout, w.what, w.started, w.rollback) for w in waits],
-        every=runlock.took_over(),
+        every=run.current().locks.took_over(),
     )

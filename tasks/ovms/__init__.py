@@ -15,7 +15,7 @@ from pyinfra.api.exceptions import DeployError
 from pyinfra.facts.files import File
 from pyinfra.operations import server
 
-from tasks import hostos, ops, pyenv
+from tasks import hostos, ops, pyenv, run
 from tasks.ovms import models as ovms_models
 from tasks.ovms import release as ovms_release
 from tasks.pyenv import PythonEnv
@@ -85,13 +85,6 @@ KEYS = (
         "ovms.lock",
         "control machine: release URL -> sha256 recorded once (relative to where pyinfra runs); commit it",
     ),
-    Key(
-        "ovms_record_digest",
-        bool,
-        False,
-        "allow, for this run, recording the digest of an archive the lock file does not know "
-        "(`--data ovms_record_digest=true`); every later download is held to it",
-    ),
     Key("ovms_packages", list, ["libxml2", "curl"], "system packages the release links against", names),
     Key(
         "ovms_graph",
@@ -111,21 +104,14 @@ KEYS = (
     Key("ovms_start_timeout", int, 60, "seconds the deploy waits for `/v2/health/ready`", positive),
 )
 
-_RELEASES: dict[tuple, ovms_release.Release] = {}
-
 
 def host_release(r: Registry, system: hostos.System) -> ovms_release.Release:
-    """This run's archive for the proxy host, resolved once (it may record a digest)."""
-    key = (id(r), host.name, system.os, system.version, system.arch)
-    if key not in _RELEASES:
-        entry = r.hosts[r.proxy_host]
-        try:
-            _RELEASES[key] = ovms_release.resolve(
-                entry.settings, entry.sources, system.os, system.version, system.arch, r.workdir
-            )
-        except DataError as exc:
-            raise DeployError(f"{host.name}: {exc}") from None
-    return _RELEASES[key]
+    """The archive for the proxy host and the digest it is held to (reads the lock file only)."""
+    entry = r.hosts[r.proxy_host]
+    try:
+        return ovms_release.resolve(entry.settings, entry.sources, system.os, system.version, system.arch, r.workdir)
+    except DataError as exc:
+        raise DeployError(f"{host.name}: {exc}") from None
 
 
 def release_dir(r: Registry, rel: ovms_release.Release) -> str:
@@ -228,7 +214,7 @@ def deploy_ovms(r: Registry, envs: dict) -> list[Wait]:
     """envs: service -> its pyenv.Built; OVMS's is the python_on build's template environment."""
     s = r.proxy
     user, home = s["ovms_user"], s["ovms_home"]
-    rel = host_release(r, hostos.system())
+    rel = host_release(r, run.system())
     target = release_dir(r, rel)
     archive = f"{home}/archives/{rel.asset}"
 

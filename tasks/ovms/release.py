@@ -2,16 +2,24 @@
 version, where it is fetched from, and the sha256 it is held to (pinned in data, or recorded
 once in the lock file on the control machine and held to ever after).
 
-Pure apart from the lock file and, when the operator allows recording, one download on the
-control machine; it runs after the host's system is read and before anything is changed.
+Choosing reads the lock file only; it runs after the host's system is read, while the deploy
+plans, and downloads nothing. A digest is recorded by a command of its own, before a deploy:
+
+    python -m tasks.ovms.release RELEASE_URL [--lock ovms.lock]
+
+which reads the archive once on the control machine (a download, or a local file) and writes
+its sha256 into the lock file; an archive already recorded is held to its first digest.
 """
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import os
 import re
+import shlex
+import sys
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -161,16 +169,50 @@ def resolve(settings: dict, sources: dict, os_id: str, os_version: str, arch: st
         sha, where = pinned, sources.get("ovms_archive_sha256", "ovms_archive_sha256")
     elif locked:
         sha, where = locked, str(lock_path)
-    elif settings["ovms_record_digest"]:
-        sha, where = digest_of(url), str(lock_path)
-        lock = read_lock(lock_path)
-        lock[url] = {"sha256": sha, "asset": asset}
-        write_lock(lock_path, lock)
     else:
         raise DataError(
             f"no sha256 for the OVMS archive {url}: set ovms_archive_sha256 (the digest GitHub shows beside "
-            f"{asset} on {RELEASES_PAGE}/tag/v{version}), or run once with --data ovms_record_digest=true "
-            f"to record the first download's digest in {lock_path}"
+            f"{asset} on {RELEASES_PAGE}/tag/v{version}), or record the archive's digest once: "
+            f"python -m tasks.ovms.release {shlex.quote(url)} --lock {shlex.quote(str(lock_path))}"
         )
     # A local archive is hashed again where it is about to be uploaded (tasks/ovms/__init__.py), not on every run.
     return Release(version=version, asset=asset, url=url, sha256=sha, digest_from=where, system_tag=tag)
+
+
+def record(url: str, lock_path: Path) -> tuple[str, bool]:
+    """Record url's digest in the lock file (one read of the archive); (sha256, newly recorded).
+    A digest recorded before is kept: an archive that no longer matches it is an error."""
+    lock = read_lock(lock_path)
+    sha = digest_of(url)
+    held = lock.get(url, {}).get("sha256")
+    if held and held != sha:
+        raise DataError(
+            f"{url}: sha256 is {sha}, not {held} (from {lock_path}): the archive changed; nothing was recorded"
+        )
+    if held:
+        return sha, False
+    lock[url] = {"sha256": sha, "asset": os.path.basename(urlsplit(url).path)}
+    write_lock(lock_path, lock)
+    return sha, True
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m tasks.ovms.release",
+        description="Record the sha256 of an OVMS release archive in the lock file, once (the deploy's "
+        "error names the URL).",
+    )
+    parser.add_argument("url", help="the archive's URL (or its path on this machine)")
+    parser.add_argument("--lock", default="ovms.lock", help="the lock file (default: ovms.lock)")
+    args = parser.parse_args(argv)
+    try:
+        sha, new = record(args.url, Path(args.lock))
+    except (DataError, OSError) as exc:
+        print(f"ovms release: {exc}", file=sys.stderr)
+        return 1
+    print(f"{'recorded' if new else 'already recorded'}: {sha}  {args.url} ({args.lock})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

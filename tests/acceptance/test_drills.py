@@ -518,9 +518,10 @@ def test_drill_rebuild_mini_interrupted_during_an_upload(hosts, registry, proxy_
 
 
 def test_drill_ovms_archive_digest_recorded_once_and_held(hosts, registry, proxy_url, proxy_key, tmp_path, timings):
-    """No digest in the data: the deploy stops, naming what to set; allowed once, it records the
-    archive's digest in the lock file; an archive that changes afterwards is refused before any
-    change, and OVMS keeps serving lil-jerry throughout."""
+    """No digest in the data: the deploy stops before any change, naming what to set or the
+    command that records it (planning downloads nothing); that command records the archive's
+    digest in the lock file once; an archive that changes afterwards is refused before any change,
+    and OVMS keeps serving lil-jerry throughout."""
     import shutil
 
     from lab import paths
@@ -539,30 +540,39 @@ def test_drill_ovms_archive_digest_recorded_once_and_held(hosts, registry, proxy
     )
     before = service_state(mini, "ovms")
 
-    code, text, seconds = lab_deploy("--group-data", str(data))
-    timings["drill: OVMS archive without a digest"] = seconds
-    assert code != 0 and f"no sha256 for the OVMS archive {archive}" in text, text[-3000:]
-    assert "--data ovms_record_digest=true" in text and not lock.exists()
+    for dry in (("--dry",), ()):
+        code, text, seconds = lab_deploy("--group-data", str(data), *dry)
+        timings["drill: OVMS archive without a digest"] = seconds
+        assert code != 0 and f"no sha256 for the OVMS archive {archive}" in text, text[-3000:]
+        command = f"python -m tasks.ovms.release {archive} --lock {lock}"
+        assert command in text and not lock.exists()
 
-    code, text, seconds = lab_deploy("--group-data", str(data), "--data", "ovms_record_digest=true")
-    timings["drill: OVMS digest recorded"] = seconds
-    assert code == 0, text[-3000:]
+    record = subprocess.run(
+        [sys.executable, "-m", "tasks.ovms.release", str(archive), "--lock", str(lock)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert record.returncode == 0, record.stderr
     recorded = json.loads(lock.read_text())[str(archive)]["sha256"]
     assert recorded == paths.OVMS_STANDIN_SHA256.read_text().strip()
+    code, text, seconds = lab_deploy("--group-data", str(data))
+    timings["drill: OVMS deploy with the recorded digest"] = seconds
+    assert code == 0, text[-3000:]
     assert service_state(mini, "ovms")["MainPID"] == before["MainPID"]  # the same archive: nothing to do
 
     # The archive no longer matches the digest held for it (as if the file published under that
-    # name had changed): refused before any change, whatever the permission, the lock kept.
+    # name had changed): refused before any change, the lock kept.
     wrong = "0" * 64
     lock.write_text(json.dumps({str(archive): {"sha256": wrong, "asset": asset}}))
-    for extra in ((), ("--data", "ovms_record_digest=true")):
-        code, text, seconds = lab_deploy("--group-data", str(data), *extra)
-        timings["drill: OVMS archive not matching its digest refused"] = seconds
-        assert code != 0 and f"sha256 is not {wrong} (from {lock})" in text, text[-3000:]
-        assert "the archive changed; nothing was touched" in text
-        assert json.loads(lock.read_text())[str(archive)]["sha256"] == wrong
-        assert service_state(mini, "ovms")["MainPID"] == before["MainPID"]
-        assert answers(proxy_url, proxy_key, "lil-jerry")
+    code, text, seconds = lab_deploy("--group-data", str(data))
+    timings["drill: OVMS archive not matching its digest refused"] = seconds
+    assert code != 0 and f"sha256 is not {wrong} (from {lock})" in text, text[-3000:]
+    assert "the archive changed; nothing was touched" in text
+    assert json.loads(lock.read_text())[str(archive)]["sha256"] == wrong
+    assert service_state(mini, "ovms")["MainPID"] == before["MainPID"]
+    assert answers(proxy_url, proxy_key, "lil-jerry")
 
 
 def test_drill_a_deploy_is_refused_while_another_holds_the_host(hosts, registry):

@@ -18,7 +18,7 @@ from pyinfra.api.state import StateStage
 from pyinfra.connectors.util import CommandOutput
 from pyinfra.context import ctx_host, ctx_inventory, ctx_state
 
-from tasks import hostos, preflight, runlock
+from tasks import run, runlock
 
 from .conftest import HOSTS, ROOT
 
@@ -69,9 +69,9 @@ def run_deploy(
     state = State(inventory, Config(TEMP_DIR="/tmp"), check_for_changes=False)
     asked = set()
 
-    # Every deploy takes the host's lock (tasks/runlock.py): free on these recorded hosts.
-    lock = fact_key("DeployLockTake", path=runlock.LOCK, record=runlock.record())
-    facts = {lock: {"taken": True, "holder": ""}, **facts}
+    # Every deploy reads the host's lock (tasks/runlock.py): free on these recorded hosts.
+    lock = fact_key("DeployLock", path=runlock.LOCK)
+    facts = {lock: None, **facts}
 
     def get_fact(self, fact_cls, *args, **kwargs):
         key = fact_key(fact_cls.__name__, **kwargs)
@@ -81,25 +81,21 @@ def run_deploy(
         return facts[key]
 
     monkeypatch.setattr(Host, "get_fact", get_fact)
-    preflight.use(registry)
-    hostos.forget()
+    run.begin(registry, state)
     host = inventory.get_host(target)
     state.set_stage(StateStage.Prepare)
-    try:
-        with ctx_state.use(state), ctx_inventory.use(inventory), ctx_host.use(host):
-            runpy.run_path(str(ROOT / "deploy.py"))  # the real deploy.py, as pyinfra loads it
-            state.set_stage(StateStage.Execute)
-            state.is_executing = True  # as pyinfra's run: `_if` conditions are evaluated now
-            ran = []
-            for op_hash in state.get_op_order():
-                op = state.ops[host].get(op_hash)
-                if op is None:
-                    continue
-                commands = list(op.command_generator())
-                op.operation_meta.set_complete(True, commands, CommandOutput([]))
-                ran.append((sorted(state.op_meta[op_hash].names)[0], commands))
-    finally:
-        hostos.forget()
+    with ctx_state.use(state), ctx_inventory.use(inventory), ctx_host.use(host):
+        runpy.run_path(str(ROOT / "deploy.py"))  # the real deploy.py, as pyinfra loads it
+        state.set_stage(StateStage.Execute)
+        state.is_executing = True  # as pyinfra's run: `_if` conditions are evaluated now
+        ran = []
+        for op_hash in state.get_op_order():
+            op = state.ops[host].get(op_hash)
+            if op is None:
+                continue
+            commands = list(op.command_generator())
+            op.operation_meta.set_complete(True, commands, CommandOutput([]))
+            ran.append((sorted(state.op_meta[op_hash].names)[0], commands))
     unused = set(facts) - asked - {lock}  # a deploy refused before the lock never asks for it
     assert not unused, f"the recording holds facts the deploy never asked for: {sorted(unused)}"
     return ran

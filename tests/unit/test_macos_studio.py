@@ -231,17 +231,10 @@ def test_after_a_run_that_is_gone_the_servers_not_answering_are_waited_for(monke
     models = studio_models(registry)
     dead = json.dumps({**runlock.RUN, "pid": "999999999", "pid_start": "gone"}, sort_keys=True)
     facts = recorded_mac(registry, installed=True)
-    facts[fact_key("DeployLockTake", path=runlock.LOCK, record=runlock.record())] = {"taken": False, "holder": dead}
-    facts[fact_key("DeployLockTake", path=runlock.LOCK, record=runlock.record(), replace=dead)] = {
-        "taken": True,
-        "holder": "",
-    }
+    facts[fact_key("DeployLock", path=runlock.LOCK)] = dead
     probes = tuple(f"curl -fsS -o /dev/null --max-time 5 http://127.0.0.1:{m.port}/v1/models" for m in models)
     facts[fact_key("Answering", probes=probes)] = [i not in down for i in range(len(models))]
-    try:
-        ran = run_deploy(monkeypatch, registry, "studio", facts)
-    finally:
-        runlock._TAKEN_OVER.discard("studio")
+    ran = run_deploy(monkeypatch, registry, "studio", facts)
     changed = [(name, commands) for name, commands in ran if commands]
     if not down:
         assert changed == []

@@ -13,7 +13,7 @@ from pyinfra.api.state import StateStage
 from pyinfra.connectors.util import CommandOutput
 from pyinfra.context import ctx_host, ctx_inventory, ctx_state
 
-from tasks import hostos, ops
+from tasks import hostos, ops, run
 from tasks.render import sha256_text
 
 ROOT_DEBIAN = hostos.System(
@@ -68,12 +68,11 @@ def run_two_passes(monkeypatch, recorded: dict):
         return recorded[key]
 
     monkeypatch.setattr(Host, "get_fact", get_fact)
-    hostos.forget()
+    run.begin(None, state).systems["h"] = ROOT_DEBIAN
     h = inventory.get_host("h")
     written, restarted, started = ops.Affected(), ops.Affected(), ops.Affected()
     state.set_stage(StateStage.Prepare)
     with ctx_state.use(state), ctx_inventory.use(inventory), ctx_host.use(h):
-        hostos.use(ROOT_DEBIAN)
         metas = {
             "files": ops.text_files(
                 name="units", files=TEXT, written=written, then=lambda changed: ["systemctl daemon-reload"]
@@ -97,7 +96,6 @@ def run_two_passes(monkeypatch, recorded: dict):
             commands[name] = list(op.command_generator())
             op.operation_meta.set_complete(True, commands[name], CommandOutput([]))
         did = {name: meta.did_change() for name, meta in metas.items()}
-    hostos.forget()
     return (
         prepared,
         commands,

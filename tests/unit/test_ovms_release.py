@@ -84,7 +84,10 @@ def test_without_a_digest_the_error_says_where_to_find_one_and_what_to_set(tmp_p
     assert "no sha256 for the OVMS archive https://github.com/" in message
     assert "set ovms_archive_sha256" in message and "ovms_ubuntu24_python_on.tar.gz" in message
     assert "https://github.com/openvinotoolkit/model_server/releases/tag/v2025.4" in message
-    assert "--data ovms_record_digest=true" in message and str(tmp_path / "ovms.lock") in message
+    command = "python -m tasks.ovms.release " + (
+        "https://github.com/openvinotoolkit/model_server/releases/download/v2025.4/ovms_ubuntu24_python_on.tar.gz"
+    )
+    assert f"{command} --lock {tmp_path / 'ovms.lock'}" in message
     assert not (tmp_path / "ovms.lock").exists()
 
 
@@ -95,25 +98,33 @@ def release_folder(tmp_path, content=b"an archive"):
     return str(tmp_path / "releases"), hashlib.sha256(content).hexdigest()
 
 
-def test_the_first_digest_is_recorded_only_when_allowed_and_held_to_ever_after(tmp_path):
+def test_the_first_digest_is_recorded_by_its_command_and_held_to_ever_after(tmp_path, capsys):
+    """Choosing an archive never reads it (the deploy plans without a download); the command the
+    error names records its digest once, and an archive that changed afterwards is refused."""
     base, digest = release_folder(tmp_path)
-    with pytest.raises(DataError, match="no sha256"):
+    with pytest.raises(DataError, match="no sha256") as err:
         resolve(tmp_path, ovms_release_url=base)
-    rel = resolve(tmp_path, ovms_release_url=base, ovms_record_digest=True)
-    assert rel.sha256 == digest and rel.digest_from == str(tmp_path / "ovms.lock")
-    lock = json.loads((tmp_path / "ovms.lock").read_text())
-    assert lock == {rel.url: {"sha256": digest, "asset": "ovms_ubuntu24_python_on.tar.gz"}}
-    # Later runs need no permission, and permission never replaces a recorded digest: an archive
-    # that changed stays held to the first one (the deploy hashes it again before any upload).
-    assert resolve(tmp_path, ovms_release_url=base).sha256 == digest
+    url = f"{base}/v2025.4/ovms_ubuntu24_python_on.tar.gz"
+    lock_path = tmp_path / "ovms.lock"
+    assert f"python -m tasks.ovms.release {url} --lock {lock_path}" in str(err.value)
+    assert ovms_release.main([url, "--lock", str(lock_path)]) == 0
+    assert f"recorded: {digest}" in capsys.readouterr().out
+    rel = resolve(tmp_path, ovms_release_url=base)
+    assert rel.sha256 == digest and rel.digest_from == str(lock_path)
+    assert json.loads(lock_path.read_text()) == {url: {"sha256": digest, "asset": "ovms_ubuntu24_python_on.tar.gz"}}
+    assert ovms_release.main([url, "--lock", str(lock_path)]) == 0
+    assert "already recorded" in capsys.readouterr().out
+    # An archive that changed stays held to the first digest: the command refuses to record it.
     (tmp_path / "releases/v2025.4/ovms_ubuntu24_python_on.tar.gz").write_bytes(b"another archive")
-    assert resolve(tmp_path, ovms_release_url=base, ovms_record_digest=True).sha256 == digest
-    assert json.loads((tmp_path / "ovms.lock").read_text())[rel.url]["sha256"] == digest
+    assert ovms_release.main([url, "--lock", str(lock_path)]) == 1
+    assert "the archive changed; nothing was recorded" in capsys.readouterr().err
+    assert json.loads(lock_path.read_text())[url]["sha256"] == digest
+    assert resolve(tmp_path, ovms_release_url=base).sha256 == digest
 
 
 def test_a_pin_and_the_lock_that_disagree_are_refused(tmp_path):
     base, digest = release_folder(tmp_path)
-    resolve(tmp_path, ovms_release_url=base, ovms_record_digest=True)
+    ovms_release.record(f"{base}/v2025.4/ovms_ubuntu24_python_on.tar.gz", tmp_path / "ovms.lock")
     with pytest.raises(DataError, match="disagree"):
         resolve(tmp_path, ovms_release_url=base, ovms_archive_sha256="cd" * 32)
 

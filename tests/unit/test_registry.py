@@ -463,8 +463,14 @@ def test_one_registry_per_run(monkeypatch):
     monkeypatch.setenv("LITELLM_REDIS_PASSWORD", "redis-x")
     monkeypatch.setenv("LLMLAB_MINI_HOST", "192.0.2.71")
     monkeypatch.setenv("LLMLAB_STUDIO_HOST", "192.0.2.72")
-    built = preflight.check(ROOT / "inventory.py", ROOT, overrides={"ovms_archive_sha256": "ab" * 32})
-    assert preflight.registry() is built
+    from pyinfra.api import State
+    from pyinfra.context import ctx_state
+
+    from tasks import run
+
+    with ctx_state.use(State()):  # as pyinfra runs config.py: its State made, no inventory yet
+        built = preflight.check(ROOT / "inventory.py", ROOT, overrides={"ovms_archive_sha256": "ab" * 32})
+        assert run.current().registry is built
     assert len(calls) == 1
 
 

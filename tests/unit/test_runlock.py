@@ -1,13 +1,19 @@
-"""One deploy at a time per host: the lock's shell, run here on a file, and how a holder is
-judged alive or gone."""
+"""One deploy at a time per host: the lock's shell, run here on a file; the run taking every
+host before its first operation and giving back after its last; how a holder is judged alive or
+gone."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+from types import SimpleNamespace
+
+import pytest
+from pyinfra.api.exceptions import DeployError
 
 from tasks import runlock
-from tasks.facts import DeployLock, DeployLockGiveBack, DeployLockTake
+from tasks.facts import DeployLock
 
 
 def fact(cls, **kwargs):
@@ -15,21 +21,98 @@ def fact(cls, **kwargs):
     return cls().process(out.stdout.splitlines())
 
 
+def shell(command: str, cwd=None) -> list[str]:
+    return subprocess.run(
+        ["sh", "-c", command], capture_output=True, text=True, check=True, cwd=cwd
+    ).stdout.splitlines()
+
+
 def test_the_lock_is_taken_once_and_given_back_only_by_its_holder(tmp_path):
     lock = str(tmp_path / "deploy.lock")
     assert fact(DeployLock, path=lock) is None
-    assert fact(DeployLockTake, path=lock, record='{"run": "a"}') == {"taken": True, "holder": ""}
-    assert fact(DeployLockTake, path=lock, record='{"run": "b"}') == {"taken": False, "holder": '{"run": "a"}'}
+    assert shell(runlock.take_command(lock, '{"run": "a"}')) == ["taken"]
+    assert shell(runlock.take_command(lock, '{"run": "b"}')) == ["held", '{"run": "a"}']
     assert fact(DeployLock, path=lock) == '{"run": "a"}'
-    assert fact(DeployLockGiveBack, path=lock, record='{"run": "b"}') is False  # not b's to give
+    assert shell(runlock.give_back_command(lock, '{"run": "b"}')) == []  # not b's to give
     # A takeover replaces only the record it read: a lock taken since by another run stays.
-    assert fact(DeployLockTake, path=lock, record='{"run": "b"}', replace='{"run": "x"}')["taken"] is False
-    assert fact(DeployLockTake, path=lock, record='{"run": "b"}', replace='{"run": "a"}') == {
-        "taken": True,
-        "holder": "",
-    }
-    assert fact(DeployLockGiveBack, path=lock, record='{"run": "b"}') is True
+    assert shell(runlock.take_command(lock, '{"run": "b"}', replace='{"run": "x"}'))[0] == "held"
+    assert shell(runlock.take_command(lock, '{"run": "b"}', replace='{"run": "a"}')) == ["taken"]
+    assert shell(runlock.give_back_command(lock, '{"run": "b"}')) == ["given back"]
     assert fact(DeployLock, path=lock) is None
+
+
+class FakeHost:
+    """A host whose commands run here, in a folder of its own (the lock's path is relative)."""
+
+    def __init__(self, name, folder):
+        self.name, self.folder, self.data = name, folder, {"_sudo": True}
+        folder.mkdir()
+
+    def run_shell_command(self, command, **arguments):
+        assert arguments == {"_sudo": True}  # as the host's other commands: through sudo
+        return True, SimpleNamespace(stdout_lines=shell(str(command), cwd=self.folder))
+
+    def lock(self):
+        path = self.folder / "deploy.lock"
+        return path.read_text().strip() if path.exists() else None
+
+
+class FakeState:
+    def __init__(self, hosts, ops):
+        self.active, self.ops = list(hosts), ops
+        self.inventory = SimpleNamespace(get_active_hosts=lambda: list(self.active))
+
+    def get_op_order(self):
+        return self.ops
+
+
+def planned(tmp_path, **found):
+    hosts = {name: FakeHost(name, tmp_path / name) for name in ("mini", "studio")}
+    locks = runlock.Locks(path="deploy.lock")
+    locks.planned = {hosts[name]: found.get(name, "") for name in hosts}  # what plan() read
+    return hosts, locks
+
+
+def test_the_run_takes_before_its_first_operation_and_gives_back_after_its_last(tmp_path):
+    hosts, locks = planned(tmp_path)
+    state = FakeState(hosts.values(), ["first", "second", "last"])
+    locks.operation_start(state, "first")
+    assert [h.lock() for h in hosts.values()] == [runlock.record()] * 2
+    locks.operation_end(state, "first")
+    locks.operation_start(state, "second")
+    locks.operation_end(state, "second")
+    assert [h.lock() for h in hosts.values()] == [runlock.record()] * 2
+    locks.operation_start(state, "last")
+    locks.operation_end(state, "last")
+    assert [h.lock() for h in hosts.values()] == [None, None]
+
+
+def test_a_host_that_failed_keeps_its_lock_for_the_next_run(tmp_path):
+    hosts, locks = planned(tmp_path)
+    state = FakeState(hosts.values(), ["only"])
+    locks.operation_start(state, "only")
+    state.active.remove(hosts["studio"])  # pyinfra took it out of the run
+    locks.operation_end(state, "only")
+    assert hosts["mini"].lock() is None and hosts["studio"].lock() == runlock.record()
+
+
+def test_a_lock_taken_since_it_was_read_refuses_the_run_before_any_operation(tmp_path):
+    hosts, locks = planned(tmp_path)
+    other = json.dumps({**runlock.RUN, "run": "other", "user": "sam", "command": "pyinfra inventory.py deploy.py"})
+    (tmp_path / "studio" / "deploy.lock").write_text(other + "\n")
+    with pytest.raises(DeployError) as err:
+        locks.operation_start(FakeState(hosts.values(), ["first"]), "first")
+    assert str(err.value).startswith(f"studio: another deploy holds this host: sam@{runlock.RUN['control']}")
+    assert hosts["mini"].lock() is None  # given back before refusing
+    assert hosts["studio"].lock() == other
+
+
+def test_a_gone_runs_lock_is_taken_over(tmp_path):
+    dead = json.dumps({**runlock.RUN, "run": "gone", "pid": "999999999", "pid_start": "gone"})
+    hosts, locks = planned(tmp_path, studio=dead)
+    (tmp_path / "studio" / "deploy.lock").write_text(dead + "\n")
+    locks.operation_start(FakeState(hosts.values(), ["first"]), "first")
+    assert [h.lock() for h in hosts.values()] == [runlock.record()] * 2
 
 
 def test_a_holder_of_this_machine_is_gone_when_its_process_is():
