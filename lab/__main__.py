@@ -1,8 +1,12 @@
-"""python -m lab {up|deploy [pyinfra args]|status|ssh HOST [CMD]|reboot HOST|recreate HOST|down}"""
+"""python -m lab {up|deploy [pyinfra args]|status|ssh HOST [CMD]|reboot HOST|recreate HOST|capture HOST FILE|down}
+
+capture HOST FILE: recreate HOST empty, record what deploy.py reads from it into FILE (the unit
+tests' recordings, tests/unit/recordings/), and deploy the lab again."""
 
 import os
 import sys
 import time
+from pathlib import Path
 
 from lab import hosts, lifecycle, paths, run
 from lab.network import HOSTS
@@ -45,6 +49,11 @@ def main(argv: list[str]) -> int:
                 return 2
             seconds = getattr(lifecycle, cmd)(args[0])
             log(f"{cmd} {args[0]}: ready in {seconds:.1f} s")
+        elif cmd == "capture":
+            if len(args) != 2 or args[0] not in HOSTS:
+                print(f"usage: capture {{{'|'.join(HOSTS)}}} FILE", file=sys.stderr)
+                return 2
+            run.capture_fresh(args[0], Path(args[1]).resolve())
         elif cmd == "down":
             lifecycle.down()
         else:

@@ -51,3 +51,44 @@ def changed_rows(text: str) -> list[str]:
         for line in text.splitlines()
         if re.search(r"\s\d+\s+[1-9]\d*\s+\S+\s+\S+\s*$", line) and "Grand total" not in line
     ]
+
+
+def capture_fresh(host: str, out: Path) -> None:
+    """Record what deploy.py reads from a lab host with nothing of the stack on it: the host is
+    recreated empty, its facts are captured (tasks/capture.py) through the real inventory and
+    data pointed at it, as the unit tests' registry sees them, and the lab is deployed again."""
+    from lab import hosts
+    from lab.network import HOSTS
+
+    lifecycle.recreate(host)
+    address = HOSTS[host]
+    command = [
+        sys.executable,
+        "-m",
+        "tasks.capture",
+        "--out",
+        str(out),
+        "inventory.py",
+        "--limit",
+        host,
+        "--user",
+        hosts.OPERATOR,
+        "--key",
+        str(paths.KEY),
+        *("--data", f"ssh_known_hosts_file={paths.KNOWN_HOSTS}"),
+        *("--data", "ssh_strict_host_key_checking=accept-new"),
+        # Every host's address is the lab's: nothing of the run names the real LAN.
+        *("--data", f"llm_address={address}"),
+        *("--data", f"llm_secrets_file={paths.SECRETS}"),
+        *("--data", f"ovms_archive_sha256={CAPTURE_SHA256}"),
+    ]
+    env = {**deploy_env(), "LLMLAB_MINI_HOST": address, "LLMLAB_STUDIO_HOST": address}
+    captured = subprocess.run(command, cwd=paths.ROOT, env=env)
+    redeployed = deploy()
+    if captured.returncode:
+        raise LabError(f"capturing {host}'s facts failed (exit {captured.returncode}); the lab was deployed again")
+    if redeployed.returncode:
+        raise LabError(f"{out} was written, but deploying the lab again failed (exit {redeployed.returncode})")
+
+
+CAPTURE_SHA256 = "ab" * 32  # the OVMS digest the unit tests' data holds (a fresh host has no archive)

@@ -21,6 +21,26 @@ tests/unit/test_ops_contract.py:
   operation is complete when a later one reads it.
 - Converged host: no command is yielded in either pass (`will_change` False, `did_change()`
   False); `Affected` is empty.
+
+Why not pyinfra's own operations: a converged run is mostly reading, and every fact is one remote
+command (through sudo with a password, a password check each). Counted on a converged host by
+tests/unit/test_ops_contract.py against pyinfra 3.10: files.put reads each file with three
+commands (File, its folder's Directory, Sha1File), files.directory one per folder, systemd.service
+two per unit; text_files, directories and units_running read any number in one. What else each
+one does that pyinfra's does not:
+
+- text_file(s), local_file: a secret file is never shown, diffed or logged; uploads go through
+  the login user's 0700 folder and one command as root places them (owner and mode set before
+  the file appears); `written` and `then=` (a reload only when a file changed).
+- directories, system_account, link: one command each; link refuses to replace a path that is
+  not a link.
+- system_packages: apt's lists refreshed only when something is missing and they are old
+  (package_lists_max_age), dnf on RHEL, every service's packages in one install.
+- tree: a model folder's changed files as one tar (one upload, one unpack) instead of a command
+  per file; files the source lacks are removed.
+- units_running, launchd_running, units_masked: restarts decided from operation results
+  (Affected), not from facts read before the run; launchd has no operation in pyinfra.
+- services_answer: the health-gated wait and its rollback (tasks/units.py).
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ commands and reports them as done, so `_if` conditions see real results."""
 from __future__ import annotations
 
 import hashlib
+import json
 import runpy
 from pathlib import Path
 
@@ -32,6 +33,27 @@ def sha(text: str) -> str:
 def fact_key(name: str, **kwargs) -> tuple:
     """How a recording names a fact: its class name and its arguments (global ones left out)."""
     return (name, tuple(sorted((k, v) for k, v in kwargs.items() if not k.startswith("_"))))
+
+
+RECORDINGS = Path(__file__).parent / "recordings"
+
+
+def _hashable(value):
+    return tuple(_hashable(v) for v in value) if isinstance(value, list) else value
+
+
+def recording(name: str) -> dict:
+    """The facts captured from a real host (tests/unit/recordings/<name>.json, written by
+    `python -m lab capture` through tasks/capture.py): fact key -> value."""
+    data = json.loads((RECORDINGS / f"{name}.json").read_text())
+    return {fact_key(f["fact"], **{k: _hashable(v) for k, v in f["args"].items()}): f["value"] for f in data["facts"]}
+
+
+def system_of(facts: dict):
+    """The tasks.hostos.System a recording's HostFacts describe."""
+    from tasks.hostos import System
+
+    return System(**{("login" if k == "user" else k): v for k, v in facts[fact_key("HostFacts")].items()})
 
 
 def host_facts(system) -> dict:

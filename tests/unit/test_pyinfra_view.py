@@ -98,3 +98,11 @@ def test_an_ad_hoc_command_needs_no_secret():
     assert out.returncode == 2 and "secret LITELLM_PROXY_KEY is not set" in out.stderr, out.stdout + out.stderr
     out = pyinfra(*data, "--data", "litellm_port=70000", "inventory.py", "debug-inventory")
     assert out.returncode == 2 and "command line (--data litellm_port): litellm_port is out of range" in out.stderr
+
+
+@pytest.mark.parametrize("option", ["--serial", "--no-wait"])
+def test_a_deploy_in_another_order_than_pyinfras_default_is_refused(option):
+    """The deploy lock is taken before the first operation and given back after the last, which
+    pyinfra's --serial and --no-wait orders do not signal: refused before any connection."""
+    out = pyinfra(option, "--data", f"ovms_archive_sha256={TEST_SHA}", "inventory.py", "deploy.py")
+    assert out.returncode == 2 and f"preflight: command line: {option}: a deploy runs" in out.stderr, out.stderr

@@ -1,6 +1,7 @@
-"""The mini deploy on a real Linux box, run against recorded facts of Ubuntu 24.04 on x86_64
-reached as the operator (chris) with a sudo password: a fresh box and a converged one, every fact
-recorded (tests/unit/recorded.py); other systems refused before any change."""
+"""The mini deploy on a real Linux box, run against the facts captured from the lab's mini just
+made (Ubuntu 24.04 on x86_64, reached as the operator chris with a sudo password; see
+tests/unit/recorded.py): a fresh box, and the same box as other systems, refused before any change
+or installed with their own tools."""
 
 from __future__ import annotations
 
@@ -12,16 +13,17 @@ from tasks import litellm as litellm_task
 from tasks import pyenv
 from tasks.hostos import System
 from tasks.ovms import models as ovms_models
-from tasks.pyenv import UV
 
 from .conftest import build
 from .recorded import (
     fact_key,
     host_facts,
+    recording,
     remote_commands,
     run_deploy,
     shell_lines,
     staging_paths,
+    system_of,
     upload_commands,
     upload_steps,
     uploads,
@@ -29,87 +31,16 @@ from .recorded import (
 
 PACKAGES = ("python3", "ca-certificates", "curl", "redis-server", "libxml2", "libpython3.12t64")  # uv's, Redis, OVMS's
 ARCHIVE = "ovms_ubuntu24_python_on.tar.gz"  # chosen for Ubuntu 24.04 and OVMS 2025.4
-UBUNTU = System(
-    os="ubuntu",
-    version="24.04",
-    name="Ubuntu 24.04.1 LTS",
-    arch="x86_64",
-    kernel="Linux",
-    memory=64 << 30,
-    cpus=8,
-    login="chris",
-    home="/home/chris",
-    sudo="password",
-)
+FRESH = "ubuntu-24.04-mini-fresh"  # the lab's mini just made: Ubuntu 24.04, the operator chris with a sudo password
+UBUNTU = system_of(recording(FRESH))
 
 
 def recorded_fresh_mini(registry, system: System = UBUNTU) -> dict:
-    """A box with nothing of ours: no uv, no users, no folders, no files, no units."""
-    s = registry.proxy
-    conf, home, ovms_home = s["litellm_config_dir"], s["litellm_home"], s["ovms_home"]
-    release = f"{ovms_home}/{s['ovms_version']}-{s['ovms_archive_sha256'][:12]}"
-    models = [f"{s['ovms_models_dir']}/{m.upstream}" for m in registry.served_by("mini", "ovms")]
-    ovms_folders = (
-        f"{ovms_home}/archives",
-        s["ovms_models_dir"],
-        *[f"{s['ovms_models_dir']}/{m.upstream}" for m in registry.served_by("mini", "ovms")],
-        s["ovms_config_dir"],
-    )
-    return {
-        fact_key("HostFacts"): host_facts(system),
-        fact_key("EffectiveUser"): "root",
-        fact_key("UvEnvironment", uv=UV, venv=f"{home}/venv", entry_point="litellm", dists=("litellm", "prisma")): {
-            "uv": "",
-            "built_from": "",
-            "venv": False,
-            "runs": False,
-            "dists": {},
-        },
-        fact_key("UvEnvironment", uv=UV, venv=f"{ovms_home}/python", entry_point="", dists=("jinja2", "markupsafe")): {
-            "uv": "",
-            "built_from": "",
-            "venv": False,
-            "runs": False,
-            "dists": {},
-        },
-        # A fresh host has no previous environments to switch back to either.
-        fact_key(
-            "UvEnvironment", uv=UV, venv=f"{home}/venv.previous", entry_point="litellm", dists=("litellm", "prisma")
-        ): {"uv": "", "built_from": "", "venv": False, "runs": False, "dists": {}, "folder": ""},
-        fact_key(
-            "UvEnvironment", uv=UV, venv=f"{ovms_home}/python.previous", entry_point="", dists=("jinja2", "markupsafe")
-        ): {"uv": "", "built_from": "", "venv": False, "runs": False, "dists": {}, "folder": ""},
-        fact_key("InstalledDebianPackages", packages=PACKAGES): ["ca-certificates"],
-        fact_key("UnitStates", units=("redis-server.service",)): {"redis-server.service": ("enabled", "active")},
-        fact_key("DirectoryStates", paths=("/etc/redis-llm",)): [None],
-        fact_key("FileState", path="/etc/redis-llm/redis.conf"): None,
-        fact_key("FileStates", paths=("/etc/systemd/system/redis-llm.service",)): [None],
-        fact_key("UnitStates", units=("redis-llm.service",)): {"redis-llm.service": ("", "inactive")},
-        fact_key("Account", user=s["ovms_user"]): None,
-        fact_key("DirectoryStates", paths=ovms_folders): [None] * len(ovms_folders),
-        fact_key("File", path=f"{release}/ovms/bin/ovms"): None,
-        fact_key("Link", path=f"{ovms_home}/current"): None,
-        **{fact_key("FileState", path=f"{m}/source"): None for m in models},
-        fact_key("FileStates", paths=(f"{s['ovms_config_dir']}/config.json", *(f"{m}/graph.pbtxt" for m in models))): [
-            None
-        ]
-        * (1 + len(models)),
-        fact_key("FileStates", paths=("/etc/systemd/system/ovms.service",)): [None],
-        fact_key("UnitStates", units=("ovms.service",)): {"ovms.service": ("", "inactive")},
-        fact_key("Account", user=s["litellm_user"]): None,
-        fact_key("DirectoryStates", paths=(home, conf, f"{conf}/candidate")): [None] * 3,
-        fact_key("FileState", path=f"{home}/check_config.py"): None,
-        fact_key(
-            "FileStates",
-            paths=(f"{conf}/candidate/router.yaml", f"{conf}/candidate/env.local", f"{conf}/candidate/llmlab_auth.py"),
-        ): [None] * 3,
-        fact_key(
-            "FileStates",
-            paths=(f"{conf}/router.yaml", f"{conf}/env.local", f"{conf}/llmlab_auth.py", f"{home}/llmlab_serve.py"),
-        ): [None] * 4,
-        fact_key("FileStates", paths=("/etc/systemd/system/litellm.service",)): [None],
-        fact_key("UnitStates", units=("litellm.service",)): {"litellm.service": ("", "inactive")},
-    }
+    """A box with nothing of ours, as captured from the lab's mini just made (`./labctl capture
+    mini tests/unit/recordings/ubuntu-24.04-mini-fresh.json`); system: what the host is instead."""
+    facts = recording(FRESH)
+    facts[fact_key("HostFacts")] = host_facts(system)
+    return facts
 
 
 @pytest.fixture
@@ -189,8 +120,8 @@ def test_fresh_ubuntu_mini_as_an_ordinary_user_with_sudo(monkeypatch, registry):
     unit = files["/etc/systemd/system/litellm.service"].decode()
     # LiteLLM's app under uvicorn, its config and one worker per CPU of the host
     assert (
-        "ExecStart=/opt/litellm/venv/bin/python /opt/litellm/llmlab_serve.py /etc/litellm/router.yaml 0.0.0.0 4000 8\n"
-        in unit
+        "ExecStart=/opt/litellm/venv/bin/python /opt/litellm/llmlab_serve.py /etc/litellm/router.yaml 0.0.0.0 4000 "
+        f"{UBUNTU.cpus}\n" in unit
     )
 
 
@@ -208,7 +139,7 @@ def test_fresh_ubuntu_mini_as_an_ordinary_user_with_sudo(monkeypatch, registry):
         ),
         (
             System(**{**UBUNTU.__dict__, "arch": "aarch64"}),
-            "mini: Ubuntu 24.04.1 LTS on aarch64 is not supported for the mini",
+            f"mini: {UBUNTU.name} on aarch64 is not supported for the mini",
         ),
     ],
     ids=["ubuntu-20.04", "fedora", "ubuntu-arm"],
