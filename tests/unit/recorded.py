@@ -99,7 +99,10 @@ def run_deploy(
         key = fact_key(fact_cls.__name__, **kwargs)
         asked.add(key)
         if key not in facts:
-            raise AssertionError(f"the deploy asked for a fact the recording lacks: {key}")
+            raise AssertionError(
+                f"the deploy asked for a fact the recording lacks: {key} (a recording of tests/unit/recordings/ "
+                f"is captured again by ./labctl capture HOST FILE)"
+            )
         return facts[key]
 
     monkeypatch.setattr(Host, "get_fact", get_fact)
