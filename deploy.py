@@ -7,7 +7,7 @@ has (tasks/service.py). Nothing else lives here.
 
 from pyinfra import host
 
-from tasks import access, hostos, ops, pyenv, run, stack, units
+from tasks import access, hostos, ops, owners, pyenv, run, stack, units
 from tasks.registry import MLX_GROUP, PROXY_GROUP
 
 this_run = run.current()  # begun by config.py's preflight, before any connection
@@ -21,7 +21,9 @@ system = this_run.systems[host.name] = hostos.check(roles)
 access.escalate(system)
 this_run.locks.plan(r.settings(host.name)["llm_break_lock"])
 
+# Before any change, too: every port its services declare is free or held by their own units.
 services = stack.services(host.groups)
+owners.check(r, services)
 
 # Stage 1, the distribution's packages of every service at once: one package-list refresh, not one each.
 ops.system_packages(

@@ -194,6 +194,7 @@ class MLX(StackService):
                 f"mlx-{m.name}",
                 m.model_name,
                 f"{r.proxy_host} only (firewall: {clients})",
+                (f"mlx-{m.name}.service", launchd_label(r, m)),  # Linux, macOS
             )
             for m in sorted(r.served_by(host, "mlx"), key=lambda m: m.port)
         ]

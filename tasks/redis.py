@@ -77,6 +77,8 @@ class Redis(StackService):
                 "redis-llm",
                 "LiteLLM's router state",
                 "this host, with its password",
+                # and the distribution's own unit, started by its package and masked by this deploy
+                ("redis-llm.service", *(u for units in DISTRO_UNITS.values() for u in units)),
             )
         ]
 

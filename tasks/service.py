@@ -9,7 +9,8 @@ renders or uploads. The module defines a subclass of StackService and one instan
 - `keys`: every data key it reads (tasks/schema.py's Key: name, type, default, meaning, check);
   the schema the preflight checks against and the README's key table are the union;
 - `ports(r, host)`: every socket it listens on, on one host (Port); the port table, PORTS.md,
-  the firewall tests and the acceptance tests are the union.
+  the firewall tests and the acceptance tests are the union, and before any change the deploy
+  refuses a host where one is held by a unit that is not the service's (tasks/owners.py).
 
 A deploy (deploy.py) runs each service of a host's groups through three stages, in tasks/stack.py's
 order, each stage for every service before the next:
@@ -49,6 +50,11 @@ class Port:
     unit: str  # the systemd unit (launchd job) that holds it
     serves: str  # what it serves, in words
     reach: str  # who may reach it
+    owners: tuple[str, ...] = ()  # the units and launchd labels that may hold it (default: unit.service)
+
+    def held_by_own(self, unit: str) -> bool:
+        """Whether a listener in this systemd unit (or launchd job) is the toolkit's own for it."""
+        return unit in (self.owners or (f"{self.unit}.service",))
 
 
 class StackService(ABC):

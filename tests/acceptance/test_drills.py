@@ -601,6 +601,39 @@ def test_drill_a_deploy_is_refused_while_another_holds_the_host(hosts, registry)
     assert code == 0 and not changed_rows(text), text[-3000:]
 
 
+def test_drill_a_declared_port_held_by_a_hand_kept_server_is_refused(hosts, registry, proxy_url, proxy_key, timings):
+    """The operator's own server, started by a unit of theirs as themselves, holds an MLX port the
+    registry declares (its own server stopped): the deploy stops before any change with one line
+    naming the host, port, process, user and unit, instead of starting a server that cannot bind
+    and waiting for it. The hand-kept server keeps running; once it is gone, a deploy converges."""
+    victim = [m for m in registry.models.values() if m.backend == "mlx" and not m.fallbacks][-1]
+    unit, studio = f"mlx-{victim.name}", hosts[victim.host]
+    studio.check_output(f"systemctl stop {unit}")
+    studio.check_output(
+        f"systemd-run --unit=handkept-mlx --uid={labhosts.OPERATOR} --property=Restart=no "
+        f"python3 -m http.server {victim.port} --bind 0.0.0.0"
+    )
+    try:
+        listening, _ = wait_until(lambda: studio.socket(f"tcp://0.0.0.0:{victim.port}").is_listening, 30)
+        assert listening, "the hand-kept server did not start"
+        code, text, seconds = lab_deploy()
+        timings["drill: deploy refused, a declared port held by another"] = seconds
+        assert code != 0, text[-3000:]
+        line = next(entry for entry in text.splitlines() if f"port {victim.port}, declared for {unit}" in entry)
+        assert f"{victim.host}: port {victim.port}, declared for {unit} ({victim.model_name}), is held by " in line
+        assert f"user {labhosts.OPERATOR}, systemd unit handkept-mlx.service)" in line
+        assert "which this toolkit does not run" in line and "nothing was changed" in line
+        assert "did not answer within" not in text  # refused, not waited for
+        assert service_state(studio, unit)["ActiveState"] == "inactive"  # nothing was started
+        assert service_state(studio, "handkept-mlx")["ActiveState"] == "active"  # nor stopped
+    finally:
+        studio.run("systemctl stop handkept-mlx")
+    code, text, _ = lab_deploy()
+    assert code == 0, text[-3000:]
+    assert any("Enable and run the services of the MLX servers" in row for row in changed_rows(text)), text[-3000:]
+    assert answers(proxy_url, proxy_key, victim.name)
+
+
 def test_drill_an_mlx_upgrade_that_cannot_start_is_rolled_back(
     hosts, registry, proxy_url, proxy_key, tmp_path, timings
 ):

@@ -141,12 +141,39 @@ def recorded_mac(
     facts[
         fact_key("LaunchdJobs", labels=tuple(mlx_task.launchd_label(registry, m) for m in studio_models(registry)))
     ] = {mlx_task.launchd_label(registry, m): loaded for m in studio_models(registry)}
+    # Who listens on the servers' ports (lsof and launchctl): their own jobs, once loaded.
+    facts[fact_key("PortHolders", ports=tuple(m.port for m in studio_models(registry)))] = {
+        m.port: {"pid": 700 + m.port - 8100, "user": "chris", "command": "Python", "unit": label, "cgroup": label}
+        for m in studio_models(registry)
+        if loaded and (label := mlx_task.launchd_label(registry, m))
+    }
     return facts
 
 
 @pytest.fixture
 def registry(data):
     return build(data)
+
+
+def test_a_port_held_by_a_server_the_toolkit_does_not_run_is_refused_before_any_change(monkeypatch, registry):
+    """The operator's own MLX server (started by a LaunchDaemon of their own) on a declared port:
+    the deploy stops, naming the port, the process, its user and its launchd job."""
+    from pyinfra.api.exceptions import DeployError
+
+    models = studio_models(registry)
+    facts = recorded_mac(registry, installed=True)
+    key = fact_key("PortHolders", ports=tuple(m.port for m in models))
+    facts[key] = {**facts[key], models[0].port: {**facts[key][models[0].port], "unit": "com.chris.mlx-chat"}}
+    with pytest.raises(DeployError) as err:
+        run_deploy(monkeypatch, registry, "studio", {k: v for k, v in facts.items() if k[0] in FIRST})
+    assert str(err.value) == (
+        f"studio: port {models[0].port}, declared for mlx-{models[0].name} ({models[0].model_name}), is held by "
+        f"Python (pid 700, user chris, launchd job com.chris.mlx-chat), which this toolkit does not run: stop it, "
+        f"or give mlx-{models[0].name} another port in the data; nothing was changed"
+    )
+
+
+FIRST = ("HostFacts", "EffectiveUser", "DeployLock", "PortHolders")  # what a deploy reads before any change
 
 
 def test_fresh_mac_fetches_weights_then_loads_a_daemon_per_model(monkeypatch, registry):
