@@ -281,9 +281,16 @@ def round_trip(data_file: Path, inventory: Path, router_text: str, env_text: str
     return differences(resolved(router_text, env_text), mine)
 
 
-def _fetch(host: str, path: str) -> str:
+def _remote_path(path: str) -> str:
+    """path for the remote shell, quoted; a leading ~/ is the login user's home."""
+    if path.startswith("~/"):
+        return '"$HOME"/' + shlex.quote(path[2:])
+    return shlex.quote(path)
+
+
+def _fetch(ssh: str, host: str, path: str) -> str:
     """A file of the host, read with the operator's own ssh (its ~/.ssh/config applies)."""
-    out = subprocess.run(["ssh", host, f"cat {path}"], capture_output=True, text=True, timeout=60)
+    out = subprocess.run([*shlex.split(ssh), host, f"cat {path}"], capture_output=True, text=True, timeout=60)
     if out.returncode:
         raise DataError(f"{host}:{path}: could not be read ({out.stderr.strip() or out.returncode})")
     return out.stdout
@@ -296,6 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("files", nargs="*", help="router.yaml and env.local (or --from HOST)")
     parser.add_argument("--from", dest="host", help="read them from this inventory host over ssh")
     parser.add_argument("--path", default=SEED_PATH, help=f"their folder on the host (default {SEED_PATH})")
+    parser.add_argument("--ssh", default="ssh", help="the ssh command and its options (default: ssh)")
     parser.add_argument("--out", required=True, type=Path, help="the group data file to write")
     parser.add_argument("--force", action="store_true", help="replace --out if it exists")
     parser.add_argument("--inventory", default="inventory.py", type=Path)
@@ -305,8 +313,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.host:
             folder = args.path.rstrip("/")
             router_where, env_where = f"{args.host}:{folder}/router.yaml", f"{args.host}:{folder}/env.local"
-            router_text = _fetch(args.host, shlex.quote(f"{folder}/router.yaml").replace("'~", "~'"))
-            env_text = _fetch(args.host, shlex.quote(f"{folder}/env.local").replace("'~", "~'"))
+            router_text = _fetch(args.ssh, args.host, _remote_path(f"{folder}/router.yaml"))
+            env_text = _fetch(args.ssh, args.host, _remote_path(f"{folder}/env.local"))
         elif len(args.files) == 2:
             router_where, env_where = args.files
             router_text, env_text = Path(args.files[0]).read_text(), Path(args.files[1]).read_text()
