@@ -322,6 +322,14 @@ class DeployLock(FactBase):
         return "\n".join(output[1:]) if output and output[0] == "held" else None
 
 
+MARKER = "Rendered by the llm-lab toolkit"  # the first lines of every unit and plist it writes
+
+
+def has_marker(path: str) -> str:
+    """Shell test: the file at `path` (a shell word) carries MARKER in its first lines."""
+    return f"head -n 3 {path} 2>/dev/null | grep -qF {shlex.quote(MARKER)}"
+
+
 _LINUX_HOLDERS = r"""
 listeners=$(awk -v want=" $PORTS " '
   FNR > 1 && $4 == "0A" {
@@ -337,7 +345,12 @@ while read -r port pid; do
   user=$(stat -c %U "/proc/$pid" 2>/dev/null)
   comm=$(cat "/proc/$pid/comm" 2>/dev/null)
   cgroup=$(sed -n 's/^0:://p' "/proc/$pid/cgroup" 2>/dev/null)
-  printf 'port=%s\tpid=%s\tuser=%s\tcommand=%s\tunit=%s\n' "$port" "$pid" "$user" "$comm" "$cgroup"
+  ours=no
+  case "$cgroup" in /system.slice/*.service)
+    file=$(systemctl show -p FragmentPath --value "${cgroup##*/}" 2>/dev/null)
+    [ -n "$file" ] && has_marker "$file" && ours=yes;;
+  esac
+  printf 'port=%s\tpid=%s\tuser=%s\tcommand=%s\tunit=%s\tours=%s\n' "$port" "$pid" "$user" "$comm" "$cgroup" "$ours"
 done
 """
 
@@ -349,15 +362,21 @@ for port in $PORTS; do
     /^L/ { user = substr($0, 2)
            label = ""; n = split(jobs, j, "\n")
            for (i = 1; i <= n; i++) { split(j[i], f, "\t"); if (f[1] == pid) label = f[3] }
-           printf "port=%s\tpid=%s\tuser=%s\tcommand=%s\tunit=%s\n", port, pid, user, comm, label; exit }'
+           printf "port=%s\tpid=%s\tuser=%s\tcommand=%s\tunit=%s\n", port, pid, user, comm, label; exit }' |
+  while IFS= read -r line; do
+    label=${line##*unit=}; ours=no
+    [ -n "$label" ] && has_marker "/Library/LaunchDaemons/$label.plist" && ours=yes
+    printf '%s\tours=%s\n' "$line" "$ours"
+  done
 done
 """
 
 
 class PortHolders(FactBase):
-    """Which process listens on each of these TCP ports: {port: {pid, user, command, unit}} for
-    the ports held (unit: the systemd unit of its cgroup, or its launchd label). Read as root, in
-    one command: from /proc on Linux (no ss needed), with lsof and launchctl on macOS."""
+    """Which process listens on each of these TCP ports: {port: {pid, user, command, unit, ours}}
+    for the ports held (unit: the systemd unit of its cgroup, or its launchd label; ours: its unit
+    file or plist carries the toolkit's MARKER). Read as root, in one command: from /proc on Linux
+    (no ss needed), with lsof and launchctl on macOS."""
 
     @staticmethod
     def default():
@@ -365,9 +384,10 @@ class PortHolders(FactBase):
 
     def command(self, ports):
         listed = shlex.quote(" ".join(str(int(p)) for p in ports))
+        test = has_marker('"$1"')
         return (
-            f'PORTS={listed}; if [ "$(uname -s)" = Darwin ]; then {_MACOS_HOLDERS.strip()}\n'
-            f"else {_LINUX_HOLDERS.strip()}\nfi"
+            f"PORTS={listed}; has_marker() {{ {test}; }}\n"
+            f'if [ "$(uname -s)" = Darwin ]; then {_MACOS_HOLDERS.strip()}\nelse {_LINUX_HOLDERS.strip()}\nfi'
         )
 
     def process(self, output):
@@ -382,5 +402,22 @@ class PortHolders(FactBase):
                     "command": fields.get("command", ""),
                     "unit": unit.rsplit("/", 1)[-1] if unit else "",
                     "cgroup": unit,
+                    "ours": fields.get("ours") == "yes",
                 }
         return held
+
+
+class RenderedFiles(FactBase):
+    """The names of the files in a folder matching a shell pattern whose first lines carry the
+    toolkit's MARKER: the units and plists it wrote, and no one else's."""
+
+    @staticmethod
+    def default():
+        return []
+
+    def command(self, folder, pattern):
+        f, test = shlex.quote(folder), has_marker('"$p"')
+        return f'cd {f} 2>/dev/null || exit 0; for p in {pattern}; do [ -f "$p" ] && {test} && echo "$p"; done; true'
+
+    def process(self, output):
+        return sorted(line.strip() for line in output if line.strip())

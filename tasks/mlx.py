@@ -18,6 +18,7 @@ from typing import Any
 from pyinfra import host
 from pyinfra.api import FunctionCommand, deploy, operation
 from pyinfra.api.exceptions import DeployError
+from pyinfra.operations import files
 
 from tasks import ops, pyenv, run
 from tasks.facts import HubCache
@@ -28,7 +29,7 @@ from tasks.render import render
 from tasks.run import is_macos
 from tasks.schema import DataError, Key, abs_path, fraction, ip, networks, positive, user, version
 from tasks.service import Port, StackService
-from tasks.units import Unit, Wait, answers_http, managed_services, rollback
+from tasks.units import Unit, Wait, answers_http, managed_services, retire, rollback
 
 LOG_FOLDER = "Library/Logs/llm-lab"  # under the operator's home: where Console.app looks
 
@@ -44,6 +45,14 @@ def _model_sources(key: str, value: Any) -> None:
                 f"{key}[{upstream!r}]: {folder!r} is not an existing, non-empty folder (an absolute path "
                 f"on the control machine)"
             )
+
+
+def _model_ids(key: str, value: Any) -> None:
+    for item in value:
+        if not isinstance(item, str) or not item or any(c.isspace() for c in item):
+            raise DataError(f"{key} lists model ids (a hub repo such as org/name, or a folder name), not {item!r}")
+        if item.startswith("/") or ".." in item.split("/") or item.count("/") > 1:
+            raise DataError(f"{key}: {item!r} is not a model id (org/name, or a folder name in mlx_models_dir)")
 
 
 KEYS = (
@@ -100,6 +109,14 @@ KEYS = (
     ),
     Key("mlx_allow_overcommit", bool, False, "start the MLX servers even when their weights exceed that share"),
     Key("mlx_launchd_prefix", str, "lab.llm.mlx", "launchd labels are `<prefix>.<model>`"),
+    Key(
+        "mlx_purge_weights",
+        list,
+        [],
+        "model ids whose weights the deploy deletes from the host (their folder in mlx_models_dir; on macOS also "
+        "their entry in the operator's Hugging Face cache): weights of models no longer served are otherwise kept",
+        _model_ids,
+    ),
 )
 
 
@@ -199,6 +216,19 @@ class MLX(StackService):
             for m in sorted(r.served_by(host, "mlx"), key=lambda m: m.port)
         ]
 
+    def check(self, r: Registry, host: str) -> None:
+        s = r.settings(host)
+        where = f"{r.hosts[host].sources.get('mlx_purge_weights', 'group data')}: mlx_purge_weights"
+        used = {m.upstream: m.name for m in r.served_by(host, "mlx")}
+        for model_id in s["mlx_purge_weights"]:
+            if model_id in used:
+                raise DataError(
+                    f"{where}: {model_id!r} holds the weights of {used[model_id]}, which {host} serves: take it out "
+                    f"of the list, or the model out of the registry"
+                )
+            if model_id in s["mlx_model_sources"]:
+                raise DataError(f"{where}: {model_id!r} is uploaded by mlx_model_sources: take it out of one of them")
+
     def python_env(self, r: Registry) -> PythonEnv | None:
         return python_env(r)
 
@@ -292,11 +322,21 @@ def deploy_mlx(r: Registry, envs: dict) -> list[Wait]:
     """envs: service -> its pyenv.Built (pyenv.python_environments)."""
     s = r.settings(host.name)
     models = sorted(r.served_by(host.name, "mlx"), key=lambda m: m.port)
+    system = run.system()
+    macos = system.macos
+    # First, the servers of models that left the registry: stopped and removed, their weights kept
+    # unless the data names them.
+    prefix = f"{s['mlx_launchd_prefix']}." if macos else "mlx-"
+    retire(prefix, [Unit(unit_name(m), "", label=launchd_label(r, m)) for m in models], "the MLX servers")
+    for model_id in s["mlx_purge_weights"]:
+        paths = [f"{s['mlx_models_dir']}/{model_id}"]
+        if macos:
+            paths.append(f"{hf_home(system)}/hub/models--{model_id.replace('/', '--')}")
+        for path in paths:
+            files.directory(name=f"Delete the weights of {model_id} ({path})", path=path, present=False)
     if not models:
         return []
     built = envs["mlx"]
-    system = run.system()
-    macos = system.macos
     home = s["mlx_home"]
 
     if not macos:

@@ -38,7 +38,7 @@ one does that pyinfra's does not:
   (package_lists_max_age), dnf on RHEL, every service's packages in one install.
 - tree: a model folder's changed files as one tar (one upload, one unpack) instead of a command
   per file; files the source lacks are removed.
-- units_running, launchd_running, units_masked: restarts decided from operation results
+- units_running, launchd_running, units_masked, services_retired: restarts decided from operation results
   (Affected), not from facts read before the run; launchd has no operation in pyinfra.
 - services_answer: the health-gated wait and its rollback (tasks/units.py).
 """
@@ -640,6 +640,21 @@ def services_answer(checks: list, every: bool = False):
         if wait:
             applies = rollback is not None and changed(rollback.switched)
             yield StringCommand(wait_command(probe, timeout, what, rollback if applies else None))
+
+
+@operation()
+@joined_commands
+def services_retired(units: list, jobs: dict):
+    """Services this toolkit wrote that left the registry, stopped and removed: systemd units
+    (names) disabled and stopped, their files removed and systemd reloaded; launchd jobs (label ->
+    plist path) booted out and their plists removed. Declared only when there is one."""
+    if units:
+        yield StringCommand("systemctl", "disable", "--now", *[Q(u) for u in units])
+        yield StringCommand("rm", "-f", *[Q(f"/etc/systemd/system/{u}") for u in units])
+        yield "systemctl daemon-reload"
+    for label, path in jobs.items():
+        yield f"launchctl bootout system/{shlex.quote(label)} 2>/dev/null || true"
+        yield StringCommand("rm", "-f", Q(path))
 
 
 @operation()

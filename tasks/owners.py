@@ -1,5 +1,7 @@
 """Before any change: every port this host's services declare is free, or held by the systemd unit
-or launchd job the toolkit runs that service with. A port held by anything else (a hand-kept
+or launchd job the toolkit runs that service with, or by another unit the toolkit wrote (a server
+of a model that left the registry, which this deploy retires before the new one starts: its unit
+file carries the toolkit's marker). A port held by anything else (a hand-kept
 proxy on :4000, another OpenVINO server on :9000) stops the run, naming the host, the port, the
 process, its user and its unit or label; nothing is changed and nothing else on the host is
 touched (a service the data does not declare a port for is never looked at)."""
@@ -33,7 +35,7 @@ def foreign(ports: list[Port], held: dict[int, dict]) -> list[str]:
         f"{host.name}: port {p.port}, declared for {p.unit} ({p.serves}), is held by {describe(held[p.port])}, "
         f"which this toolkit does not run: stop it, or give {p.unit} another port in the data; nothing was changed"
         for p in ports
-        if p.port in held and not p.held_by_own(held[p.port].get("unit", ""))
+        if p.port in held and not p.held_by_own(held[p.port].get("unit", "")) and not held[p.port].get("ours")
     ]
 
 

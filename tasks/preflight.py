@@ -38,6 +38,7 @@ def build(
     ]
     registry = reg.build(inputs, stack.KEYS)
     registry.workdir = cwd
+    stack.check(registry)
     if for_deploy:
         for h in [h for h in hosts if h.targeted]:
             where = h.sources.get("ssh_hostname", sources.host_data_source(inventory_file, h.name))

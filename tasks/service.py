@@ -10,7 +10,9 @@ renders or uploads. The module defines a subclass of StackService and one instan
   the schema the preflight checks against and the README's key table are the union;
 - `ports(r, host)`: every socket it listens on, on one host (Port); the port table, PORTS.md,
   the firewall tests and the acceptance tests are the union, and before any change the deploy
-  refuses a host where one is held by a unit that is not the service's (tasks/owners.py).
+  refuses a host where one is held by a unit that is not the service's (tasks/owners.py);
+- `check(r, host)`: what one key's own check cannot see (a key against the models or another
+  key), run by the preflight before any host is contacted; a DataError names the file and key.
 
 A deploy (deploy.py) runs each service of a host's groups through three stages, in tasks/stack.py's
 order, each stage for every service before the next:
@@ -67,6 +69,10 @@ class StackService(ABC):
     def ports(self, r: Registry, host: str) -> list[Port]:
         """The sockets it listens on, on this host (none by default)."""
         return []
+
+    def check(self, r: Registry, host: str) -> None:
+        """Checks of its data across keys and models, before any host is contacted (none by default)."""
+        return None
 
     def packages(self, r: Registry, system: System) -> list[str]:
         """Stage 1: the distribution's packages this host needs for it (none by default)."""

@@ -42,6 +42,13 @@ def services(groups) -> list[StackService]:
     return [s for s in SERVICES if s.group in groups]
 
 
+def check(r: Registry) -> None:
+    """Every service's checks across its data (StackService.check), on each host that runs it."""
+    for name, entry in r.hosts.items():
+        for service in services(entry.groups):
+            service.check(r, name)
+
+
 def ports(r: Registry) -> list[Port]:
     """Every socket the stack listens on, host by host and by port, for PORTS.md and the tests."""
     rows = []

@@ -12,9 +12,11 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass, field
 
+from pyinfra import host
 from pyinfra.api.operation import OperationMeta
 
 from tasks import ops, pyenv, run
+from tasks.facts import RenderedFiles
 
 LAUNCHD_DIR = "/Library/LaunchDaemons"
 
@@ -112,6 +114,26 @@ def managed_services(services: list[Unit], what: str) -> dict[str, Started]:
         )
         for unit, (path, s) in units.items()
     }
+
+
+def retire(prefix: str, keep: list[Unit], what: str):
+    """Stop and remove the services named `prefix*` that this toolkit wrote (their files carry its
+    marker) and that are not in keep: a model that left the registry takes its server with it.
+    Files of anyone else, and services of other names, are never looked at."""
+    if run.is_macos():
+        found = host.get_fact(RenderedFiles, folder=LAUNCHD_DIR, pattern=f"{prefix}*.plist", _sudo=False)
+        labels = {s.label or s.name for s in keep}
+        gone = {
+            name[: -len(".plist")]: f"{LAUNCHD_DIR}/{name}" for name in found if name[: -len(".plist")] not in labels
+        }
+        units: list[str] = []
+    else:
+        found = host.get_fact(RenderedFiles, folder="/etc/systemd/system", pattern=f"{prefix}*.service", _sudo=False)
+        units, gone = [name for name in found if name not in {f"{s.name}.service" for s in keep}], {}
+    if units or gone:
+        ops.services_retired(
+            name=f"Stop and remove {what} that left the registry: {', '.join(units or gone)}", units=units, jobs=gone
+        )
 
 
 @dataclass(frozen=True)

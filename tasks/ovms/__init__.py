@@ -39,7 +39,7 @@ from tasks.schema import (
 )
 from tasks.service import Port, StackService
 from tasks.shell import one
-from tasks.units import Unit, Wait, managed_services
+from tasks.units import Unit, Wait, managed_services, retire
 
 KEYS = (
     Key(
@@ -152,7 +152,8 @@ def generates(r: Registry) -> str:
 
 
 class OVMS(StackService):
-    """One server for every OVMS model of the registry (nothing when the host serves none)."""
+    """One server for every OVMS model of the registry; when the host serves none, no server (a
+    server the toolkit ran before is stopped and its unit removed)."""
 
     name = "ovms"
     group = PROXY_GROUP
@@ -188,7 +189,7 @@ def python_env(r: Registry) -> PythonEnv | None:
     """The python_on build renders chat templates with the host's Python: Jinja2 and MarkupSafe
     at the versions OVMS's docs pin, in an environment of the system's python3 (the libpython
     version the release links against)."""
-    if not r.proxy["ovms_python"]:
+    if not r.proxy["ovms_python"] or not ovms_models.models(r):
         return None
     return PythonEnv("ovms", f"{r.proxy['ovms_home']}/python", ovms_release.TEMPLATE_REQUIREMENTS, imports=("jinja2",))
 
@@ -204,7 +205,9 @@ def python_path(r: Registry, rel: ovms_release.Release) -> str:
 
 def packages(r: Registry, system: hostos.System) -> list[str]:
     """The libraries the release links against, and for the python_on build its libpython and
-    Jinja2 (the distribution's, on that interpreter's path)."""
+    Jinja2 (the distribution's, on that interpreter's path); none while it serves no model."""
+    if not ovms_models.models(r):
+        return []
     rel = host_release(r, system)
     return list(r.proxy["ovms_packages"]) + ovms_release.python_packages(rel.system_tag, r.proxy["ovms_python"])
 
@@ -213,6 +216,11 @@ def packages(r: Registry, system: hostos.System) -> list[str]:
 def deploy_ovms(r: Registry, envs: dict) -> list[Wait]:
     """envs: service -> its pyenv.Built; OVMS's is the python_on build's template environment."""
     s = r.proxy
+    if not ovms_models.models(r):
+        # The registry's last OVMS model left it: the server is stopped and its unit removed (the
+        # release, its models' files and config stay, for a model that comes back).
+        retire("ovms", [], "OVMS")
+        return []
     user, home = s["ovms_user"], s["ovms_home"]
     rel = host_release(r, run.system())
     target = release_dir(r, rel)

@@ -634,6 +634,62 @@ def test_drill_a_declared_port_held_by_a_hand_kept_server_is_refused(hosts, regi
     assert answers(proxy_url, proxy_key, victim.name)
 
 
+def test_drill_models_that_leave_the_registry_take_their_servers_with_them(
+    hosts, registry, proxy_url, proxy_key, tmp_path
+):
+    """jerry-test and lil-jerry (the only OVMS model) taken out of the data: the dry run plans the
+    retirement of jerry-test's MLX server and of OVMS; the deploy stops both and removes their
+    units, their ports have no listener (the MLX port leaves the firewall's rules), the proxy no
+    longer offers them, their weights stay; put back, the next deploy serves them again."""
+    from .test_idempotence import detected_changes
+
+    victim, ov = registry.models["jerry-test"], registry.models["lil-jerry"]
+    unit, studio, mini = f"mlx-{victim.name}", hosts[victim.host], hosts[ov.host]
+    gone = (victim.name, ov.name)
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "all.py").write_text(
+        "import runpy\n"
+        f"_base = runpy.run_path({str(ROOT / 'group_data' / 'all.py')!r})['llm_models']\n"
+        f"_lab = runpy.run_path({str(ROOT / 'lab' / 'group_data' / 'all.py')!r})['llm_model_overrides']\n"
+        f"llm_models = {{k: {{**v, 'fallbacks': [f for f in v.get('fallbacks', []) if f not in {gone!r}]}}\n"
+        f"              for k, v in _base.items() if k not in {gone!r}}}\n"
+        f"llm_model_overrides = {{k: v for k, v in _lab.items() if k not in {gone!r}}}\n"
+    )
+    weights = studio.check_output("ls /opt/mlx/models")
+    ov_files = mini.check_output(f"ls {registry.proxy['ovms_models_dir']}")
+    code, text, _ = lab_deploy("--group-data", str(data), "--dry")
+    assert code == 0, text[-3000:]
+    retiring = [
+        f"MLX model servers | Stop and remove the MLX servers that left the registry: {unit}.service",
+        "OpenVINO Model Server | Stop and remove OVMS that left the registry: ovms.service",
+    ]
+    assert set(retiring) <= set(detected_changes(text)), detected_changes(text)
+    try:
+        code, text, _ = lab_deploy("--group-data", str(data))
+        assert code == 0, text[-3000:]
+        for row in retiring:
+            assert any(row in changed for changed in changed_rows(text)), changed_rows(text)
+        for host, name, port in ((studio, unit, victim.port), (mini, "ovms", registry.proxy["ovms_rest_port"])):
+            assert not host.file(f"/etc/systemd/system/{name}.service").exists
+            assert service_state(host, name)["ActiveState"] == "inactive"
+            assert not host.socket(f"tcp://0.0.0.0:{port}").is_listening
+            assert not host.socket(f"tcp://127.0.0.1:{port}").is_listening
+        assert str(victim.port) not in studio.file("/etc/llm-firewall/mlx.nft").content_string
+        assert studio.check_output("ls /opt/mlx/models") == weights  # the weights are kept
+        assert mini.check_output(f"ls {registry.proxy['ovms_models_dir']}") == ov_files
+        status, body = http("GET", f"{proxy_url}/v1/models", key=proxy_key)
+        assert status == 200 and not set(gone) & {m["id"] for m in body["data"]}, body
+        others = [m for m in registry.models.values() if m.backend == "mlx" and m.name != victim.name]
+        assert all(service_state(studio, f"mlx-{m.name}")["ActiveState"] == "active" for m in others)
+        assert answers(proxy_url, proxy_key, others[0].name)
+    finally:
+        code, text, _ = lab_deploy()
+    assert code == 0, text[-3000:]
+    assert studio.service(f"{unit}.service").is_running and mini.service("ovms.service").is_running
+    assert answers(proxy_url, proxy_key, victim.name) and answers(proxy_url, proxy_key, ov.name)
+
+
 def test_drill_an_mlx_upgrade_that_cannot_start_is_rolled_back(
     hosts, registry, proxy_url, proxy_key, tmp_path, timings
 ):

@@ -32,6 +32,7 @@ def build(
         for name, address in HOSTS.items()
     ]
     registry = reg.build(inputs, keys or stack.KEYS)
+    stack.check(registry)
     registry.secrets = {
         "LITELLM_REDIS_PASSWORD": "unit-test-redis",
         **(secrets or {"LITELLM_PROXY_KEY": "sk-unit-test-key"}),

@@ -70,6 +70,7 @@ def recorded_mac(
     cached: dict | None = None,
     loaded: bool | None = None,
     system: System = MAC,
+    retired: tuple = (),
 ) -> dict:
     """Facts of a Mac. `installed`: the deploy converged it before (files as they would be
     rendered now, jobs loaded); otherwise a Mac with nothing of ours and an empty cache."""
@@ -141,6 +142,14 @@ def recorded_mac(
     facts[
         fact_key("LaunchdJobs", labels=tuple(mlx_task.launchd_label(registry, m) for m in studio_models(registry)))
     ] = {mlx_task.launchd_label(registry, m): loaded for m in studio_models(registry)}
+    # The plists the toolkit wrote (its marker in their first lines): the registry's, once installed.
+    facts[
+        fact_key(
+            "RenderedFiles", folder=LAUNCHD, pattern=f"{registry.settings('studio')['mlx_launchd_prefix']}.*.plist"
+        )
+    ] = (
+        sorted(f"{mlx_task.launchd_label(registry, m)}.plist" for m in studio_models(registry)) if installed else []
+    ) + [f"{label}.plist" for label in retired]
     # Who listens on the servers' ports (lsof and launchctl): their own jobs, once loaded.
     facts[fact_key("PortHolders", ports=tuple(m.port for m in studio_models(registry)))] = {
         m.port: {"pid": 700 + m.port - 8100, "user": "chris", "command": "Python", "unit": label, "cgroup": label}
@@ -153,6 +162,37 @@ def recorded_mac(
 @pytest.fixture
 def registry(data):
     return build(data)
+
+
+def test_the_server_of_a_model_that_left_the_registry_is_booted_out_and_its_plist_removed(monkeypatch, registry):
+    """A plist the toolkit wrote for a model no longer in the registry: booted out and removed, in
+    one operation named for it; the weights in the cache are kept; nothing else changes."""
+    gone = f"{registry.settings('studio')['mlx_launchd_prefix']}.jerry-old"
+    ran = run_deploy(monkeypatch, registry, "studio", recorded_mac(registry, installed=True, retired=(gone,)))
+    changed = [(name, commands) for name, commands in ran if commands]
+    assert [name for name, _ in changed] == [
+        f"MLX model servers | Stop and remove the MLX servers that left the registry: {gone}"
+    ]
+    assert shell_lines(changed) == [
+        f"launchctl bootout system/{gone} 2>/dev/null || true",
+        f"rm -f {LAUNCHD}/{gone}.plist",
+    ]
+
+
+def test_weights_the_data_names_are_deleted_from_the_models_folder_and_the_cache(monkeypatch, data):
+    """mlx_purge_weights names a model no longer served: its folder in mlx_models_dir and its
+    entry in the operator's Hugging Face cache are removed where they exist; nothing else changes."""
+    gone = "mlx-community/Qwen3-Old-4bit"
+    registry = build({**data, "mlx_purge_weights": [gone]})
+    cache = f"/Users/chris/.cache/huggingface/hub/models--{gone.replace('/', '--')}"
+    folder = f"{registry.settings('studio')['mlx_models_dir']}/{gone}"
+    facts = recorded_mac(registry, installed=True)
+    facts[fact_key("Directory", path=cache)] = {"mode": 755, "user": "chris", "group": "staff"}
+    facts[fact_key("Directory", path=folder)] = None  # never uploaded here
+    ran = run_deploy(monkeypatch, registry, "studio", facts)
+    changed = [(name, commands) for name, commands in ran if commands]
+    assert [name for name, _ in changed] == [f"MLX model servers | Delete the weights of {gone} ({cache})"]
+    assert shell_lines(changed) == [f"rm -rf {cache}"]
 
 
 def test_a_port_held_by_a_server_the_toolkit_does_not_run_is_refused_before_any_change(monkeypatch, registry):

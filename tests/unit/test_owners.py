@@ -37,6 +37,7 @@ def test_the_listeners_of_this_machine_are_found_with_their_process(tmp_path):
         assert held[port]["pid"] == os.getpid()
         assert held[port]["user"] == getpass.getuser()
         assert held[port]["command"].startswith("python")
+        assert held[port]["ours"] is False  # whatever runs this test, its unit was not written by the toolkit
 
 
 def test_a_port_held_by_another_unit_is_named_with_its_process_user_and_unit(registry, monkeypatch):
@@ -82,3 +83,34 @@ def test_a_port_held_by_another_unit_is_named_with_its_process_user_and_unit(reg
 )
 def test_only_the_services_own_unit_holds_its_port(unit, own):
     assert Port("mini", 4000, "0.0.0.0", "litellm", "models", "the LAN").held_by_own(unit) is own
+
+
+def test_only_the_toolkits_own_files_of_a_name_are_found_for_retiring(tmp_path):
+    """The files a retirement may remove: the pattern's, carrying the toolkit's marker in their
+    first lines; a unit of the same name pattern written by someone else is not among them."""
+    from tasks.facts import MARKER, RenderedFiles
+
+    (tmp_path / "mlx-gone.service").write_text(f"# {MARKER} from group_data/: the gone server.\n[Unit]\n")
+    (tmp_path / "mlx-mine.service").write_text("# the operator's own server\n[Unit]\n")
+    (tmp_path / "litellm.service").write_text(f"# {MARKER}\n")
+    (tmp_path / "mlx-late.service").write_text(f"[Unit]\n\n\n\n# {MARKER}\n")  # not in the first lines
+    command = RenderedFiles().command(folder=str(tmp_path), pattern="mlx-*.service")
+    out = subprocess.run(["sh", "-c", command], capture_output=True, text=True, check=True)
+    assert RenderedFiles().process(out.stdout.splitlines()) == ["mlx-gone.service"]
+    missing = RenderedFiles().command(folder=str(tmp_path / "nowhere"), pattern="mlx-*.service")
+    assert subprocess.run(["sh", "-c", missing], capture_output=True, text=True, check=True).stdout == ""
+
+
+def test_a_port_held_by_a_unit_the_toolkit_wrote_is_its_own(registry):
+    """A renamed model's old server (its unit written by the toolkit) holds the port the new one
+    declares: not foreign; this deploy retires it before the new one starts."""
+    from pyinfra.api import Config, Inventory, State
+    from pyinfra.context import ctx_host, ctx_state
+
+    inventory = Inventory((["studio"], {}))
+    ports = [p for s in stack.services(("studio",)) for p in s.ports(registry, "studio")]
+    held = {ports[0].port: {"pid": 9, "user": "mlx", "command": "python", "unit": "mlx-old.service", "ours": True}}
+    with ctx_state.use(State(inventory, Config())), ctx_host.use(inventory.get_host("studio")):
+        assert owners.foreign(ports, held) == []
+        held[ports[0].port]["ours"] = False
+        assert len(owners.foreign(ports, held)) == 1

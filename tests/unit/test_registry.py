@@ -215,6 +215,12 @@ BAD = {
     "workers below 1": (setting("litellm_workers", 0), "litellm_workers must be at least 1"),
     "redis off loopback": (setting("redis_bind_address", "0.0.0.0"), "redis_bind_address must be a loopback address"),
     "redis port equals litellm": (setting("redis_port", 4000), "redis_port equals litellm_port"),
+    "purging the weights of a served model": (
+        setting("mlx_purge_weights", ["mlx-community/Qwen2.5-0.5B-Instruct-4bit"]),
+        "mlx_purge_weights: 'mlx-community/Qwen2.5-0.5B-Instruct-4bit' holds the weights of jerry-test, which "
+        "studio serves",
+    ),
+    "purging a path": (setting("mlx_purge_weights", ["../etc"]), "mlx_purge_weights: '../etc' is not a model id"),
     "max_tokens on ovms": (change_model("lil-jerry", max_tokens=100), "max_tokens does not apply to backend ovms"),
 }
 
