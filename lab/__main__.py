@@ -1,4 +1,7 @@
-"""python -m lab {up|deploy [pyinfra args]|status|ssh HOST [CMD]|reboot HOST|recreate HOST|capture HOST FILE|down}
+"""python -m lab {up|deploy [pyinfra args]|doctor [--json]|status|ssh HOST [CMD]|reboot HOST|recreate HOST|
+capture HOST FILE|down}
+
+doctor: the read-only view of the lab's hosts (tasks/doctor); exit 1 when anything is off.
 
 capture HOST FILE: recreate HOST empty, record what deploy.py reads from it into FILE (the unit
 tests' recordings, tests/unit/recordings/), and deploy the lab again."""
@@ -36,6 +39,8 @@ def main(argv: list[str]) -> int:
                     f'"messages": [{{"role": "user", "content": "hello"}}]}}\'\n'
                 )
             return rc
+        elif cmd == "doctor":
+            return run.doctor(args).returncode
         elif cmd == "status":
             return lifecycle.status()
         elif cmd == "ssh":

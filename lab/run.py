@@ -28,6 +28,14 @@ def deploy(extra: list[str] | None = None, **kwargs) -> subprocess.CompletedProc
     return subprocess.run(command + extra, cwd=paths.ROOT, env=deploy_env(), **kwargs)
 
 
+def doctor(extra: list[str] | None = None, **kwargs) -> subprocess.CompletedProcess:
+    """The doctor's read-only view of the lab (tasks/doctor), through the lab's inventory."""
+    if not lifecycle.is_up():
+        raise LabError("the lab is not up: run `./labctl up` first")
+    command = [sys.executable, "-m", "tasks.doctor", "lab/inventory.py", *(extra or [])]
+    return subprocess.run(command, cwd=paths.ROOT, env=deploy_env(), **kwargs)
+
+
 def deploy_env() -> dict[str, str]:
     """pyinfra's environment for the lab: the operator's sudo password comes from the environment,
     as an operator would export it for an unattended run (tasks/access.py)."""

@@ -330,18 +330,39 @@ def has_marker(path: str) -> str:
     return f"head -n 3 {path} 2>/dev/null | grep -qF {shlex.quote(MARKER)}"
 
 
-_LINUX_HOLDERS = r"""
-listeners=$(awk -v want=" $PORTS " '
+# Every TCP listener, or those on $PORTS (empty: all), one line each: port, address, process id,
+# user, command, unit (the systemd unit of its cgroup, or its launchd label) and whether that
+# unit's file carries MARKER. Linux reads /proc as root (no ss needed); hexadecimal is decoded by
+# hand (mawk and gawk read "0x.." strings differently).
+_LINUX_LISTENERS = r"""
+sockets=$(awk -v want=" $PORTS " '
+  function hex(s,  i, n) { n = 0; s = toupper(s)
+    for (i = 1; i <= length(s); i++) n = n * 16 + index("0123456789ABCDEF", substr(s, i, 1)) - 1
+    return n }
+  function v4(h) {
+    return hex(substr(h, 7, 2)) "." hex(substr(h, 5, 2)) "." hex(substr(h, 3, 2)) "." hex(substr(h, 1, 2)) }
+  function addr(h,  i, out) {
+    if (length(h) == 8) return v4(h)
+    if (h == "00000000000000000000000000000000") return "::"
+    if (h == "00000000000000000000000001000000") return "::1"
+    if (substr(h, 1, 24) == "0000000000000000FFFF0000") return "::ffff:" v4(substr(h, 25, 8))
+    out = ""
+    for (i = 0; i < 4; i++)
+      out = out (i ? ":" : "") substr(h, i * 8 + 7, 2) substr(h, i * 8 + 5, 2) ":" \
+        substr(h, i * 8 + 3, 2) substr(h, i * 8 + 1, 2)
+    return out }
   FNR > 1 && $4 == "0A" {
-    n = split($2, a, ":"); port = sprintf("%d", "0x" a[n]) + 0
-    if (index(want, " " port " ")) print port, $10
-  }' /proc/net/tcp /proc/net/tcp6 2>/dev/null | sort -u -k1,1n)
-[ -n "$listeners" ] || exit 0
-find /proc/[0-9]*/fd -lname 'socket:*' -printf '%p %l\n' 2>/dev/null | awk -v listeners="$listeners" '
-  BEGIN { n = split(listeners, l, "\n"); for (i = 1; i <= n; i++) { split(l[i], f, " "); port[f[2]] = f[1] } }
+    n = split($2, a, ":"); port = hex(a[n])
+    if (want == "  " || index(want, " " port " ")) print port, addr(toupper(a[1])), $10
+  }' /proc/net/tcp /proc/net/tcp6 2>/dev/null)
+[ -n "$sockets" ] || exit 0
+find /proc/[0-9]*/fd -lname 'socket:*' -printf '%p %l\n' 2>/dev/null | awk -v sockets="$sockets" '
+  BEGIN { n = split(sockets, l, "\n")
+          for (i = 1; i <= n; i++) { split(l[i], f, " "); at[f[3]] = f[1] " " f[2] } }
   { inode = $2; gsub(/[^0-9]/, "", inode); split($1, p, "/")
-    if (inode in port && !(inode in seen)) { seen[inode] = 1; print port[inode], p[3] } }' |
-while read -r port pid; do
+    if (inode in at && !(inode in seen)) { seen[inode] = 1; print at[inode], p[3] } }' |
+sort -u -k1,1n -k2,2 |
+while read -r port address pid; do
   user=$(stat -c %U "/proc/$pid" 2>/dev/null)
   comm=$(cat "/proc/$pid/comm" 2>/dev/null)
   cgroup=$(sed -n 's/^0:://p' "/proc/$pid/cgroup" 2>/dev/null)
@@ -350,60 +371,89 @@ while read -r port pid; do
     file=$(systemctl show -p FragmentPath --value "${cgroup##*/}" 2>/dev/null)
     [ -n "$file" ] && has_marker "$file" && ours=yes;;
   esac
-  printf 'port=%s\tpid=%s\tuser=%s\tcommand=%s\tunit=%s\tours=%s\n' "$port" "$pid" "$user" "$comm" "$cgroup" "$ours"
+  printf 'port=%s\taddress=%s\tpid=%s\tuser=%s\tcommand=%s\tunit=%s\tours=%s\n' \
+    "$port" "$address" "$pid" "$user" "$comm" "$cgroup" "$ours"
 done
 """
 
-_MACOS_HOLDERS = r"""
+_MACOS_LISTENERS = r"""
 jobs=$(launchctl list 2>/dev/null)
-for port in $PORTS; do
-  lsof -nP -iTCP:"$port" -sTCP:LISTEN -FpcL 2>/dev/null | awk -v port="$port" -v jobs="$jobs" '
-    /^p/ { pid = substr($0, 2) } /^c/ { comm = substr($0, 2) }
-    /^L/ { user = substr($0, 2)
-           label = ""; n = split(jobs, j, "\n")
-           for (i = 1; i <= n; i++) { split(j[i], f, "\t"); if (f[1] == pid) label = f[3] }
-           printf "port=%s\tpid=%s\tuser=%s\tcommand=%s\tunit=%s\n", port, pid, user, comm, label; exit }' |
-  while IFS= read -r line; do
-    label=${line##*unit=}; ours=no
-    [ -n "$label" ] && has_marker "/Library/LaunchDaemons/$label.plist" && ours=yes
-    printf '%s\tours=%s\n' "$line" "$ours"
-  done
+lsof -nP -iTCP -sTCP:LISTEN -FpcLn 2>/dev/null | awk -v want=" $PORTS " -v jobs="$jobs" '
+  BEGIN { n = split(jobs, j, "\n"); for (i = 1; i <= n; i++) { split(j[i], f, "\t"); label[f[1]] = f[3] } }
+  /^p/ { pid = substr($0, 2) } /^c/ { comm = substr($0, 2) } /^L/ { user = substr($0, 2) }
+  /^n/ { name = substr($0, 2); port = name; sub(/.*:/, "", port)
+         address = substr(name, 1, length(name) - length(port) - 1)
+         gsub(/[\[\]]/, "", address); if (address == "*") address = "0.0.0.0"
+         if ((want == "  " || index(want, " " port " ")) && !((port, address) in seen)) {
+           seen[port, address] = 1
+           printf "port=%s\taddress=%s\tpid=%s\tuser=%s\tcommand=%s\tunit=%s\n",
+             port, address, pid, user, comm, label[pid] } }' |
+while IFS= read -r line; do
+  unit=${line##*unit=}; ours=no
+  [ -n "$unit" ] && has_marker "/Library/LaunchDaemons/$unit.plist" && ours=yes
+  printf '%s\tours=%s\n' "$line" "$ours"
 done
 """
 
 
-class PortHolders(FactBase):
-    """Which process listens on each of these TCP ports: {port: {pid, user, command, unit, ours}}
-    for the ports held (unit: the systemd unit of its cgroup, or its launchd label; ours: its unit
-    file or plist carries the toolkit's MARKER). Read as root, in one command: from /proc on Linux
-    (no ss needed), with lsof and launchctl on macOS."""
+def listeners_command(ports=(), macos: bool | None = None) -> str:
+    """The shell of Listeners (macos: None decides on the host, True/False picks one branch)."""
+    listed = shlex.quote(" ".join(str(int(p)) for p in ports))
+    head = f"PORTS={listed}; has_marker() {{ {has_marker(chr(34) + '$1' + chr(34))}; }}\n"
+    if macos is not None:
+        return head + (_MACOS_LISTENERS if macos else _LINUX_LISTENERS).strip()
+    return head + f'if [ "$(uname -s)" = Darwin ]; then {_MACOS_LISTENERS.strip()}\nelse {_LINUX_LISTENERS.strip()}\nfi'
+
+
+class Listeners(FactBase):
+    """Every TCP listener of the host, or those on the given ports: [{port, address, pid, user,
+    command, unit, cgroup, ours}] by port and address (unit: the systemd unit of its cgroup, or its
+    launchd label; ours: its unit file or plist carries the toolkit's MARKER). Read as root, in
+    one command: from /proc on Linux, with lsof and launchctl on macOS."""
+
+    @staticmethod
+    def default():
+        return []
+
+    def command(self, ports=()):
+        return listeners_command(ports)
+
+    def process(self, output):
+        found = []
+        for line in output:
+            fields = dict(part.split("=", 1) for part in line.strip().split("\t") if "=" in part)
+            if fields.get("port", "").isdigit():
+                unit = fields.get("unit", "")
+                found.append(
+                    {
+                        "port": int(fields["port"]),
+                        "address": fields.get("address", ""),
+                        "pid": int(fields.get("pid") or 0),
+                        "user": fields.get("user", ""),
+                        "command": fields.get("command", ""),
+                        "unit": unit.rsplit("/", 1)[-1] if unit else "",
+                        "cgroup": unit,
+                        "ours": fields.get("ours") == "yes",
+                    }
+                )
+        return sorted(found, key=lambda f: (f["port"], f["address"]))
+
+
+class PortHolders(Listeners):
+    """Which process listens on each of these TCP ports: {port: {pid, user, command, unit, cgroup,
+    ours}} for the ports held (the first listener of each, as Listeners reads them)."""
 
     @staticmethod
     def default():
         return {}
 
     def command(self, ports):
-        listed = shlex.quote(" ".join(str(int(p)) for p in ports))
-        test = has_marker('"$1"')
-        return (
-            f"PORTS={listed}; has_marker() {{ {test}; }}\n"
-            f'if [ "$(uname -s)" = Darwin ]; then {_MACOS_HOLDERS.strip()}\nelse {_LINUX_HOLDERS.strip()}\nfi'
-        )
+        return listeners_command(ports)
 
     def process(self, output):
         held = {}
-        for line in output:
-            fields = dict(part.split("=", 1) for part in line.strip().split("\t") if "=" in part)
-            if fields.get("port", "").isdigit():
-                unit = fields.get("unit", "")
-                held[int(fields["port"])] = {
-                    "pid": int(fields.get("pid") or 0),
-                    "user": fields.get("user", ""),
-                    "command": fields.get("command", ""),
-                    "unit": unit.rsplit("/", 1)[-1] if unit else "",
-                    "cgroup": unit,
-                    "ours": fields.get("ours") == "yes",
-                }
+        for found in super().process(output):
+            held.setdefault(found.pop("port"), {k: v for k, v in found.items() if k != "address"})
         return held
 
 

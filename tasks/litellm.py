@@ -15,7 +15,7 @@ from tasks.pyenv import PythonEnv
 from tasks.registry import CHAT_ONLY_BACKENDS, PROXY_GROUP, PROXY_KEY_SECRET, REDIS_SECRET, Registry
 from tasks.render import FILES, render, sha256_text, to_yaml
 from tasks.schema import NONE, DataError, Key, abs_path, ip, port, positive, state_dir, user, version
-from tasks.service import Port, StackService
+from tasks.service import Port, StackService, answers_line, local_url
 from tasks.units import Unit, Wait, answers_http, managed_services, rollback
 
 CHECK_SCRIPT = FILES / "litellm" / "check_config.py"
@@ -216,6 +216,11 @@ class LiteLLM(StackService):
                 "the LAN, with the proxy key",
             )
         ]
+
+    def status_command(self, r: Registry, host: str) -> str:
+        s = r.settings(host)
+        url = local_url(s["litellm_bind_address"], s["litellm_port"], "/health/liveliness")
+        return answers_line("litellm", url, f"alive, {len(r.model_names())} model names")
 
     def python_env(self, r: Registry) -> PythonEnv:
         return python_env(r)

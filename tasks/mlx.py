@@ -28,7 +28,7 @@ from tasks.registry import MLX_GROUP, Model, Registry
 from tasks.render import render
 from tasks.run import is_macos
 from tasks.schema import DataError, Key, abs_path, fraction, ip, networks, positive, user, version
-from tasks.service import Port, StackService
+from tasks.service import Port, StackService, answers_line
 from tasks.units import Unit, Wait, answers_http, managed_services, retire, rollback
 
 LOG_FOLDER = "Library/Logs/llm-lab"  # under the operator's home: where Console.app looks
@@ -215,6 +215,12 @@ class MLX(StackService):
             )
             for m in sorted(r.served_by(host, "mlx"), key=lambda m: m.port)
         ]
+
+    def status_command(self, r: Registry, host: str) -> str:
+        return "\n".join(
+            answers_line(unit_name(m), f"http://127.0.0.1:{m.port}/v1/models", m.upstream)
+            for m in sorted(r.served_by(host, "mlx"), key=lambda m: m.port)
+        )
 
     def check(self, r: Registry, host: str) -> None:
         s = r.settings(host)

@@ -107,7 +107,8 @@ def from_pyinfra_cli() -> reg.Registry | None:
         hosts = cli._apply_inventory_exclude(inv, hosts, params.get("exclude"))
         return list(inv) if hosts is None else hosts
 
-    deploy = any(str(op).endswith(".py") for op in params.get("operations") or ())
+    # The deploy reads the secrets and holds the lock; another deploy file (the doctor's) neither.
+    deploy = any(Path(str(op)).name == "deploy.py" for op in params.get("operations") or ())
     for flag in ("serial", "no_wait") if deploy else ():
         if params.get(flag):
             option = "--" + flag.replace("_", "-")

@@ -67,6 +67,9 @@ class Redis(StackService):
     group = PROXY_GROUP
     keys = KEYS
 
+    def version_command(self, r: Registry, host: str) -> str:
+        return f"{SERVER} --version | sed -n 's/.* v=\\([^ ]*\\).*/redis \\1/p'"
+
     def ports(self, r: Registry, host: str) -> list[Port]:
         s = r.settings(host)
         return [

@@ -1,6 +1,6 @@
 """One pyinfra run's own state, from its preflight to its last operation: the registry, what the
-deploy learns on each host (its system), the sudo passwords typed at the prompt, and the deploy
-locks it holds.
+deploy learns on each host (its system), the sudo passwords typed at the prompt, the deploy
+locks it holds, and what the doctor read.
 
 It is attached to pyinfra's State for that run (the State exists when pyinfra executes config.py,
 where the preflight begins the run), so it lives and ends with the run: a second run in the same
@@ -27,6 +27,7 @@ class Run:
     systems: dict[str, System] = field(default_factory=dict)  # host name -> what hostos.check read
     passwords: dict[str, str] = field(default_factory=dict)  # login user -> password typed for it
     locks: Locks = field(default_factory=Locks)
+    looked: dict[str, dict] = field(default_factory=dict)  # host name -> what the doctor read (tasks/doctor)
 
 
 _RUNS: weakref.WeakKeyDictionary[State, Run] = weakref.WeakKeyDictionary()  # pyinfra's State -> its run

@@ -41,6 +41,12 @@ def port(key: str, value: Any) -> None:
         raise DataError(f"{key} is out of range (1-65535): {value}")
 
 
+def ports(key: str, value: Any) -> None:
+    for item in value:
+        if not isinstance(item, int) or isinstance(item, bool) or not 1 <= item <= 65535:
+            raise DataError(f"{key} lists TCP ports (1-65535), not {item!r}")
+
+
 def ip(key: str, value: Any) -> None:
     try:
         ipaddress.ip_address(value)
@@ -220,6 +226,14 @@ RUN_KEYS: tuple[Key, ...] = (
         False,
         "take this host's deploy lock from a run that is gone but ran elsewhere (`--data llm_break_lock=true`, "
         "once); a run of this machine that is gone is recognised without it",
+    ),
+    Key(
+        "llm_own_listeners",
+        list,
+        [22],
+        "ports that services of the host's own listen on beyond loopback (sshd's 22; on the mini Open WebUI's 3000 "
+        "and Ollama's 11434): the doctor lists them without calling them off",
+        ports,
     ),
     Key(
         "package_lists_max_age",

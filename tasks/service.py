@@ -11,6 +11,10 @@ renders or uploads. The module defines a subclass of StackService and one instan
 - `ports(r, host)`: every socket it listens on, on one host (Port); the port table, PORTS.md,
   the firewall tests and the acceptance tests are the union, and before any change the deploy
   refuses a host where one is held by a unit that is not the service's (tasks/owners.py);
+- `version_command(r, host)`: a shell command printing the version of what it runs, for the
+  doctor's view (tasks/doctor); by default the pins its Python environment was built from;
+- `status_command(r, host)`: a shell command printing, per unit of its ports, a line
+  `<unit> TAB ok|off TAB <what it serves now>` (its model loaded, answering) for the doctor;
 - `check(r, host)`: what one key's own check cannot see (a key against the models or another
   key), run by the preflight before any host is contacted; a DataError names the file and key.
 
@@ -32,11 +36,12 @@ restarts follow their results (units.managed_services), never facts read before 
 
 from __future__ import annotations
 
+import shlex
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 from tasks.hostos import System
-from tasks.pyenv import Built, PythonEnv
+from tasks.pyenv import Built, PythonEnv, record_path
 from tasks.registry import Registry
 from tasks.schema import Key
 from tasks.units import Wait
@@ -59,6 +64,19 @@ class Port:
         return unit in (self.owners or (f"{self.unit}.service",))
 
 
+def answers_line(unit: str, url: str, what: str) -> str:
+    """Shell for status_command: `unit ok what` when url answers 200 within 3 s, else `unit off`."""
+    ok, off = (shlex.quote(f"{unit}\t{state}\t{text}") for state, text in (("ok", what), ("off", f"{what}: no answer")))
+    line = "printf '%s\\n'"
+    return f"if curl -fsS -o /dev/null --max-time 3 {shlex.quote(url)}; then {line} {ok}; else {line} {off}; fi"
+
+
+def local_url(bind: str, port: int, path: str) -> str:
+    """Where a service bound to `bind` is asked from its own host."""
+    address = "127.0.0.1" if bind in ("0.0.0.0", "::", "") else bind
+    return f"http://{address}:{port}{path}"
+
+
 class StackService(ABC):
     """One service of the stack (see the module's docstring for the contract)."""
 
@@ -69,6 +87,16 @@ class StackService(ABC):
     def ports(self, r: Registry, host: str) -> list[Port]:
         """The sockets it listens on, on this host (none by default)."""
         return []
+
+    def version_command(self, r: Registry, host: str) -> str:
+        """Shell printing the version of what it runs on this host: by default the pins its live
+        Python environment was built from ("" when it has none)."""
+        env = self.python_env(r)
+        return f"cat {shlex.quote(record_path(env.venv))}" if env else ""
+
+    def status_command(self, r: Registry, host: str) -> str:
+        """Shell printing `<unit>\t<ok|off>\t<text>` per unit: what it serves now ("": nothing to ask)."""
+        return ""
 
     def check(self, r: Registry, host: str) -> None:
         """Checks of its data across keys and models, before any host is contacted (none by default)."""

@@ -16,6 +16,7 @@ ORDER = [
     "acceptance/test_agent_apis.py",
     "acceptance/test_clients.py",
     "acceptance/test_idempotence.py",
+    "acceptance/test_doctor.py",
     "acceptance/test_drills.py",
     "acceptance/test_lab.py",  # last: it replaces the whole lab
 ]

@@ -37,7 +37,7 @@ from tasks.schema import (
     sha256,
     user,
 )
-from tasks.service import Port, StackService
+from tasks.service import Port, StackService, answers_line
 from tasks.shell import one
 from tasks.units import Unit, Wait, managed_services, retire
 
@@ -174,6 +174,19 @@ class OVMS(StackService):
                 "this host",
             )
         ]
+
+    def status_command(self, r: Registry, host: str) -> str:
+        """Each model's readiness, as OVMS reports it (`/v2/models/<id>/ready`)."""
+        s = r.proxy
+        lines = []
+        for m in ovms_models.models(r):
+            url = f"http://{s['ovms_bind_address']}:{s['ovms_rest_port']}/v2/models/{m.upstream}/ready"
+            lines.append(answers_line("ovms", url, f"{m.name} ({m.upstream}) ready"))
+        return "\n".join(lines)
+
+    def version_command(self, r: Registry, host: str) -> str:
+        """The release folder `current` points at (`<version>-<digest>`)."""
+        return f'echo ovms $(basename "$(readlink {shlex.quote(r.proxy["ovms_home"] + "/current")})")'
 
     def packages(self, r: Registry, system: hostos.System) -> list[str]:
         return packages(r, system)
