@@ -10,7 +10,7 @@ import shutil
 import time
 from pathlib import Path
 
-from lab import hosts, network, paths
+from lab import hfhub, hosts, network, paths
 from lab.artifacts import build_artifacts
 from lab.network import HOSTS
 from lab.proc import LabError, log, run
@@ -46,6 +46,7 @@ def down() -> None:
     state = load_state()
     for host in HOSTS:
         hosts.stop(host)
+    hfhub.stop()
     network.down(state.get("ip_forward_before"))
     for host in HOSTS:
         shutil.rmtree(paths.MACHINES / host, ignore_errors=True)
@@ -73,6 +74,7 @@ def up() -> None:
     # Whatever an earlier (maybe unclean) run left goes first: everything has the lab's names.
     for host in HOSTS:
         hosts.stop(host)
+    hfhub.stop()
     network.down(None)
     started = time.monotonic()
     bases = {host: hosts.base_rootfs(host) for host in HOSTS}
@@ -97,6 +99,7 @@ def up() -> None:
     pubkey = paths.KEY.with_suffix(".pub").read_text()
 
     network.up()
+    hfhub.start()  # the studio's model hub (lab/hfhub.py), on the gateway
     save_state({"ip_forward_before": forward_before, "hosts": HOSTS, "key": str(paths.KEY), "operator": hosts.OPERATOR})
     started = time.monotonic()
     for host in HOSTS:

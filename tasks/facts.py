@@ -264,7 +264,8 @@ class EffectiveUser(FactBase):
 class HubCache(FactBase):
     """Which Hugging Face repos are complete in a hub cache (HF_HOME), and their size in bytes:
     {repo: bytes, or None when absent or partly downloaded}. A repo is complete when its
-    refs/main names a snapshot that exists and no blob is still .incomplete."""
+    refs/main names a snapshot that exists and no blob is still being fetched (.incomplete, or
+    the deploy's own .llmlab-part)."""
 
     def command(self, hf_home, repos):
         parts = []
@@ -272,7 +273,7 @@ class HubCache(FactBase):
             d = shlex.quote(f"{hf_home}/hub/models--{repo.replace('/', '--')}")
             parts.append(
                 f'if [ -f {d}/refs/main ] && [ -d {d}/snapshots/"$(cat {d}/refs/main)" ] && '
-                f"! ls {d}/blobs 2>/dev/null | grep -q '\\.incomplete$'; then "
+                f"! ls {d}/blobs 2>/dev/null | grep -Eq '\\.(incomplete|llmlab-part)$'; then "
                 f"echo {shlex.quote(repo)} $(du -sk {d} | cut -f1); else echo {shlex.quote(repo)} -; fi"
             )
         return "; ".join(parts)

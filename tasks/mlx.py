@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import shlex
 import time
+from pathlib import Path
 from typing import Any
 
 from pyinfra import host
@@ -27,10 +28,11 @@ from tasks.pyenv import PythonEnv
 from tasks.registry import MLX_GROUP, Model, Registry
 from tasks.render import render
 from tasks.run import is_macos
-from tasks.schema import DataError, Key, abs_path, fraction, ip, networks, positive, user, version
+from tasks.schema import NONE, DataError, Key, abs_path, fraction, ip, networks, optional_url, positive, user, version
 from tasks.service import Port, StackService, answers_line
 from tasks.units import Unit, Wait, answers_http, managed_services, retire, rollback
 
+ROOT = Path(__file__).resolve().parent.parent
 LOG_FOLDER = "Library/Logs/llm-lab"  # under the operator's home: where Console.app looks
 
 
@@ -110,6 +112,14 @@ KEYS = (
     Key("mlx_allow_overcommit", bool, False, "start the MLX servers even when their weights exceed that share"),
     Key("mlx_launchd_prefix", str, "lab.llm.mlx", "launchd labels are `<prefix>.<model>`"),
     Key(
+        "mlx_hf_endpoint",
+        (str, NONE),
+        None,
+        "where weights are fetched from (the hub client's HF_ENDPOINT; unset: huggingface.co); the lab points it "
+        "at its stand-in hub",
+        optional_url,
+    ),
+    Key(
         "mlx_purge_weights",
         list,
         [],
@@ -154,12 +164,28 @@ def launchd_label(r: Registry, m: Model) -> str:
     return f"{r.settings(m.host)['mlx_launchd_prefix']}.{m.name}"
 
 
-def hf_home(system: System) -> str:
-    """The operator's Hugging Face cache on a Mac (huggingface_hub's default for that user)."""
-    return f"{system.home}/.cache/huggingface"
+def hf_home(r: Registry, host_name: str, system: System) -> str:
+    """Where the servers' weights are cached (HF_HOME): the operator's own Hugging Face cache on a
+    Mac (huggingface_hub's default for that user), the service user's under mlx_home on Linux."""
+    return f"{system.home}/.cache/huggingface" if system.macos else f"{r.settings(host_name)['mlx_home']}/hf"
 
 
-def render_unit(r: Registry, m: Model) -> str:
+def weights_path(r: Registry, m: Model, system: System) -> str:
+    """Where a model's weights are on its host: its uploaded folder, or its entry in the hub cache."""
+    s = r.settings(m.host)
+    if m.upstream in s["mlx_model_sources"]:
+        return f"{s['mlx_models_dir']}/{m.upstream}"
+    return f"{hf_home(r, m.host, system)}/hub/models--{m.upstream.replace('/', '--')}"
+
+
+def server_environment(r: Registry, m: Model, system: System) -> dict[str, str]:
+    """The servers read weights the deploy fetched before they start, and never download
+    themselves (HF_HUB_OFFLINE): a start wait measures loading."""
+    env = {"HF_HOME": hf_home(r, m.host, system), "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    return {"HOME": system.home, **env} if system.macos else env
+
+
+def render_unit(r: Registry, m: Model, system: System) -> str:
     s = r.settings(m.host)
     return render(
         "mlx/mlx.service.j2",
@@ -169,8 +195,7 @@ def render_unit(r: Registry, m: Model) -> str:
         bind=s["mlx_bind_address"],
         models_dir=s["mlx_models_dir"],
         argv=server_argv(r, m),
-        # The hub cache of models that are not in mlx_models_dir lives with the server's state.
-        environment={"HF_HOME": f"/var/lib/{unit_name(m)}/hf", "PYTHONUNBUFFERED": "1"},
+        environment=server_environment(r, m, system),
     )
 
 
@@ -183,7 +208,7 @@ def render_plist(r: Registry, m: Model, system: System) -> str:
         user=system.login,
         models_dir=s["mlx_models_dir"],
         argv=server_argv(r, m),
-        environment={"HOME": system.home, "HF_HOME": hf_home(system), "PYTHONUNBUFFERED": "1"},
+        environment=server_environment(r, m, system),
         log_dir=f"{system.home}/{LOG_FOLDER}",
     )
 
@@ -288,32 +313,45 @@ def check_memory(r: Registry, system: System, sizes: dict[str, int]) -> None:
     )
 
 
-def _fetch(state, host, venv: str, home: str, repo: str, sizes: dict, model: str):
-    """Run at execution time: download repo into the operator's cache as the operator (the user
-    SSH logs in as, so without sudo), then report its size and how long it took."""
-    script = f"from huggingface_hub import snapshot_download; snapshot_download({repo!r})"
-    command = (
-        f"env HF_HOME={shlex.quote(home)} {shlex.quote(venv)}/bin/python -c "
-        f"{shlex.quote(script)} >/dev/null && "
-        f"du -sk {shlex.quote(home)}/hub/models--{repo.replace('/', '--')} | cut -f1"
-    )
+FETCH_SCRIPT = ROOT / "files" / "mlx" / "fetch.py"  # snapshot_download with progress lines
+PROGRESS_EVERY = 10  # seconds between the progress lines of a fetch
+
+
+def fetch_command(venv: str, home: str, repo: str, endpoint: str | None) -> str:
+    """Shell: fetch repo into the hub cache at home with the MLX environment's Python, printing
+    progress every PROGRESS_EVERY seconds; its last line is `size <bytes>`."""
+    env = [f"HF_HOME={shlex.quote(home)}", "HF_HUB_DISABLE_PROGRESS_BARS=1", "HF_HUB_DISABLE_TELEMETRY=1"]
+    if endpoint:
+        env.append(f"HF_ENDPOINT={shlex.quote(endpoint)}")
+    script = shlex.quote(FETCH_SCRIPT.read_text())
+    return f"env {' '.join(env)} {shlex.quote(venv)}/bin/python -c {script} {shlex.quote(repo)} {PROGRESS_EVERY}"
+
+
+def _fetch(state, host, command: str, as_user: str | None, repo: str, sizes: dict, names: list):
+    """Run at execution time: the fetch, as the operator on a Mac (the user SSH logs in as: its
+    own cache) or as the service user on Linux, its progress shown on the operator's terminal as
+    it comes; then its size and how long it took."""
     started = time.monotonic()
-    ok, output = host.run_shell_command(command)
+    sudo = {"_sudo": True, "_sudo_user": as_user} if as_user else {}
+    ok, output = host.run_shell_command(command, print_output=True, print_input=False, **sudo)
     if not ok:
         host.log(f"fetching {repo} failed: {' '.join(output.stderr_lines[-3:])}")
         return False
-    sizes[model] = int(output.stdout_lines[-1]) * 1024
-    host.log(f"fetched {repo}: {_gb(sizes[model])} in {time.monotonic() - started:.0f} s")
+    size = int(output.stdout_lines[-1].split()[-1])
+    sizes.update(dict.fromkeys(names, size))
+    host.log(f"fetched {repo} ({', '.join(names)}): {_gb(size)} in {time.monotonic() - started:.0f} s")
     return True
 
 
 @operation()
-def fetch_weights(models: dict, present: dict, venv: str, home: str, sizes: dict):
-    """Each model (name -> hub repo) that is not complete in the operator's cache is downloaded,
-    as the operator, before any server starts; `sizes` (name -> bytes) gets what was fetched."""
-    for name, repo in models.items():
+def fetch_weights(models: dict, present: dict, commands: dict, as_user: str | None, sizes: dict):
+    """Each hub repo of the models (name -> repo) that is not complete in the hub cache is
+    downloaded once before any server starts (commands: repo -> its fetch_command); `sizes` (name
+    -> bytes) gets what was fetched. A fetch cut off resumes on the next run."""
+    for repo in sorted(set(models.values())):
         if present.get(repo) is None:
-            yield FunctionCommand(_fetch, (venv, home, repo, sizes, name), {})
+            names = sorted(name for name, r in models.items() if r == repo)
+            yield FunctionCommand(_fetch, (commands[repo], as_user, repo, sizes, names), {})
 
 
 @operation()
@@ -334,11 +372,9 @@ def deploy_mlx(r: Registry, envs: dict) -> list[Wait]:
     # unless the data names them.
     prefix = f"{s['mlx_launchd_prefix']}." if macos else "mlx-"
     retire(prefix, [Unit(unit_name(m), "", label=launchd_label(r, m)) for m in models], "the MLX servers")
+    cache = hf_home(r, host.name, system)
     for model_id in s["mlx_purge_weights"]:
-        paths = [f"{s['mlx_models_dir']}/{model_id}"]
-        if macos:
-            paths.append(f"{hf_home(system)}/hub/models--{model_id.replace('/', '--')}")
-        for path in paths:
+        for path in (f"{s['mlx_models_dir']}/{model_id}", f"{cache}/hub/models--{model_id.replace('/', '--')}"):
             files.directory(name=f"Delete the weights of {model_id} ({path})", path=path, present=False)
     if not models:
         return []
@@ -349,6 +385,10 @@ def deploy_mlx(r: Registry, envs: dict) -> list[Wait]:
         ops.system_account(name=f"Create service user {s['mlx_user']}", user=s["mlx_user"], home=home)
     folders = [home, s["mlx_models_dir"]]
     ops.directories(name=f"Create {', '.join(folders)}", paths=folders, mode="755", public=True)
+    if not macos:
+        ops.directories(
+            name=f"Create the servers' hub cache {cache}", paths=[cache], user=s["mlx_user"], mode="755", public=True
+        )
     if macos:
         ops.directories(
             name=f"Create the servers' log folder ~/{LOG_FOLDER}",
@@ -375,9 +415,6 @@ def deploy_mlx(r: Registry, envs: dict) -> list[Wait]:
     hub = {m.name: m.upstream for m in models if m.upstream not in s["mlx_model_sources"]}
     fetched = None
     if hub:
-        cache = hf_home(system) if macos else None
-        if cache is None:
-            raise DeployError(f"{host.name}: hub models on Linux need mlx_model_sources (the lab uploads its models)")
         present = host.get_fact(HubCache, hf_home=cache, repos=tuple(sorted(set(hub.values()))), _sudo=False)
         missing = sorted(name for name, repo in hub.items() if present.get(repo) is None)
         for name, repo in hub.items():
@@ -391,8 +428,8 @@ def deploy_mlx(r: Registry, envs: dict) -> list[Wait]:
             ),
             models=hub,
             present=present,
-            venv=built.target,
-            home=cache,
+            commands={repo: fetch_command(built.target, cache, repo, s["mlx_hf_endpoint"]) for repo in hub.values()},
+            as_user=None if macos else s["mlx_user"],
             sizes=sizes,
         )
     if fetched is None or not fetched.will_change:
@@ -410,7 +447,7 @@ def deploy_mlx(r: Registry, envs: dict) -> list[Wait]:
     services = [
         Unit(
             unit_name(m),
-            render_plist(r, m, system) if macos else render_unit(r, m),
+            render_plist(r, m, system) if macos else render_unit(r, m, system),
             restart_on=[env, uploads.get(m.upstream)],
             label=launchd_label(r, m),
         )

@@ -124,6 +124,11 @@ def is_http_url(url: str) -> bool:
     return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
+def optional_url(key: str, value: Any) -> None:
+    if value is not None and not is_http_url(value):
+        raise DataError(f"{key} must be an http(s) URL: {value!r}")
+
+
 def optional_archive_url(key: str, value: Any) -> None:
     if value is not None:
         archive_url(key, value)

@@ -24,7 +24,7 @@ from __future__ import annotations
 import shlex
 from dataclasses import asdict, dataclass, field
 
-from tasks import stack
+from tasks import mlx, stack
 from tasks.hostos import System
 from tasks.registry import Registry
 
@@ -73,13 +73,8 @@ def probes(r: Registry, host: str, system: System) -> list[tuple[str, str]]:
         )
     else:
         found.append(("available", "awk '/^MemAvailable:/ { print $2 }' /proc/meminfo"))
-    s = r.settings(host)
     for m in r.served_by(host, "mlx"):
-        if m.upstream in s["mlx_model_sources"] or not system.macos:
-            path = f"{s['mlx_models_dir']}/{m.upstream}"
-        else:
-            path = f"{system.home}/.cache/huggingface/hub/models--{m.upstream.replace('/', '--')}"
-        found.append((f"weights {m.name}", f"du -skL {shlex.quote(path)} | cut -f1"))
+        found.append((f"weights {m.name}", f"du -skL {shlex.quote(mlx.weights_path(r, m, system))} | cut -f1"))
     return found
 
 

@@ -9,8 +9,8 @@ import time
 
 import pytest
 
+from lab import hfhub, lifecycle
 from lab import hosts as labhosts
-from lab import lifecycle
 from lab.proc import run as run_here
 from tasks import runlock
 
@@ -478,6 +478,39 @@ def rerun_converges(timings, what: str) -> None:
     timings[f"drill: deploy right after {what}"] = seconds
     assert code == 0, text[-3000:]
     assert "another deploy holds this host" not in text  # the dead run's lock was taken over
+    code, text, _ = lab_deploy()
+    assert code == 0 and not changed_rows(text), changed_rows(text)
+
+
+def test_drill_a_weights_fetch_shows_its_progress_and_resumes_after_it_was_cut_off(hosts, registry, timings):
+    """The studio's hub cache emptied and the lab's hub paced (about 12 s for the tiny model):
+    the deploy's fetch prints progress lines (bytes of total, rate, time left) on the terminal;
+    cut off half way (the deploy interrupted and its fetch killed on the host, as a dropped
+    connection would), the next deploy resumes from what was fetched and the servers answer."""
+    hub_models = [m for m in registry.models.values() if m.backend == "mlx" and m.upstream == hfhub.REPO]
+    studio = hosts[hub_models[0].host]
+    cache = f"{registry.settings(hub_models[0].host)['mlx_home']}/hf/hub/models--{hfhub.REPO.replace('/', '--')}"
+    studio.check_output(f"rm -rf {cache}")
+    hfhub.start(rate=40_000)
+    try:
+        text = interrupted_deploy(f"[studio] {hfhub.REPO}: ", after=0)
+        progress = [line for line in text.splitlines() if line.startswith(f"[studio] {hfhub.REPO}: ")]
+        assert progress and re.search(r"kB of 495\.\d kB \(\d+%\), [\d.]+ kB/s, \d+ s left", progress[0]), progress
+        # The fetch on the host outlives the deploy cut off from it; end it, as a dropped line would.
+        pids = studio.run("pgrep -f 'llmlab-part' -u mlx").stdout.split()
+        for pid in pids:
+            studio.run(f"kill -9 {pid}")
+        assert studio.run(f"ls {cache}/blobs/ | grep -q 'llmlab-part$'").rc == 0, "nothing was half fetched"
+        code, text, seconds = lab_deploy()
+        timings["drill: deploy resuming a cut-off weights fetch"] = seconds
+        assert code == 0, text[-3000:]
+        assert re.search(rf"\[studio\] {re.escape(hfhub.REPO)}: resuming with [\d.]+ kB of 495\.\d kB", text), text[
+            -3000:
+        ]
+        assert f"fetched {hfhub.REPO} (" in text
+    finally:
+        hfhub.start()
+    assert studio.run(f"ls {cache}/blobs/ | grep -Eq 'llmlab-part|incomplete'").rc != 0
     code, text, _ = lab_deploy()
     assert code == 0 and not changed_rows(text), changed_rows(text)
 

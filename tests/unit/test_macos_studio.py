@@ -240,6 +240,7 @@ def test_fresh_mac_fetches_weights_then_loads_a_daemon_per_model(monkeypatch, re
         )
         assert plist["EnvironmentVariables"]["HF_HOME"] == "/Users/chris/.cache/huggingface"
         assert plist["EnvironmentVariables"]["HOME"] == "/Users/chris"
+        assert plist["EnvironmentVariables"]["HF_HUB_OFFLINE"] == "1"  # the servers never download
         assert f"chown root:wheel {path}.upload" in lines
         assert f"launchctl bootout system/{label} 2>/dev/null || true" in lines
         assert f"launchctl bootstrap system {path}" in lines
@@ -248,8 +249,11 @@ def test_fresh_mac_fetches_weights_then_loads_a_daemon_per_model(monkeypatch, re
     assert "mkdir -p /Users/chris/.llmlab-upload" in lines and "chmod 700 /Users/chris/.llmlab-upload" in lines
     # The weights are fetched into the owner's cache before the first job is loaded.
     fetches = functions(ran)
-    fetched = [args[2] for name, args in fetches if name.startswith("MLX model servers | Fetch the weights")]
-    assert sorted(fetched) == sorted(m.upstream for m in models)
+    fetched = [args for name, args in fetches if name.startswith("MLX model servers | Fetch the weights")]
+    assert sorted(args[2] for args in fetched) == sorted(m.upstream for m in models)
+    for command, as_user, repo, _, _ in fetched:  # as the owner, into the owner's cache, from the hub
+        assert as_user is None and command.startswith("env HF_HOME=/Users/chris/.cache/huggingface ")
+        assert "HF_ENDPOINT" not in command.split(" -c ")[0] and command.endswith(f" {repo} {mlx_task.PROGRESS_EVERY}")
     order = [name for name, _ in ran]
     assert order.index(next(n for n in order if "Fetch the weights" in n)) < order.index(
         next(n for n in order if "Install the launchd jobs of the MLX servers, loading the changed ones" in n)

@@ -220,6 +220,7 @@ BAD = {
         "mlx_purge_weights: 'mlx-community/Qwen2.5-0.5B-Instruct-4bit' holds the weights of jerry-test, which "
         "studio serves",
     ),
+    "hub endpoint not a URL": (setting("mlx_hf_endpoint", "hub.local"), "mlx_hf_endpoint must be an http(s) URL"),
     "purging a path": (setting("mlx_purge_weights", ["../etc"]), "mlx_purge_weights: '../etc' is not a model id"),
     "max_tokens on ovms": (change_model("lil-jerry", max_tokens=100), "max_tokens does not apply to backend ovms"),
 }

@@ -15,6 +15,7 @@ from tasks import litellm as litellm_task
 from tasks import mlx as mlx_task
 from tasks import ovms as ovms_task
 from tasks import redis as redis_task
+from tasks.hostos import System
 from tasks.ovms import models as ovms_models
 from tasks.ovms.release import Release
 
@@ -89,6 +90,7 @@ def test_env_local_holds_exactly_the_names_router_yaml_uses(registry, secrets):
     assert 'LIL_JERRY_API_BASE="http://127.0.0.1:9000/v3"' in env_text
 
 
+LINUX_STUDIO = System("debian", "12", "Debian 12", "x86_64", "Linux", 8 << 30, 2, "chris", "/home/chris", "password")
 TRICKY = ['sk-te$t #1 "q" \\x\'z', "plain", "'quoted'", "a\\", "$HOME ${X} `id` %n", " spaced ", "=eq=", "#hash"]
 
 
@@ -194,7 +196,7 @@ def _units(registry):
         "llm-firewall.service": firewall_task.render_unit(registry, "studio"),
     }
     for m in registry.served_by("studio", "mlx"):
-        units[f"{mlx_task.unit_name(m)}.service"] = mlx_task.render_unit(registry, m)
+        units[f"{mlx_task.unit_name(m)}.service"] = mlx_task.render_unit(registry, m, LINUX_STUDIO)
     return units
 
 

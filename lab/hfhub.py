@@ -1,0 +1,241 @@
+"""A stand-in for the Hugging Face Hub (the lab cannot reach huggingface.co): folders of this
+machine served as model repositories over the part of the Hub's HTTP API that huggingface_hub's
+snapshot_download and model_info use, so the lab's studio fetches its weights the way a Mac does,
+through the hub client's own endpoint setting (HF_ENDPOINT).
+
+    python -m lab.hfhub --bind 10.231.0.1:8780 --repo lab/tiny-llama=/path/to/folder [--rate BYTES]
+
+`./labctl up` starts one on the lab's gateway (start(): what the studio's mlx_hf_endpoint names),
+serving the lab's tiny model as `lab/tiny-llama`; `down` stops it (stop(), by its process id).
+
+Served: `GET /api/models/<repo>[/revision/<rev>]` (id, sha, siblings with their sizes),
+`GET /api/models/<repo>/tree/<rev>` (every file with its size and blob id), and `HEAD`/`GET
+/<repo>/resolve/<rev>/<path>` with the headers the client reads (X-Repo-Commit, ETag,
+Content-Length) and byte ranges (a download cut off resumes). Each file is a plain git blob (its
+id the git blob sha1); the commit id is a digest of every path and blob. `--rate` paces each
+download (bytes per second), so one can be watched, and interrupted, half way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+CHUNK = 64 * 1024
+PORT = 8780  # on the lab's gateway address
+REPO = "lab/tiny-llama"  # the lab's tiny model, as the studio's registry names it
+
+
+class Repo:
+    def __init__(self, repo_id: str, folder: Path):
+        self.id = repo_id
+        self.folder = folder
+        self.files: dict[str, tuple[int, str]] = {}  # path -> (size, git blob sha1)
+        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+            data = path.read_bytes()
+            blob = hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+            self.files[path.relative_to(folder).as_posix()] = (len(data), blob)
+        listing = "".join(f"{p} {blob}\n" for p, (_, blob) in self.files.items())
+        self.sha = hashlib.sha1(listing.encode()).hexdigest()
+
+    def info(self) -> dict:
+        siblings = [{"rfilename": p, "size": size, "blobId": blob} for p, (size, blob) in self.files.items()]
+        return {"id": self.id, "modelId": self.id, "sha": self.sha, "private": False, "siblings": siblings}
+
+    def tree(self) -> list[dict]:
+        return [{"type": "file", "path": p, "size": size, "oid": blob} for p, (size, blob) in self.files.items()]
+
+
+def handler(repos: dict[str, Repo], rate: int | None):
+    def split(path: str) -> tuple[Repo | None, str]:
+        """The repository a path starts with (ids hold a '/'), and the rest of the path."""
+        for repo_id in sorted(repos, key=len, reverse=True):
+            if path == repo_id or path.startswith(repo_id + "/"):
+                return repos[repo_id], path[len(repo_id) :]
+        return None, ""
+
+    class Hub(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        server_version = "HUB-STAND-IN/1 (lab/hfhub.py)"
+
+        def log_message(self, format, *args):
+            pass
+
+        def _json(self, body) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def _missing(self, what: str) -> None:
+            data = json.dumps({"error": what}).encode()
+            self.send_response(404)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("X-Error-Code", "RepoNotFound" if "repository" in what else "EntryNotFound")
+            self.send_header("X-Error-Message", what)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self):
+            self._serve(body=True)
+
+        def do_HEAD(self):
+            self._serve(body=False)
+
+        def _serve(self, body: bool) -> None:
+            path = unquote(urlsplit(self.path).path).lstrip("/")
+            if path.startswith("api/models/"):
+                repo, rest = split(path[len("api/models/") :])
+                if repo is None:
+                    return self._missing("repository not found")
+                if rest == "" or rest.startswith("/revision/"):
+                    return self._json(repo.info())
+                if rest.startswith("/tree/"):
+                    return self._json(repo.tree())
+                return self._missing("no such API")
+            repo, rest = split(path)
+            if repo is None or not rest.startswith("/resolve/"):
+                return self._missing("repository not found")
+            _, _, file_path = rest[len("/resolve/") :].partition("/")
+            if file_path not in repo.files:
+                return self._missing(f"{file_path} is not in {repo.id}")
+            size, blob = repo.files[file_path]
+            start = 0
+            ranged = self.headers.get("Range", "")
+            if ranged.startswith("bytes=") and ranged[6:].split("-")[0].isdigit():
+                start = min(int(ranged[6:].split("-")[0]), size)
+            self.send_response(206 if ranged and start else 200)
+            self.send_header("X-Repo-Commit", repo.sha)
+            self.send_header("ETag", f'"{blob}"')
+            self.send_header("Accept-Ranges", "bytes")
+            self.send_header("Content-Length", str(size - start))
+            if ranged and start:
+                self.send_header("Content-Range", f"bytes {start}-{size - 1}/{size}")
+            self.end_headers()
+            if not body:
+                return
+            with open(repo.folder / file_path, "rb") as f:
+                f.seek(start)
+                started, sent = time.monotonic(), 0
+                while chunk := f.read(CHUNK):
+                    self.wfile.write(chunk)
+                    sent += len(chunk)
+                    with self.server.lock:
+                        self.server.sent += len(chunk)
+                    if rate:
+                        ahead = sent / rate - (time.monotonic() - started)
+                        if ahead > 0:
+                            time.sleep(ahead)
+
+    return Hub
+
+
+def serve(bind: str, repos: dict[str, Path], rate: int | None = None) -> ThreadingHTTPServer:
+    """A server of these repositories (id -> folder) at bind (host:port; port 0 picks one); the
+    caller runs serve_forever()."""
+    host, _, port = bind.rpartition(":")
+    server = ThreadingHTTPServer((host, int(port)), handler({k: Repo(k, Path(v)) for k, v in repos.items()}, rate))
+    server.daemon_threads = True
+    server.lock, server.sent = threading.Lock(), 0  # bytes of files sent, in all
+    return server
+
+
+def endpoint() -> str:
+    from lab.network import GATEWAY
+
+    return f"http://{GATEWAY}:{PORT}"
+
+
+def _pid_file() -> Path:
+    from lab import paths
+
+    return paths.STATE_DIR / "hfhub.pid"
+
+
+def _ours(pid: int) -> bool:
+    try:
+        return b"lab.hfhub" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+def stop() -> None:
+    """Stop the lab's hub, if one of its `up`s left it running (the process its pid file names,
+    and only if it is a hub)."""
+    import signal
+
+    try:
+        pid = int(_pid_file().read_text())
+    except (OSError, ValueError):
+        return
+    if _ours(pid):
+        os.kill(pid, signal.SIGTERM)
+        for _ in range(50):
+            if not _ours(pid):
+                break
+            time.sleep(0.1)
+    _pid_file().unlink(missing_ok=True)
+
+
+def start(rate: int | None = None) -> None:
+    """The lab's hub on its gateway, serving the tiny model (stopping one left before); waits
+    until it answers."""
+    import subprocess
+    import urllib.request
+
+    from lab import paths
+    from lab.network import GATEWAY
+    from lab.proc import LabError
+
+    stop()
+    paths.LOGS.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "lab.hfhub", "--bind", f"{GATEWAY}:{PORT}", "--repo", f"{REPO}={paths.TINY_MODEL}"]
+    if rate:
+        command += ["--rate", str(rate)]
+    with open(paths.LOGS / "hfhub.log", "a") as log:
+        process = subprocess.Popen(
+            command, cwd=paths.ROOT, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True
+        )
+    _pid_file().write_text(f"{process.pid}\n")
+    for _ in range(100):
+        try:
+            urllib.request.urlopen(f"{endpoint()}/api/models/{REPO}", timeout=1).close()
+            return
+        except OSError:
+            if process.poll() is not None:
+                break
+            time.sleep(0.1)
+    raise LabError(f"the lab's hub did not start (see {paths.LOGS / 'hfhub.log'})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lab.hfhub", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--bind", required=True, help="host:port")
+    parser.add_argument("--repo", action="append", default=[], help="ID=FOLDER, once per repository")
+    parser.add_argument("--rate", type=int, default=None, help="bytes per second per download")
+    args = parser.parse_args(argv)
+    repos = {}
+    for item in args.repo:
+        repo_id, _, folder = item.partition("=")
+        if not repo_id or not os.path.isdir(folder):
+            parser.error(f"--repo {item}: expected ID=FOLDER with an existing folder")
+        repos[repo_id] = folder
+    server = serve(args.bind, repos, args.rate)
+    print(f"hfhub: HUB STAND-IN serving {', '.join(repos)} at http://{args.bind}", flush=True)
+    server.serve_forever()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
