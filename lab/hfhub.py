@@ -11,9 +11,14 @@ serving the lab's tiny model as `lab/tiny-llama`; `down` stops it (stop(), by it
 Served: `GET /api/models/<repo>[/revision/<rev>]` (id, sha, siblings with their sizes),
 `GET /api/models/<repo>/tree/<rev>` (every file with its size and blob id), and `HEAD`/`GET
 /<repo>/resolve/<rev>/<path>` with the headers the client reads (X-Repo-Commit, ETag,
-Content-Length) and byte ranges (a download cut off resumes). Each file is a plain git blob (its
-id the git blob sha1); the commit id is a digest of every path and blob. `--rate` paces each
-download (bytes per second), so one can be watched, and interrupted, half way.
+Content-Length) and byte ranges (a download cut off resumes; a range past the end is 416). Weight
+files (`.safetensors`, `.bin`, `.gguf`) are LFS files as on the Hub: their etag is their sha256,
+and resolving one redirects, with X-Linked-Etag and X-Linked-Size, to `<cdn>/_lfs/<sha256>`
+(`--cdn`, default the address asked: another host name makes it a redirect to another host, as
+the Hub's to its CDN). Other files are plain git blobs (the git blob sha1); the commit id is a
+digest of every path and blob. `--rate` paces each download (bytes per second), so one can be
+watched, and interrupted, half way. The server records whether a request to `/_lfs/` carried an
+Authorization header (`lfs_authorized`).
 """
 
 from __future__ import annotations
@@ -34,27 +39,44 @@ PORT = 8780  # on the lab's gateway address
 REPO = "lab/tiny-llama"  # the lab's tiny model, as the studio's registry names it
 
 
+LFS = (".safetensors", ".bin", ".gguf")
+POINTER_SIZE = 134  # an LFS pointer file's size, as the Hub reports it
+
+
 class Repo:
     def __init__(self, repo_id: str, folder: Path):
         self.id = repo_id
         self.folder = folder
-        self.files: dict[str, tuple[int, str]] = {}  # path -> (size, git blob sha1)
+        self.files: dict[str, tuple[int, str, str | None]] = {}  # path -> (size, git blob sha1, sha256 if LFS)
         for path in sorted(p for p in folder.rglob("*") if p.is_file()):
             data = path.read_bytes()
             blob = hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
-            self.files[path.relative_to(folder).as_posix()] = (len(data), blob)
-        listing = "".join(f"{p} {blob}\n" for p, (_, blob) in self.files.items())
+            lfs = hashlib.sha256(data).hexdigest() if path.suffix in LFS else None
+            self.files[path.relative_to(folder).as_posix()] = (len(data), blob, lfs)
+        listing = "".join(f"{p} {blob}\n" for p, (_, blob, _) in self.files.items())
         self.sha = hashlib.sha1(listing.encode()).hexdigest()
+        self.by_sha256 = {lfs: p for p, (_, _, lfs) in self.files.items() if lfs}
 
     def info(self) -> dict:
-        siblings = [{"rfilename": p, "size": size, "blobId": blob} for p, (size, blob) in self.files.items()]
+        siblings = []
+        for p, (size, blob, lfs) in self.files.items():
+            entry = {"rfilename": p, "size": size, "blobId": blob}
+            if lfs:
+                entry["lfs"] = {"sha256": lfs, "size": size, "pointerSize": POINTER_SIZE}
+            siblings.append(entry)
         return {"id": self.id, "modelId": self.id, "sha": self.sha, "private": False, "siblings": siblings}
 
     def tree(self) -> list[dict]:
-        return [{"type": "file", "path": p, "size": size, "oid": blob} for p, (size, blob) in self.files.items()]
+        entries = []
+        for p, (size, blob, lfs) in self.files.items():
+            entry = {"type": "file", "path": p, "size": size, "oid": blob}
+            if lfs:
+                entry["lfs"] = {"oid": lfs, "size": size, "pointerSize": POINTER_SIZE}
+            entries.append(entry)
+        return entries
 
 
-def handler(repos: dict[str, Repo], rate: int | None):
+def handler(repos: dict[str, Repo], rate: int | None, cdn: str | None):
     def split(path: str) -> tuple[Repo | None, str]:
         """The repository a path starts with (ids hold a '/'), and the rest of the path."""
         for repo_id in sorted(repos, key=len, reverse=True):
@@ -104,20 +126,47 @@ def handler(repos: dict[str, Repo], rate: int | None):
                 if rest.startswith("/tree/"):
                     return self._json(repo.tree())
                 return self._missing("no such API")
+            if path.startswith("_lfs/"):  # the "CDN": LFS files by their sha256
+                sha = path[len("_lfs/") :]
+                with self.server.lock:
+                    self.server.lfs_authorized.append("Authorization" in self.headers)
+                found = [(r, r.by_sha256[sha]) for r in repos.values() if sha in r.by_sha256]
+                if not found:
+                    return self._missing("no such object")
+                repo, file_path = found[0]
+                return self._send(repo, file_path, repo.files[file_path][0], sha, body)
             repo, rest = split(path)
             if repo is None or not rest.startswith("/resolve/"):
                 return self._missing("repository not found")
             _, _, file_path = rest[len("/resolve/") :].partition("/")
             if file_path not in repo.files:
                 return self._missing(f"{file_path} is not in {repo.id}")
-            size, blob = repo.files[file_path]
+            size, blob, lfs = repo.files[file_path]
+            if lfs:
+                self.send_response(302)
+                self.send_header("Location", f"{cdn or 'http://' + self.headers['Host']}/_lfs/{lfs}")
+                self.send_header("X-Repo-Commit", repo.sha)
+                self.send_header("X-Linked-Etag", f'"{lfs}"')
+                self.send_header("X-Linked-Size", str(size))
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            self._send(repo, file_path, size, blob, body)
+
+        def _send(self, repo: Repo, file_path: str, size: int, etag: str, body: bool) -> None:
             start = 0
             ranged = self.headers.get("Range", "")
             if ranged.startswith("bytes=") and ranged[6:].split("-")[0].isdigit():
-                start = min(int(ranged[6:].split("-")[0]), size)
+                start = int(ranged[6:].split("-")[0])
+                if start >= size:  # nothing left to send
+                    self.send_response(416)
+                    self.send_header("Content-Range", f"bytes */{size}")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
             self.send_response(206 if ranged and start else 200)
             self.send_header("X-Repo-Commit", repo.sha)
-            self.send_header("ETag", f'"{blob}"')
+            self.send_header("ETag", f'"{etag}"')
             self.send_header("Accept-Ranges", "bytes")
             self.send_header("Content-Length", str(size - start))
             if ranged and start:
@@ -141,13 +190,20 @@ def handler(repos: dict[str, Repo], rate: int | None):
     return Hub
 
 
-def serve(bind: str, repos: dict[str, Path], rate: int | None = None) -> ThreadingHTTPServer:
+def serve(bind: str, repos: dict[str, Path], rate: int | None = None, cdn: str | None = None) -> ThreadingHTTPServer:
     """A server of these repositories (id -> folder) at bind (host:port; port 0 picks one); the
-    caller runs serve_forever()."""
+    caller runs serve_forever(). cdn: the base URL LFS files are redirected to (a callable of
+    the server's port, for a port picked at start)."""
     host, _, port = bind.rpartition(":")
-    server = ThreadingHTTPServer((host, int(port)), handler({k: Repo(k, Path(v)) for k, v in repos.items()}, rate))
+    built = {k: Repo(k, Path(v)) for k, v in repos.items()}
+    server = ThreadingHTTPServer((host, int(port)), handler(built, rate, None))
+    if callable(cdn):
+        server.RequestHandlerClass = handler(built, rate, cdn(server.server_address[1]))
+    elif cdn:
+        server.RequestHandlerClass = handler(built, rate, cdn)
+    server.lfs_cdn = cdn(server.server_address[1]) if callable(cdn) else cdn
     server.daemon_threads = True
-    server.lock, server.sent = threading.Lock(), 0  # bytes of files sent, in all
+    server.lock, server.sent, server.lfs_authorized = threading.Lock(), 0, []  # bytes of files sent, in all
     return server
 
 

@@ -261,6 +261,11 @@ class EffectiveUser(FactBase):
         return output[0].strip() if output else ""
 
 
+def hub_repo_dir(hf_home: str, repo: str) -> str:
+    """A repository's folder in a Hugging Face cache (HF_HOME), as huggingface_hub names it."""
+    return f"{hf_home}/hub/models--{repo.replace('/', '--')}"
+
+
 class HubCache(FactBase):
     """Which Hugging Face repos are complete in a hub cache (HF_HOME), and their size in bytes:
     {repo: bytes, or None when absent or partly downloaded}. A repo is complete when its
@@ -270,7 +275,7 @@ class HubCache(FactBase):
     def command(self, hf_home, repos):
         parts = []
         for repo in repos:
-            d = shlex.quote(f"{hf_home}/hub/models--{repo.replace('/', '--')}")
+            d = shlex.quote(hub_repo_dir(hf_home, repo))
             parts.append(
                 f'if [ -f {d}/refs/main ] && [ -d {d}/snapshots/"$(cat {d}/refs/main)" ] && '
                 f"! ls {d}/blobs 2>/dev/null | grep -Eq '\\.(incomplete|llmlab-part)$'; then "
@@ -397,13 +402,19 @@ done
 """
 
 
+def by_system(head: str, mac: str, linux: str, macos: bool | None = None) -> str:
+    """head, then the macOS or the Linux script: chosen on the host (macos None), or one of them
+    (True/False: the tests run each branch here)."""
+    if macos is not None:
+        return head + (mac if macos else linux).strip()
+    return head + f'if [ "$(uname -s)" = Darwin ]; then {mac.strip()}\nelse {linux.strip()}\nfi'
+
+
 def listeners_command(ports=(), macos: bool | None = None) -> str:
-    """The shell of Listeners (macos: None decides on the host, True/False picks one branch)."""
+    """The shell of Listeners."""
     listed = shlex.quote(" ".join(str(int(p)) for p in ports))
     head = f"PORTS={listed}; has_marker() {{ {has_marker(chr(34) + '$1' + chr(34))}; }}\n"
-    if macos is not None:
-        return head + (_MACOS_LISTENERS if macos else _LINUX_LISTENERS).strip()
-    return head + f'if [ "$(uname -s)" = Darwin ]; then {_MACOS_LISTENERS.strip()}\nelse {_LINUX_LISTENERS.strip()}\nfi'
+    return by_system(head, _MACOS_LISTENERS, _LINUX_LISTENERS, macos)
 
 
 class Listeners(FactBase):

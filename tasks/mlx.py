@@ -11,6 +11,7 @@ units of a service user."""
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import time
 from pathlib import Path
@@ -22,14 +23,14 @@ from pyinfra.api.exceptions import DeployError
 from pyinfra.operations import files
 
 from tasks import ops, pyenv, run
-from tasks.facts import HubCache
+from tasks.facts import HubCache, hub_repo_dir
 from tasks.hostos import System
 from tasks.pyenv import PythonEnv
 from tasks.registry import MLX_GROUP, Model, Registry
 from tasks.render import render
 from tasks.run import is_macos
 from tasks.schema import NONE, DataError, Key, abs_path, fraction, ip, networks, optional_url, positive, user, version
-from tasks.service import Port, StackService, answers_line
+from tasks.service import Port, StackService, answers_line, local_url
 from tasks.units import Unit, Wait, answers_http, managed_services, retire, rollback
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,12 +50,21 @@ def _model_sources(key: str, value: Any) -> None:
             )
 
 
+_ID_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
 def _model_ids(key: str, value: Any) -> None:
     for item in value:
-        if not isinstance(item, str) or not item or any(c.isspace() for c in item):
+        if not isinstance(item, str) or not item:
             raise DataError(f"{key} lists model ids (a hub repo such as org/name, or a folder name), not {item!r}")
-        if item.startswith("/") or ".." in item.split("/") or item.count("/") > 1:
+        parts = item.split("/")
+        if len(parts) > 2 or not all(_ID_PART.fullmatch(p) and p not in (".", "..") for p in parts):
             raise DataError(f"{key}: {item!r} is not a model id (org/name, or a folder name in mlx_models_dir)")
+
+
+def _label_prefix(key: str, value: Any) -> None:
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9.-]*[A-Za-z0-9]", value):
+        raise DataError(f"{key} must be a launchd label prefix (letters, digits, '.' and '-'), not {value!r}")
 
 
 KEYS = (
@@ -110,7 +120,7 @@ KEYS = (
         fraction,
     ),
     Key("mlx_allow_overcommit", bool, False, "start the MLX servers even when their weights exceed that share"),
-    Key("mlx_launchd_prefix", str, "lab.llm.mlx", "launchd labels are `<prefix>.<model>`"),
+    Key("mlx_launchd_prefix", str, "lab.llm.mlx", "launchd labels are `<prefix>.<model>`", _label_prefix),
     Key(
         "mlx_hf_endpoint",
         (str, NONE),
@@ -175,7 +185,7 @@ def weights_path(r: Registry, m: Model, system: System) -> str:
     s = r.settings(m.host)
     if m.upstream in s["mlx_model_sources"]:
         return f"{s['mlx_models_dir']}/{m.upstream}"
-    return f"{hf_home(r, m.host, system)}/hub/models--{m.upstream.replace('/', '--')}"
+    return hub_repo_dir(hf_home(r, m.host, system), m.upstream)
 
 
 def server_environment(r: Registry, m: Model, system: System) -> dict[str, str]:
@@ -237,27 +247,34 @@ class MLX(StackService):
                 m.model_name,
                 f"{r.proxy_host} only (firewall: {clients})",
                 (f"mlx-{m.name}.service", launchd_label(r, m)),  # Linux, macOS
+                ("mlx-", f"{s['mlx_launchd_prefix']}."),  # what deploy_mlx retires first
             )
             for m in sorted(r.served_by(host, "mlx"), key=lambda m: m.port)
         ]
 
     def status_command(self, r: Registry, host: str) -> str:
         return "\n".join(
-            answers_line(unit_name(m), f"http://127.0.0.1:{m.port}/v1/models", m.upstream)
+            answers_line(
+                unit_name(m), local_url(r.settings(host)["mlx_bind_address"], m.port, "/v1/models"), m.upstream
+            )
             for m in sorted(r.served_by(host, "mlx"), key=lambda m: m.port)
         )
 
     def check(self, r: Registry, host: str) -> None:
         s = r.settings(host)
         where = f"{r.hosts[host].sources.get('mlx_purge_weights', 'group data')}: mlx_purge_weights"
-        used = {m.upstream: m.name for m in r.served_by(host, "mlx")}
+        # Compared without case (a Mac's disk ignores it) and by folder: an org's folder holds its
+        # models' weights.
+        used = {m.upstream.lower(): m.name for m in r.served_by(host, "mlx")}
         for model_id in s["mlx_purge_weights"]:
-            if model_id in used:
-                raise DataError(
-                    f"{where}: {model_id!r} holds the weights of {used[model_id]}, which {host} serves: take it out "
-                    f"of the list, or the model out of the registry"
-                )
-            if model_id in s["mlx_model_sources"]:
+            gone = model_id.lower()
+            for upstream, name in used.items():
+                if gone == upstream or upstream.startswith(gone + "/"):
+                    raise DataError(
+                        f"{where}: {model_id!r} holds the weights of {name}, which {host} serves: take it out "
+                        f"of the list, or the model out of the registry"
+                    )
+            if any(gone == u.lower() or u.lower().startswith(gone + "/") for u in s["mlx_model_sources"]):
                 raise DataError(f"{where}: {model_id!r} is uploaded by mlx_model_sources: take it out of one of them")
 
     def python_env(self, r: Registry) -> PythonEnv | None:
@@ -374,7 +391,7 @@ def deploy_mlx(r: Registry, envs: dict) -> list[Wait]:
     retire(prefix, [Unit(unit_name(m), "", label=launchd_label(r, m)) for m in models], "the MLX servers")
     cache = hf_home(r, host.name, system)
     for model_id in s["mlx_purge_weights"]:
-        for path in (f"{s['mlx_models_dir']}/{model_id}", f"{cache}/hub/models--{model_id.replace('/', '--')}"):
+        for path in (f"{s['mlx_models_dir']}/{model_id}", hub_repo_dir(cache, model_id)):
             files.directory(name=f"Delete the weights of {model_id} ({path})", path=path, present=False)
     if not models:
         return []
@@ -383,12 +400,10 @@ def deploy_mlx(r: Registry, envs: dict) -> list[Wait]:
 
     if not macos:
         ops.system_account(name=f"Create service user {s['mlx_user']}", user=s["mlx_user"], home=home)
-    folders = [home, s["mlx_models_dir"]]
-    ops.directories(name=f"Create {', '.join(folders)}", paths=folders, mode="755", public=True)
-    if not macos:
-        ops.directories(
-            name=f"Create the servers' hub cache {cache}", paths=[cache], user=s["mlx_user"], mode="755", public=True
-        )
+    # On Linux the servers' hub cache too, the service user's (on a Mac, the operator's own).
+    folders = [home, s["mlx_models_dir"]] + ([] if macos else [(cache, s["mlx_user"], "755", s["mlx_user"])])
+    names = [f if isinstance(f, str) else f[0] for f in folders]
+    ops.directories(name=f"Create {', '.join(names)}", paths=folders, mode="755", public=True)
     if macos:
         ops.directories(
             name=f"Create the servers' log folder ~/{LOG_FOLDER}",

@@ -324,16 +324,17 @@ def text_files(
 @joined_commands
 def directories(paths: list, user: str = "root", group: str | None = None, mode: str = "755", public: bool = False):
     """Directories that exist with an owner and mode, all read in one command. Each entry is a
-    path (user, group (root's unless given) and mode as given here) or (path, group, mode).
-    public: their parents are readable by anyone, so they are read without sudo."""
-    entries = [(p, group, mode) if isinstance(p, str) else tuple(p) for p in paths]
-    found = host.get_fact(DirectoryStates, paths=tuple(p for p, _, _ in entries), **_as(public))
-    for (path, dir_group, dir_mode), current in zip(entries, found):
+    path (user, group (root's unless given) and mode as given here), or (path, group, mode) or
+    (path, group, mode, user). public: their parents are readable by anyone, so they are read
+    without sudo."""
+    entries = [(p, group, mode, user) if isinstance(p, str) else (*p, user)[:4] for p in paths]
+    found = host.get_fact(DirectoryStates, paths=tuple(e[0] for e in entries), **_as(public))
+    for (path, dir_group, dir_mode, dir_user), current in zip(entries, found):
         dir_group = dir_group or root_group()
         if current is None:
-            yield StringCommand("install", "-d", "-o", Q(user), "-g", Q(dir_group), "-m", Q(dir_mode), Q(path))
+            yield StringCommand("install", "-d", "-o", Q(dir_user), "-g", Q(dir_group), "-m", Q(dir_mode), Q(path))
         else:
-            yield from _owner_and_mode(current, path, user, dir_group, dir_mode)
+            yield from _owner_and_mode(current, path, dir_user, dir_group, dir_mode)
 
 
 APT_LISTS = "/var/lib/apt/lists"
@@ -653,7 +654,13 @@ def services_retired(units: list, jobs: dict):
         yield StringCommand("rm", "-f", *[Q(f"/etc/systemd/system/{u}") for u in units])
         yield "systemctl daemon-reload"
     for label, path in jobs.items():
-        yield f"launchctl bootout system/{shlex.quote(label)} 2>/dev/null || true"
+        job = shlex.quote(f"system/{label}")
+        # bootout may return while the job still stops: wait (10 s at most) until it is gone, so
+        # that its port is free for a server started after it.
+        yield (
+            f"launchctl bootout {job} 2>/dev/null || true; "
+            f"for i in $(seq 50); do launchctl print {job} >/dev/null 2>&1 || break; sleep 0.2; done"
+        )
         yield StringCommand("rm", "-f", Q(path))
 
 

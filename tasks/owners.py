@@ -29,13 +29,23 @@ def describe(held: dict) -> str:
     return f"{held.get('command') or '?'} (pid {held.get('pid', '?')}, user {held.get('user') or '?'}{where})"
 
 
+def retired_first(p: Port, holder: dict, current: set[str]) -> bool:
+    """Whether the holder is a server this deploy retires before p's service starts: a unit the
+    toolkit wrote (its marker), named as the ones p's service retires, and none the data declares."""
+    unit = holder.get("unit", "")
+    return bool(holder.get("ours")) and unit.startswith(p.retires) and bool(p.retires) and unit not in current
+
+
 def foreign(ports: list[Port], held: dict[int, dict]) -> list[str]:
     """One line for each declared port held by a process that is not the toolkit's own for it."""
+    current = {o for p in ports for o in (p.owners or (f"{p.unit}.service",))}
     return [
         f"{host.name}: port {p.port}, declared for {p.unit} ({p.serves}), is held by {describe(held[p.port])}, "
         f"which this toolkit does not run: stop it, or give {p.unit} another port in the data; nothing was changed"
         for p in ports
-        if p.port in held and not p.held_by_own(held[p.port].get("unit", "")) and not held[p.port].get("ours")
+        if p.port in held
+        and not p.held_by_own(held[p.port].get("unit", ""))
+        and not retired_first(p, held[p.port], current)
     ]
 
 

@@ -58,6 +58,9 @@ class Port:
     serves: str  # what it serves, in words
     reach: str  # who may reach it
     owners: tuple[str, ...] = ()  # the units and launchd labels that may hold it (default: unit.service)
+    # Name prefixes of the units (jobs) its service retires before it starts (tasks/units.py retire):
+    # one of those the toolkit wrote may hold the port now.
+    retires: tuple[str, ...] = ()
 
     def held_by_own(self, unit: str) -> bool:
         """Whether a listener in this systemd unit (or launchd job) is the toolkit's own for it."""

@@ -22,9 +22,11 @@ import os
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
+from urllib.parse import urlsplit
 
-from huggingface_hub import HfApi, get_hf_file_metadata, hf_hub_url, snapshot_download
+from huggingface_hub import HfApi, constants, get_hf_file_metadata, hf_hub_url, snapshot_download
 from huggingface_hub.utils import build_hf_headers
 
 PART = ".llmlab-part"
@@ -72,15 +74,24 @@ def fetch_blob(repo: str, revision: str, filename: str, blobs: str) -> None:
     have = os.path.getsize(part) if os.path.exists(part) else 0
     if meta.size is not None and have > meta.size:
         have = 0
-    headers = dict(build_hf_headers())
-    if have:
-        headers["Range"] = f"bytes={have}-"
-    with urllib.request.urlopen(urllib.request.Request(meta.location, headers=headers), timeout=60) as response:
-        if have and response.status != 206:
-            have = 0  # the server sends it whole
-        with open(part, "ab" if have else "wb", buffering=0) as f:
-            while chunk := response.read1(1 << 20):  # what has arrived: the partial file grows as it comes
-                f.write(chunk)
+    if meta.size is None or have < meta.size:  # else it is whole: cut off before its check
+        headers = {k: v for k, v in build_hf_headers().items()}
+        if urlsplit(meta.location).netloc != urlsplit(constants.ENDPOINT).netloc:
+            # A redirect to another host (the Hub's CDN, a signed URL): the token stays with the Hub.
+            headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
+        if have:
+            headers["Range"] = f"bytes={have}-"
+        try:
+            request = urllib.request.Request(meta.location, headers=headers)
+            with urllib.request.urlopen(request, timeout=60) as response:
+                if have and response.status != 206:
+                    have = 0  # the server sends it whole
+                with open(part, "ab" if have else "wb", buffering=0) as f:
+                    while chunk := response.read1(1 << 20):  # what has arrived: the partial file grows as it comes
+                        f.write(chunk)
+        except urllib.error.HTTPError as exc:
+            if exc.code != 416:  # 416: nothing past what it has, which is checked below
+                raise
     got = os.path.getsize(part)
     if meta.size is not None and got != meta.size:
         raise OSError(f"{filename}: {got} bytes fetched, {meta.size} expected")

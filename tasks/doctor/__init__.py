@@ -13,7 +13,8 @@ its listeners, its services' units with their probes). What is off:
 - its port not listened on, or held by another process;
 - its unit file (or plist) naming a path that is gone; a launchd job disabled or not loaded;
 - a listener the data does not declare, on an address other hosts reach (loopback ones are
-  listed, not called off), unless its port is in `llm_own_listeners`;
+  listed, not called off), unless its port is in `llm_own_listeners` or it is one of macOS's own
+  daemons (a launchd label `com.apple.*`);
 - the weights of a host's MLX models more than its share of memory (mlx_memory_fraction).
 
 The exit code is 1 when anything is off, 0 when nothing is, 2 when a host could not be read.
@@ -74,7 +75,7 @@ def probes(r: Registry, host: str, system: System) -> list[tuple[str, str]]:
     else:
         found.append(("available", "awk '/^MemAvailable:/ { print $2 }' /proc/meminfo"))
     for m in r.served_by(host, "mlx"):
-        found.append((f"weights {m.name}", f"du -skL {shlex.quote(mlx.weights_path(r, m, system))} | cut -f1"))
+        found.append((f"weights {m.name}", f"du -sk {shlex.quote(mlx.weights_path(r, m, system))} | cut -f1"))
     return found
 
 
@@ -126,7 +127,9 @@ def report(r: Registry, host: str, system: System, listeners: list[dict], states
         if x["port"] in declared:
             continue
         entry = {k: x[k] for k in ("port", "address", "pid", "user", "command", "unit")}
-        entry["off"] = not _loopback(x["address"]) and x["port"] not in own_ports
+        # macOS's own daemons (AirPlay, rapportd: launchd labels com.apple.*) are the system's.
+        system_daemon = x["unit"].startswith("com.apple.")
+        entry["off"] = not _loopback(x["address"]) and x["port"] not in own_ports and not system_daemon
         others.append(entry)
         if entry["off"]:
             off.append(

@@ -7,6 +7,8 @@ import shlex
 
 from pyinfra.api import FactBase
 
+from tasks.facts import by_system
+
 # Per systemd unit: its state as systemctl shows it, the memory of every process in its cgroup
 # (kB of RSS; the cgroup read where v2, or a hybrid v1 hierarchy, mounts it), its main process's
 # command line, and every absolute path its file names in ExecStart, WorkingDirectory and
@@ -65,11 +67,8 @@ true
 
 
 def units_command(units, macos: bool | None = None) -> str:
-    """The shell of ServiceStates (macos: None decides on the host, True/False picks one branch)."""
-    head = f"UNITS={shlex.quote(' '.join(units))}\n"
-    if macos is not None:
-        return head + (_MACOS_JOBS if macos else _LINUX_UNITS).strip()
-    return head + f'if [ "$(uname -s)" = Darwin ]; then {_MACOS_JOBS.strip()}\nelse {_LINUX_UNITS.strip()}\nfi'
+    """The shell of ServiceStates."""
+    return by_system(f"UNITS={shlex.quote(' '.join(units))}\n", _MACOS_JOBS, _LINUX_UNITS, macos)
 
 
 class ServiceStates(FactBase):
@@ -109,7 +108,8 @@ class Probes(FactBase):
         return {}
 
     def command(self, probes):
-        return "\n".join(f"echo {shlex.quote('@probe ' + name)}; ( {command} ) 2>/dev/null" for name, command in probes)
+        each = (f"echo {shlex.quote('@probe ' + name)}; ( {command} ) 2>/dev/null" for name, command in probes)
+        return "\n".join([*each, "true"])  # one probe that fails is its own empty answer, not the host's
 
     def process(self, output):
         found: dict[str, list[str]] = {}

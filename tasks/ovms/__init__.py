@@ -37,7 +37,7 @@ from tasks.schema import (
     sha256,
     user,
 )
-from tasks.service import Port, StackService, answers_line
+from tasks.service import Port, StackService, answers_line, local_url
 from tasks.shell import one
 from tasks.units import Unit, Wait, managed_services, retire
 
@@ -180,7 +180,7 @@ class OVMS(StackService):
         s = r.proxy
         lines = []
         for m in ovms_models.models(r):
-            url = f"http://{s['ovms_bind_address']}:{s['ovms_rest_port']}/v2/models/{m.upstream}/ready"
+            url = local_url(s["ovms_bind_address"], s["ovms_rest_port"], f"/v2/models/{m.upstream}/ready")
             lines.append(answers_line("ovms", url, f"{m.name} ({m.upstream}) ready"))
         return "\n".join(lines)
 

@@ -161,6 +161,9 @@ def test_a_studio_on_macos_is_read_by_launchd_label_and_its_weights_against_memo
          "unit": f"{prefix}.{m.name}"}
         for i, m in enumerate(models[1:], start=1)
     ]  # fmt: skip
+    # macOS's own daemon on every address: listed, not off.
+    listeners.append({"port": 49152, "address": "0.0.0.0", "pid": 90, "user": "chris", "command": "rapportd",
+                      "unit": "com.apple.rapportd"})  # fmt: skip
     states = {
         f"{prefix}.{m.name}": {"LoadState": "loaded", "SubState": "running", "MainPID": str(700 + i), "runs": "1",
                                "rss": "1048576", "gone": [],

@@ -4,6 +4,7 @@ killed half way resumed by the next one without fetching again what it had."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import subprocess
@@ -21,21 +22,24 @@ from tasks.facts import HubCache
 SIZE = 400_000
 
 
-@pytest.fixture
-def hub(tmp_path):
+@pytest.fixture(params=["same host"])
+def hub(tmp_path, request):
     repo = tmp_path / "repo"
     (repo / "sub").mkdir(parents=True)
     (repo / "model.safetensors").write_bytes(os.urandom(SIZE))
     (repo / "config.json").write_text('{"model_type": "llama"}\n')
     (repo / "sub" / "tokenizer.json").write_text("{}\n")
-    server = hfhub.serve("127.0.0.1:0", {"lab/tiny": str(repo)}, rate=100_000)  # about 4 s for the weights
+    # The weights (an LFS file) are redirected to the address asked, or to another host name.
+    cdn = (lambda port: f"http://localhost:{port}") if request.param == "another host" else None
+    server = hfhub.serve("127.0.0.1:0", {"lab/tiny": str(repo)}, rate=100_000, cdn=cdn)  # about 4 s for the weights
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield server, repo
     server.shutdown()
 
 
-def fetch(server, cache: Path, every: float = 0.5) -> subprocess.Popen:
+def fetch(server, cache: Path, every: float = 0.5, **more) -> subprocess.Popen:
     env = {
+        **more,
         **os.environ,
         "HF_HOME": str(cache),
         "HF_ENDPOINT": f"http://127.0.0.1:{server.server_address[1]}",
@@ -81,3 +85,28 @@ def test_a_fetch_killed_half_way_resumes_where_it_stopped(hub, tmp_path):
     assert server.sent < SIZE + 4 * hfhub.CHUNK, (sent_before, server.sent)
     [snapshot] = (cache / "hub" / "models--lab--tiny" / "snapshots").iterdir()
     assert (snapshot / "model.safetensors").read_bytes() == (repo / "model.safetensors").read_bytes()
+
+
+@pytest.mark.parametrize("hub", ["same host", "another host"], indirect=True)
+def test_the_token_goes_to_the_hub_and_not_to_another_host(hub, tmp_path):
+    """With a token (a gated model), the redirected weights are fetched with it from the Hub's own
+    host and without it from another (the CDN's signed URL)."""
+    server, _ = hub
+    out, err = fetch(server, tmp_path / "cache", HF_TOKEN="hf_unit_test_token").communicate(timeout=60)
+    assert out.splitlines()[-1].startswith("size "), (out, err)
+    other = server.lfs_cdn is not None
+    assert server.lfs_authorized and all(a is (not other) for a in server.lfs_authorized), server.lfs_authorized
+
+
+def test_a_partial_file_cut_off_whole_before_its_check_is_checked_not_fetched(hub, tmp_path):
+    """Killed after the last byte and before the check: the next fetch asks for nothing more of it
+    (the Hub would answer 416), checks it and keeps it."""
+    server, repo = hub
+    data = (repo / "model.safetensors").read_bytes()
+    blobs = tmp_path / "cache" / "hub" / "models--lab--tiny" / "blobs"
+    blobs.mkdir(parents=True)
+    (blobs / (hashlib.sha256(data).hexdigest() + ".llmlab-part")).write_bytes(data)
+    out, err = fetch(server, tmp_path / "cache").communicate(timeout=60)
+    assert out.splitlines()[-1].startswith("size "), (out, err)
+    assert server.sent < SIZE // 10, server.sent  # the other files only
+    assert (blobs / hashlib.sha256(data).hexdigest()).read_bytes() == data

@@ -221,6 +221,19 @@ BAD = {
         "studio serves",
     ),
     "hub endpoint not a URL": (setting("mlx_hf_endpoint", "hub.local"), "mlx_hf_endpoint must be an http(s) URL"),
+    "purging a served model's org": (
+        setting("mlx_purge_weights", ["mlx-community"]),
+        "mlx_purge_weights: 'mlx-community' holds the weights of",
+    ),
+    "purging a served model in other case": (
+        setting("mlx_purge_weights", ["MLX-community/qwen2.5-0.5b-instruct-4bit"]),
+        "holds the weights of jerry-test, which studio serves",
+    ),
+    "purging a dot": (setting("mlx_purge_weights", ["org/."]), "mlx_purge_weights: 'org/.' is not a model id"),
+    "launchd prefix with a space": (
+        setting("mlx_launchd_prefix", "lab llm"),
+        "mlx_launchd_prefix must be a launchd label prefix",
+    ),
     "purging a path": (setting("mlx_purge_weights", ["../etc"]), "mlx_purge_weights: '../etc' is not a model id"),
     "max_tokens on ovms": (change_model("lil-jerry", max_tokens=100), "max_tokens does not apply to backend ovms"),
 }
