@@ -609,10 +609,15 @@ def _answers_within(probe: str, timeout: int) -> str:
     )
 
 
-def wait_command(probe: str, timeout: int, what: str, rollback=None) -> str:
+def wait_command(probe: str, timeout: int, what: str, rollback=None, restore=None) -> str:
     """Shell: wait until probe succeeds, or fail after timeout s with one line; with a rollback
-    (units.Rollback), first put the previous environment back and wait for it, then fail."""
+    (units.Rollback), first put the previous environment back and wait for it, then fail; with a
+    restore (units.Restore: hand-kept units this run took over), stop the service and start them
+    again, then fail."""
     failed = f"{what} did not answer within {int(timeout)} s"
+    if restore is not None:
+        back = f"{failed}; {restore.what} started again"
+        return f"{_answers_within(probe, timeout)} || {{ {restore.command}; echo {shlex.quote(back)} >&2; exit 1; }}"
     if rollback is None:
         return f"{_answers_within(probe, timeout)} || {{ echo {shlex.quote(failed)} >&2; exit 1; }}"
     failed = f"{what}: {rollback.version} did not answer within {int(timeout)} s (log: {rollback.log})"
@@ -637,10 +642,19 @@ def services_answer(checks: list, every: bool = False):
         answers = host.get_fact(Answering, probes=tuple(checks[i][0] for i in others))
         for i, answering in zip(others, answers):
             due[i] = not answering
-    for (probe, timeout, what, _, rollback), wait in zip(checks, due):
+    for (probe, timeout, what, started, rollback), wait in zip(checks, due):
         if wait:
             applies = rollback is not None and changed(rollback.switched)
-            yield StringCommand(wait_command(probe, timeout, what, rollback if applies else None))
+            restore = getattr(started, "restore", None)
+            yield StringCommand(wait_command(probe, timeout, what, rollback if applies else None, restore))
+
+
+@operation()
+@joined_commands
+def units_taken_over(units: list):
+    """Hand-kept systemd units the data names (llm_takeover), stopped and disabled so that their
+    successor can start on their port; their files stay. Declared only when one holds a port."""
+    yield StringCommand("systemctl", "disable", "--now", *[Q(u) for u in units])
 
 
 @operation()

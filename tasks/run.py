@@ -28,6 +28,8 @@ class Run:
     passwords: dict[str, str] = field(default_factory=dict)  # login user -> password typed for it
     locks: Locks = field(default_factory=Locks)
     looked: dict[str, dict] = field(default_factory=dict)  # host name -> what the doctor read (tasks/doctor)
+    # host name -> {a service's unit: the hand-kept units it takes over} (tasks/owners.py, llm_takeover)
+    takeovers: dict[str, dict[str, list[str]]] = field(default_factory=dict)
 
 
 _RUNS: weakref.WeakKeyDictionary[State, Run] = weakref.WeakKeyDictionary()  # pyinfra's State -> its run

@@ -41,6 +41,12 @@ def port(key: str, value: Any) -> None:
         raise DataError(f"{key} is out of range (1-65535): {value}")
 
 
+def system_units(key: str, value: Any) -> None:
+    for item in value:
+        if not isinstance(item, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9:_.@-]*\.service", item):
+            raise DataError(f"{key} lists systemd units by name (such as litellm-orch.service), not {item!r}")
+
+
 def ports(key: str, value: Any) -> None:
     for item in value:
         if not isinstance(item, int) or isinstance(item, bool) or not 1 <= item <= 65535:
@@ -231,6 +237,15 @@ RUN_KEYS: tuple[Key, ...] = (
         False,
         "take this host's deploy lock from a run that is gone but ran elsewhere (`--data llm_break_lock=true`, "
         "once); a run of this machine that is gone is recognised without it",
+    ),
+    Key(
+        "llm_takeover",
+        list,
+        [],
+        "hand-kept systemd units (`name.service`) this stack replaces, with your consent: one found holding a port "
+        "the data declares is stopped and disabled right before that port's service starts (its files kept), and "
+        "started again if that service then does not answer; units not named are never touched",
+        system_units,
     ),
     Key(
         "llm_own_listeners",

@@ -31,11 +31,22 @@ class Unit:
     label: str | None = None  # the launchd label (macOS); name when not given
 
 
-class Started:
-    """did_change(): this run installed, (re)loaded, restarted or started the service."""
+@dataclass(frozen=True)
+class Restore:
+    """Hand-kept units this run took over for a service: if the service then does not answer,
+    `command` stops it and starts them again."""
 
-    def __init__(self, checks):
+    command: str
+    what: str
+
+
+class Started:
+    """did_change(): this run installed, (re)loaded, restarted or started the service; restore:
+    what brings back the hand-kept units it took over (None: none)."""
+
+    def __init__(self, checks, restore: Restore | None = None):
         self.checks = checks
+        self.restore = restore
 
     def did_change(self) -> bool:
         return any(check() for check in self.checks)
@@ -86,6 +97,10 @@ def managed_services(services: list[Unit], what: str) -> dict[str, Started]:
         }
 
     units = {f"{s.name}.service": (f"/etc/systemd/system/{s.name}.service", s) for s in services}
+    # Hand-kept units the data lets this stack replace (tasks/owners.py found them on the ports):
+    # stopped right before their successors start.
+    plan = run.current().takeovers.get(host.name, {})
+    taken = {s.name: plan[s.name] for s in services if plan.get(s.name)}
     # systemd reads changed units as they are written (one command with them); then the services
     # whose definition or inputs changed are restarted and the others kept enabled and running,
     # both decided at execution time, from what the operations before actually did.
@@ -96,6 +111,11 @@ def managed_services(services: list[Unit], what: str) -> dict[str, Started]:
         public=True,
         then=lambda changed: ["systemctl daemon-reload"],
     )
+    if taken:
+        ops.units_taken_over(
+            name=f"Stop and disable {', '.join(u for us in taken.values() for u in us)}, replaced by {what}",
+            units=[u for us in taken.values() for u in us],
+        )
     ran = ops.Affected()
     ops.units_running(
         name=f"Enable and run the services of {what}, restarting those whose definition, environment or config changed",
@@ -110,10 +130,19 @@ def managed_services(services: list[Unit], what: str) -> dict[str, Started]:
                 lambda path=path: path in written,
                 lambda unit=unit: unit in restarted,
                 lambda unit=unit: unit in ran,
-            ]
+            ],
+            _restore(unit, taken[s.name]) if s.name in taken else None,
         )
         for unit, (path, s) in units.items()
     }
+
+
+def _restore(unit: str, hand_kept: list[str]) -> Restore:
+    """Stop unit, and enable and start the hand-kept units again."""
+    names = " ".join(shlex.quote(u) for u in hand_kept)
+    return Restore(
+        f"systemctl stop {shlex.quote(unit)}; systemctl enable --now {names}", f"the hand-kept {', '.join(hand_kept)}"
+    )
 
 
 def retire(prefix: str, keep: list[Unit], what: str):

@@ -3,6 +3,7 @@ the lab whole again. Every wait is bounded; every drill stops by itself."""
 
 import json
 import re
+import shlex
 import subprocess
 import sys
 import time
@@ -664,6 +665,74 @@ def test_drill_a_declared_port_held_by_a_hand_kept_server_is_refused(hosts, regi
     code, text, _ = lab_deploy()
     assert code == 0, text[-3000:]
     assert any("Enable and run the services of the MLX servers" in row for row in changed_rows(text)), text[-3000:]
+    assert answers(proxy_url, proxy_key, victim.name)
+
+
+HAND_KEPT = """[Unit]
+Description=The operator's own MLX server (hand-kept)
+[Service]
+User={user}
+ExecStart=/usr/bin/python3 -m http.server {port} --bind 0.0.0.0
+[Install]
+WantedBy=multi-user.target
+"""
+
+
+@pytest.mark.parametrize("successor", ["answers", "does not answer"])
+def test_drill_a_hand_kept_server_named_for_takeover_gives_way_to_its_successor(
+    hosts, registry, proxy_url, proxy_key, tmp_path, successor
+):
+    """The operator's own unit (its file in /etc/systemd/system, run as the operator) serves
+    jerry-test's port; the data names it in llm_takeover. The deploy stops and disables it right
+    before jerry-test's server starts (its file kept) and the model answers; the next deploy
+    changes nothing. When the successor does not answer in time (its start_timeout 1 s), the
+    hand-kept server is started again, serving, and the run fails saying so."""
+    victim = registry.models["jerry-test"]
+    unit, studio = f"mlx-{victim.name}", hosts[victim.host]
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "studio.py").write_text('llm_takeover = ["handkept-mlx.service"]\n')
+    if successor == "does not answer":
+        (data / "all.py").write_text(
+            "import runpy\n"
+            f"llm_model_overrides = runpy.run_path({str(ROOT / 'lab' / 'group_data' / 'all.py')!r})"
+            "['llm_model_overrides']\n"
+            f"llm_model_overrides[{victim.name!r}] = {{**llm_model_overrides[{victim.name!r}], 'start_timeout': 1}}\n"
+        )
+    studio.check_output(f"systemctl stop {unit}")
+    studio.check_output(
+        f"printf %s {shlex.quote(HAND_KEPT.format(user=labhosts.OPERATOR, port=victim.port))} "
+        "> /etc/systemd/system/handkept-mlx.service && systemctl daemon-reload && systemctl enable --now handkept-mlx"
+    )
+    try:
+        listening, _ = wait_until(lambda: studio.socket(f"tcp://0.0.0.0:{victim.port}").is_listening, 30)
+        assert listening, "the hand-kept server did not start"
+        code, text, _ = lab_deploy("--group-data", str(data))
+        if successor == "answers":
+            assert code == 0, text[-3000:]
+            assert any(
+                "Stop and disable handkept-mlx.service, replaced by the MLX servers" in r for r in changed_rows(text)
+            )
+            assert service_state(studio, "handkept-mlx")["ActiveState"] == "inactive"
+            assert studio.run("systemctl is-enabled handkept-mlx").stdout.strip() == "disabled"
+            assert studio.file("/etc/systemd/system/handkept-mlx.service").exists  # its file is kept
+            assert answers(proxy_url, proxy_key, victim.name)
+            code, text, _ = lab_deploy("--group-data", str(data))
+            assert code == 0 and not changed_rows(text), changed_rows(text)
+        else:
+            assert code != 0, text[-3000:]
+            assert "the hand-kept handkept-mlx.service started again" in text, text[-3000:]
+            assert service_state(studio, "handkept-mlx")["ActiveState"] == "active"
+            assert service_state(studio, unit)["ActiveState"] == "inactive"
+            back, _ = wait_until(
+                lambda: studio.run(f"curl -fsS -o /dev/null http://127.0.0.1:{victim.port}/").rc == 0, 30
+            )
+            assert back, "the hand-kept server does not serve again"
+    finally:
+        studio.run("systemctl disable --now handkept-mlx; rm -f /etc/systemd/system/handkept-mlx.service")
+        studio.run("systemctl daemon-reload")
+    code, text, _ = lab_deploy()
+    assert code == 0, text[-3000:]
     assert answers(proxy_url, proxy_key, victim.name)
 
 

@@ -234,6 +234,10 @@ BAD = {
         setting("mlx_launchd_prefix", "lab llm"),
         "mlx_launchd_prefix must be a launchd label prefix",
     ),
+    "takeover of a path": (
+        setting("llm_takeover", ["/etc/systemd/system/x.service"]),
+        "llm_takeover lists systemd units",
+    ),
     "purging a path": (setting("mlx_purge_weights", ["../etc"]), "mlx_purge_weights: '../etc' is not a model id"),
     "max_tokens on ovms": (change_model("lil-jerry", max_tokens=100), "max_tokens does not apply to backend ovms"),
 }

@@ -246,3 +246,59 @@ def test_a_current_release_path_that_is_not_a_link_is_refused_not_replaced(monke
     facts[fact_key("Link", path="/opt/ovms/current")] = False  # a folder someone put there
     with pytest.raises(OperationValueError, match="/opt/ovms/current exists and is not a link"):
         run_deploy(monkeypatch, registry, "mini", facts)
+
+
+def _hand_kept_proxy(facts: dict, registry) -> dict:
+    """The seed's hand-kept proxy on the mini's :4000: litellm-orch.service, as the operator."""
+    s = registry.proxy
+    ports = tuple(sorted({s["litellm_port"], s["redis_port"], s["ovms_rest_port"]}))
+    facts[fact_key("PortHolders", ports=ports)] = {
+        registry.proxy["litellm_port"]: {
+            "pid": 812,
+            "user": "chris",
+            "command": "python3",
+            "unit": "litellm-orch.service",
+            "cgroup": "/system.slice/litellm-orch.service",
+            "ours": False,
+        }
+    }
+    return facts
+
+
+def test_a_hand_kept_unit_named_for_takeover_is_stopped_right_before_its_successor_starts(monkeypatch, data):
+    """llm_takeover names the seed's litellm-orch.service, which holds :4000: it is stopped and
+    disabled (its file kept) right before LiteLLM's unit starts, and the wait brings it back if
+    the proxy then does not answer; nothing else of the host is touched."""
+    registry = build({**data, "llm_takeover": ["litellm-orch.service"]})
+    ran = run_deploy(monkeypatch, registry, "mini", _hand_kept_proxy(recorded_fresh_mini(registry), registry))
+    names = [name for name, commands in ran if commands]
+    stop = names.index("LiteLLM proxy | Stop and disable litellm-orch.service, replaced by the LiteLLM proxy")
+    assert names[stop + 1].startswith("LiteLLM proxy | Enable and run the services of the LiteLLM proxy")
+    lines = shell_lines(ran)
+    assert "systemctl disable --now litellm-orch.service" in lines
+    assert sum("litellm-orch" in line for line in lines) == 2  # the stop, and the wait's way back
+    [wait] = [line for line in lines if "did not answer within" in line and "the LiteLLM proxy" in line]
+    assert "systemctl stop litellm.service; systemctl enable --now litellm-orch.service" in wait
+    assert "the hand-kept litellm-orch.service started again" in wait
+
+
+def test_a_hand_kept_unit_not_named_is_refused_with_the_way_to_name_it(monkeypatch, registry):
+    with pytest.raises(Exception, match=r"held by python3 \(pid 812, user chris, systemd unit litellm-orch.service\)"
+                       r".*\(or name its unit in llm_takeover\); nothing was changed"):  # fmt: skip
+        run_deploy(monkeypatch, registry, "mini", _hand_kept_proxy(recorded_fresh_mini(registry), registry))
+
+
+@pytest.mark.parametrize(
+    "states, complaint",
+    [
+        ({}, "llm_takeover: mini has no unit ov-server.service; nothing was changed"),
+        ({"ov-server.service": ("enabled", "active")}, "ov-server.service on mini is active but holds no port"),
+    ],
+    ids=["no such unit", "running elsewhere"],
+)
+def test_a_takeover_naming_a_unit_that_holds_no_declared_port_is_refused(monkeypatch, data, states, complaint):
+    registry = build({**data, "llm_takeover": ["ov-server.service"]})
+    facts = recorded_fresh_mini(registry)
+    facts[fact_key("UnitStates", units=("ov-server.service",))] = states
+    with pytest.raises(Exception, match=complaint):
+        run_deploy(monkeypatch, registry, "mini", facts)
