@@ -101,6 +101,39 @@ class UnitStates(FactBase):
         return {b.get("Id", ""): (b.get("UnitFileState", ""), b.get("ActiveState", "")) for b in blocks}
 
 
+class UserUnitStates(FactBase):
+    """{unit: [(unit file state, active state)]} of these user units, one per user whose systemd
+    manager runs (its runtime folder /run/user/<uid>), asked as that user. Read as root."""
+
+    @staticmethod
+    def default():
+        return {}
+
+    def command(self, units):
+        names = " ".join(shlex.quote(u) for u in units)
+        return (
+            'for d in /run/user/[0-9]*; do [ -S "$d/systemd/private" ] || continue; uid=${d##*/}; '
+            'user=$(id -nu "$uid" 2>/dev/null) || continue; '
+            f'for u in {names}; do echo "@unit $u"; '
+            'sudo -u "$user" env XDG_RUNTIME_DIR="$d" systemctl --user show -p UnitFileState -p ActiveState '
+            '"$u" 2>/dev/null; done; done; true'
+        )
+
+    def process(self, output):
+        found: dict[str, list] = {}
+        unit, values = None, {}
+        for line in [*output, "@unit"]:
+            line = line.strip()
+            if line.startswith("@unit"):
+                if unit is not None:
+                    found.setdefault(unit, []).append((values.get("UnitFileState", ""), values.get("ActiveState", "")))
+                unit, values = line[len("@unit") :].strip() or None, {}
+            elif "=" in line:
+                key, _, value = line.partition("=")
+                values[key] = value
+        return found
+
+
 class InstalledDebianPackages(FactBase):
     """Which of these Debian packages are installed ("ii"), from one dpkg-query."""
 

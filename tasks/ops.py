@@ -652,9 +652,11 @@ def services_answer(checks: list, every: bool = False):
 @operation()
 @joined_commands
 def units_taken_over(units: list):
-    """Hand-kept systemd units the data names (llm_takeover), stopped and disabled so that their
-    successor can start on their port; their files stay. Declared only when one holds a port."""
-    yield StringCommand("systemctl", "disable", "--now", *[Q(u) for u in units])
+    """Hand-kept systemd units the data names (llm_takeover; units.HandKept: system or a user's),
+    stopped and disabled so that their successor can start on their port; their files stay.
+    Declared only when one holds a port."""
+    for unit in units:
+        yield unit.systemctl("disable", "--now")
 
 
 @operation()

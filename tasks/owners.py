@@ -1,7 +1,8 @@
 """Before any change: every port this host's services declare is free, or held by the systemd unit
 or launchd job the toolkit runs that service with, or by another unit the toolkit wrote (a server
 of a model that left the registry, which this deploy retires before the new one starts: its unit
-file carries the toolkit's marker), or by a system unit the data names in llm_takeover (taken
+file carries the toolkit's marker), or by a unit the data names in llm_takeover (a system unit, or
+a user unit of the user its process runs as; taken
 over: stopped and disabled right before that service starts, by tasks/units.py). A port held by
 anything else (a hand-kept proxy on :4000, another OpenVINO server on :9000) stops the run,
 naming the host, the port, the process, its user and its unit or label; nothing is changed and
@@ -10,14 +11,17 @@ looked at)."""
 
 from __future__ import annotations
 
+import re
+
 from pyinfra import host
 from pyinfra.api.exceptions import DeployError
 
 from tasks import run
-from tasks.facts import PortHolders, UnitStates
+from tasks.facts import PortHolders, UnitStates, UserUnitStates
 from tasks.ops import AS_LOGIN
 from tasks.registry import Registry
 from tasks.service import Port, StackService
+from tasks.units import HandKept
 
 
 def describe(held: dict) -> str:
@@ -57,19 +61,34 @@ def foreign(ports: list[Port], held: dict[int, dict], takeover: set[str] = froze
     ]
 
 
+USER_UNIT = re.compile(r"^/user\.slice/user-(\d+)\.slice/user@\d+\.service/")
+
+
+def hand_kept(holder: dict, takeover: set[str]) -> HandKept | None:
+    """The holder's unit, if it is one the data names in llm_takeover: a system unit, or a user
+    unit (of the user its process runs as)."""
+    unit, cgroup = holder.get("unit", ""), holder.get("cgroup", "")
+    if unit not in takeover:
+        return None
+    if cgroup.startswith("/system.slice/"):
+        return HandKept(unit)
+    user = USER_UNIT.match(cgroup)
+    return HandKept(unit, holder.get("user") or None, int(user.group(1))) if user and holder.get("user") else None
+
+
 def taken_over(holder: dict, takeover: set[str]) -> bool:
-    """Whether the holder runs in a system unit the data names in llm_takeover."""
-    return holder.get("unit", "") in takeover and holder.get("cgroup", "").startswith("/system.slice/")
+    return hand_kept(holder, takeover) is not None
 
 
-def takeovers(ports: list[Port], held: dict[int, dict], takeover: set[str]) -> dict[str, list[str]]:
+def takeovers(ports: list[Port], held: dict[int, dict], takeover: set[str]) -> dict[str, list[HandKept]]:
     """{a declared service's unit: the llm_takeover units holding its ports now}."""
-    found: dict[str, list[str]] = {}
+    found: dict[str, list[HandKept]] = {}
     for p in ports:
-        if p.port in held and taken_over(held[p.port], takeover) and not p.held_by_own(held[p.port]["unit"]):
+        unit = hand_kept(held[p.port], takeover) if p.port in held else None
+        if unit is not None and not p.held_by_own(unit.name):
             found.setdefault(p.unit, [])
-            if held[p.port]["unit"] not in found[p.unit]:
-                found[p.unit].append(held[p.port]["unit"])
+            if unit not in found[p.unit]:
+                found[p.unit].append(unit)
     return found
 
 
@@ -87,14 +106,20 @@ def check(r: Registry, services: list[StackService]) -> None:
         raise DeployError("\n".join(lines))
     plan = takeovers(ports, held, named)
     run.current().takeovers[host.name] = plan
-    idle = sorted(named - {u for units in plan.values() for u in units})
+    idle = sorted(named - {u.name for units in plan.values() for u in units})
     if idle:
         where = r.hosts[host.name].sources.get("llm_takeover", "group data")
         states = host.get_fact(UnitStates, units=tuple(idle), **AS_LOGIN)
+        users = host.get_fact(UserUnitStates, units=tuple(idle))
         for unit in idle:
-            file_state, active = states.get(unit, ("", ""))
-            if not file_state:
-                raise DeployError(f"{where}: llm_takeover: {host.name} has no unit {unit}; nothing was changed")
+            found = [states.get(unit, ("", ""))] + users.get(unit, [])
+            found = [(file_state, active) for file_state, active in found if file_state]
+            if not found:
+                raise DeployError(
+                    f"{where}: llm_takeover: {host.name} has no unit {unit} (a system unit, or a user's whose "
+                    f"manager runs); nothing was changed"
+                )
+            active = next((a for _, a in found if a not in ("inactive", "failed")), "inactive")
             if active not in ("inactive", "failed"):
                 raise DeployError(
                     f"{where}: llm_takeover: {unit} on {host.name} is {active} but holds no port the data declares "

@@ -242,7 +242,8 @@ RUN_KEYS: tuple[Key, ...] = (
         "llm_takeover",
         list,
         [],
-        "hand-kept systemd units (`name.service`) this stack replaces, with your consent: one found holding a port "
+        "hand-kept systemd units (`name.service`: a system unit, or a user's unit) this stack replaces, with your "
+        "consent: one found holding a port "
         "the data declares is stopped and disabled right before that port's service starts (its files kept), and "
         "started again if that service then does not answer; units not named are never touched",
         system_units,

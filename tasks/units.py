@@ -32,6 +32,26 @@ class Unit:
 
 
 @dataclass(frozen=True)
+class HandKept:
+    """A hand-kept systemd unit this stack takes over (llm_takeover): a system unit, or a user
+    unit of `user` (uid), whose manager is reached as that user through its runtime folder."""
+
+    name: str
+    user: str | None = None
+    uid: int | None = None
+
+    def systemctl(self, *args: str) -> str:
+        words = " ".join(shlex.quote(a) for a in (*args, self.name))
+        if self.user is None:
+            return f"systemctl {words}"
+        runtime = f"XDG_RUNTIME_DIR=/run/user/{int(self.uid)}"
+        return f"sudo -u {shlex.quote(self.user)} env {runtime} systemctl --user {words}"
+
+    def __str__(self) -> str:
+        return self.name if self.user is None else f"{self.name} ({self.user}'s user unit)"
+
+
+@dataclass(frozen=True)
 class Restore:
     """Hand-kept units this run took over for a service: if the service then does not answer,
     `command` stops it and starts them again."""
@@ -113,7 +133,7 @@ def managed_services(services: list[Unit], what: str) -> dict[str, Started]:
     )
     if taken:
         ops.units_taken_over(
-            name=f"Stop and disable {', '.join(u for us in taken.values() for u in us)}, replaced by {what}",
+            name=f"Stop and disable {', '.join(str(u) for us in taken.values() for u in us)}, replaced by {what}",
             units=[u for us in taken.values() for u in us],
         )
     ran = ops.Affected()
@@ -137,12 +157,10 @@ def managed_services(services: list[Unit], what: str) -> dict[str, Started]:
     }
 
 
-def _restore(unit: str, hand_kept: list[str]) -> Restore:
+def _restore(unit: str, hand_kept: list[HandKept]) -> Restore:
     """Stop unit, and enable and start the hand-kept units again."""
-    names = " ".join(shlex.quote(u) for u in hand_kept)
-    return Restore(
-        f"systemctl stop {shlex.quote(unit)}; systemctl enable --now {names}", f"the hand-kept {', '.join(hand_kept)}"
-    )
+    again = "; ".join(h.systemctl("enable", "--now") for h in hand_kept)
+    return Restore(f"systemctl stop {shlex.quote(unit)}; {again}", f"the hand-kept {', '.join(map(str, hand_kept))}")
 
 
 def retire(prefix: str, keep: list[Unit], what: str):

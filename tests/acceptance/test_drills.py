@@ -671,20 +671,60 @@ def test_drill_a_declared_port_held_by_a_hand_kept_server_is_refused(hosts, regi
 HAND_KEPT = """[Unit]
 Description=The operator's own MLX server (hand-kept)
 [Service]
-User={user}
-ExecStart=/usr/bin/python3 -m http.server {port} --bind 0.0.0.0
+{user}ExecStart=/usr/bin/python3 -m http.server {port} --bind 0.0.0.0
 [Install]
-WantedBy=multi-user.target
+WantedBy={target}
 """
 
 
-@pytest.mark.parametrize("successor", ["answers", "does not answer"])
+class HandKeptUnit:
+    """The operator's own unit serving a port: a system unit (its file in /etc/systemd/system, run
+    as the operator) or the operator's user unit (~/.config/systemd/user, its manager lingering)."""
+
+    def __init__(self, host, kind: str, port: int):
+        self.host, self.kind = host, kind
+        self.uid = host.check_output(f"id -u {labhosts.OPERATOR}") if kind == "user" else ""
+        self.name = "handkept-mlx.service"
+        if kind == "system":
+            self.file = f"/etc/systemd/system/{self.name}"
+            self.text = HAND_KEPT.format(user=f"User={labhosts.OPERATOR}\n", port=port, target="multi-user.target")
+        else:
+            self.file = f"/home/{labhosts.OPERATOR}/.config/systemd/user/{self.name}"
+            self.text = HAND_KEPT.format(user="", port=port, target="default.target")
+
+    def systemctl(self, *args: str) -> str:
+        if self.kind == "system":
+            return self.host.run(f"systemctl {' '.join(args)}").stdout.strip()
+        runtime = f"XDG_RUNTIME_DIR=/run/user/{self.uid}"
+        return self.host.run(
+            f"sudo -u {labhosts.OPERATOR} env {runtime} systemctl --user {' '.join(args)}"
+        ).stdout.strip()
+
+    def start(self) -> None:
+        if self.kind == "user":
+            self.host.check_output(f"loginctl enable-linger {labhosts.OPERATOR}")
+            wait_until(lambda: self.host.file(f"/run/user/{self.uid}/systemd/private").exists, 30)
+            self.host.check_output(f"sudo -u {labhosts.OPERATOR} mkdir -p {self.file.rsplit('/', 1)[0]}")
+        owner = "root" if self.kind == "system" else labhosts.OPERATOR
+        self.host.check_output(f"printf %s {shlex.quote(self.text)} | sudo -u {owner} tee {self.file} >/dev/null")
+        self.systemctl("daemon-reload")
+        self.systemctl("enable", "--now", self.name)
+
+    def stop(self) -> None:
+        self.systemctl("disable", "--now", self.name)
+        self.host.run(f"rm -f {self.file}")
+        self.systemctl("daemon-reload")
+        if self.kind == "user":
+            self.host.run(f"loginctl disable-linger {labhosts.OPERATOR}")
+
+
+@pytest.mark.parametrize("kind, successor", [("system", "answers"), ("user", "answers"), ("system", "does not answer")])
 def test_drill_a_hand_kept_server_named_for_takeover_gives_way_to_its_successor(
-    hosts, registry, proxy_url, proxy_key, tmp_path, successor
+    hosts, registry, proxy_url, proxy_key, tmp_path, kind, successor
 ):
-    """The operator's own unit (its file in /etc/systemd/system, run as the operator) serves
-    jerry-test's port; the data names it in llm_takeover. The deploy stops and disables it right
-    before jerry-test's server starts (its file kept) and the model answers; the next deploy
+    """The operator's own unit (a system unit run as the operator, or the operator's user unit)
+    serves jerry-test's port; the data names it in llm_takeover. The deploy stops and disables it
+    right before jerry-test's server starts (its file kept) and the model answers; the next deploy
     changes nothing. When the successor does not answer in time (its start_timeout 1 s), the
     hand-kept server is started again, serving, and the run fails saying so."""
     victim = registry.models["jerry-test"]
@@ -699,38 +739,33 @@ def test_drill_a_hand_kept_server_named_for_takeover_gives_way_to_its_successor(
             "['llm_model_overrides']\n"
             f"llm_model_overrides[{victim.name!r}] = {{**llm_model_overrides[{victim.name!r}], 'start_timeout': 1}}\n"
         )
+    hand_kept = HandKeptUnit(studio, kind, victim.port)
     studio.check_output(f"systemctl stop {unit}")
-    studio.check_output(
-        f"printf %s {shlex.quote(HAND_KEPT.format(user=labhosts.OPERATOR, port=victim.port))} "
-        "> /etc/systemd/system/handkept-mlx.service && systemctl daemon-reload && systemctl enable --now handkept-mlx"
-    )
+    hand_kept.start()
     try:
         listening, _ = wait_until(lambda: studio.socket(f"tcp://0.0.0.0:{victim.port}").is_listening, 30)
         assert listening, "the hand-kept server did not start"
         code, text, _ = lab_deploy("--group-data", str(data))
         if successor == "answers":
             assert code == 0, text[-3000:]
-            assert any(
-                "Stop and disable handkept-mlx.service, replaced by the MLX servers" in r for r in changed_rows(text)
-            )
-            assert service_state(studio, "handkept-mlx")["ActiveState"] == "inactive"
-            assert studio.run("systemctl is-enabled handkept-mlx").stdout.strip() == "disabled"
-            assert studio.file("/etc/systemd/system/handkept-mlx.service").exists  # its file is kept
+            stopped = "Stop and disable handkept-mlx.service"
+            assert any(stopped in row and "replaced by the MLX servers" in row for row in changed_rows(text)), text
+            assert hand_kept.systemctl("is-active", hand_kept.name) == "inactive"
+            assert hand_kept.systemctl("is-enabled", hand_kept.name) == "disabled"
+            assert studio.file(hand_kept.file).exists  # its file is kept
             assert answers(proxy_url, proxy_key, victim.name)
             code, text, _ = lab_deploy("--group-data", str(data))
             assert code == 0 and not changed_rows(text), changed_rows(text)
         else:
             assert code != 0, text[-3000:]
             assert "the hand-kept handkept-mlx.service started again" in text, text[-3000:]
-            assert service_state(studio, "handkept-mlx")["ActiveState"] == "active"
+            assert hand_kept.systemctl("is-active", hand_kept.name) == "active"
             assert service_state(studio, unit)["ActiveState"] == "inactive"
-            back, _ = wait_until(
-                lambda: studio.run(f"curl -fsS -o /dev/null http://127.0.0.1:{victim.port}/").rc == 0, 30
-            )
+            serving = f"curl -fsS -o /dev/null http://127.0.0.1:{victim.port}/"
+            back, _ = wait_until(lambda: studio.run(serving).rc == 0, 30)
             assert back, "the hand-kept server does not serve again"
     finally:
-        studio.run("systemctl disable --now handkept-mlx; rm -f /etc/systemd/system/handkept-mlx.service")
-        studio.run("systemctl daemon-reload")
+        hand_kept.stop()
     code, text, _ = lab_deploy()
     assert code == 0, text[-3000:]
     assert answers(proxy_url, proxy_key, victim.name)

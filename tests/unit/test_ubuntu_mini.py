@@ -291,14 +291,41 @@ def test_a_hand_kept_unit_not_named_is_refused_with_the_way_to_name_it(monkeypat
 @pytest.mark.parametrize(
     "states, complaint",
     [
-        ({}, "llm_takeover: mini has no unit ov-server.service; nothing was changed"),
+        ({}, r"llm_takeover: mini has no unit ov-server.service \(a system unit, or a user's whose manager runs\)"),
         ({"ov-server.service": ("enabled", "active")}, "ov-server.service on mini is active but holds no port"),
+        ({"user": [("enabled", "active")]}, "ov-server.service on mini is active but holds no port"),
     ],
-    ids=["no such unit", "running elsewhere"],
+    ids=["no such unit", "a system unit running elsewhere", "a user unit running elsewhere"],
 )
 def test_a_takeover_naming_a_unit_that_holds_no_declared_port_is_refused(monkeypatch, data, states, complaint):
     registry = build({**data, "llm_takeover": ["ov-server.service"]})
     facts = recorded_fresh_mini(registry)
+    user = states.pop("user", None)
     facts[fact_key("UnitStates", units=("ov-server.service",))] = states
+    facts[fact_key("UserUnitStates", units=("ov-server.service",))] = {"ov-server.service": user} if user else {}
     with pytest.raises(Exception, match=complaint):
         run_deploy(monkeypatch, registry, "mini", facts)
+
+
+def test_a_user_unit_named_for_takeover_is_stopped_through_its_users_manager(monkeypatch, data):
+    """The seed's ov-server.service, a user unit of chris (uid 1000), on :9000: stopped and
+    disabled as chris through chris's manager, and started again the same way if OVMS fails."""
+    registry = build({**data, "llm_takeover": ["ov-server.service"]})
+    facts = _hand_kept_proxy(recorded_fresh_mini(registry), registry)
+    s = registry.proxy
+    ports = tuple(sorted({s["litellm_port"], s["redis_port"], s["ovms_rest_port"]}))
+    holders = facts[fact_key("PortHolders", ports=ports)]
+    holders.clear()
+    holders[s["ovms_rest_port"]] = {
+        "pid": 901,
+        "user": "chris",
+        "command": "ovms",
+        "unit": "ov-server.service",
+        "cgroup": "/user.slice/user-1000.slice/user@1000.service/app.slice/ov-server.service",
+        "ours": False,
+    }
+    lines = shell_lines(run_deploy(monkeypatch, registry, "mini", facts))
+    as_chris = "sudo -u chris env XDG_RUNTIME_DIR=/run/user/1000 systemctl --user"
+    assert f"{as_chris} disable --now ov-server.service" in lines
+    [wait] = [line for line in lines if "OVMS and its models did not answer within" in line]
+    assert f"systemctl stop ovms.service; {as_chris} enable --now ov-server.service" in wait
