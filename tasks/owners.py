@@ -100,6 +100,13 @@ def check(r: Registry, services: list[StackService]) -> None:
     named = set(r.settings(host.name)["llm_takeover"])
     if not ports and not named:
         return
+    if named and run.is_macos():
+        where = r.hosts[host.name].sources.get("llm_takeover", "group data")
+        raise DeployError(
+            f"{where}: llm_takeover: {host.name} is a Mac, and taking over launchd jobs is not supported yet: "
+            f"boot out {', '.join(sorted(named))} yourself (launchctl bootout system/<label>) and take them out of "
+            f"llm_takeover; nothing was changed"
+        )
     held = host.get_fact(PortHolders, ports=tuple(sorted({p.port for p in ports}))) if ports else {}
     lines = foreign(ports, held, named)
     if lines:

@@ -196,6 +196,12 @@ def test_weights_the_data_names_are_deleted_from_the_models_folder_and_the_cache
     assert shell_lines(changed) == [f"rm -rf {cache}"]
 
 
+def test_a_takeover_on_a_mac_is_refused_before_any_change(monkeypatch, data):
+    registry = build({**data, "llm_takeover": ["com.chris.mlx.service"]})
+    with pytest.raises(Exception, match="llm_takeover: studio is a Mac, and taking over launchd jobs is not supported"):
+        run_deploy(monkeypatch, registry, "studio", recorded_mac(registry, installed=True))
+
+
 def test_a_port_held_by_a_server_the_toolkit_does_not_run_is_refused_before_any_change(monkeypatch, registry):
     """The operator's own MLX server (started by a LaunchDaemon of their own) on a declared port:
     the deploy stops, naming the port, the process, its user and its launchd job."""
