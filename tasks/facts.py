@@ -101,6 +101,25 @@ class UnitStates(FactBase):
         return {b.get("Id", ""): (b.get("UnitFileState", ""), b.get("ActiveState", "")) for b in blocks}
 
 
+def marked_blocks(output, mark: str) -> list[tuple[str, list[str]]]:
+    """A command's output cut into blocks, each after a line `<mark> <name>`: [(name, its lines)]
+    in order (a name may come again: one block each time)."""
+    blocks: list[tuple[str, list[str]]] = []
+    for line in output:
+        line = line.rstrip("\n")
+        if line.startswith(mark + " "):
+            blocks.append((line[len(mark) + 1 :].strip(), []))
+        elif blocks:
+            blocks[-1][1].append(line)
+    return blocks
+
+
+def user_systemctl(user: str, uid: str) -> str:
+    """Shell: systemctl for a user's own manager, reached as that user through its runtime folder
+    (user and uid: shell words)."""
+    return f"sudo -u {user} env XDG_RUNTIME_DIR=/run/user/{uid} systemctl --user"
+
+
 class UserUnitStates(FactBase):
     """{unit: [(unit file state, active state)]} of these user units, one per user whose systemd
     manager runs (its runtime folder /run/user/<uid>), asked as that user. Read as root."""
@@ -115,22 +134,15 @@ class UserUnitStates(FactBase):
             'for d in /run/user/[0-9]*; do [ -S "$d/systemd/private" ] || continue; uid=${d##*/}; '
             'user=$(id -nu "$uid" 2>/dev/null) || continue; '
             f'for u in {names}; do echo "@unit $u"; '
-            'sudo -u "$user" env XDG_RUNTIME_DIR="$d" systemctl --user show -p UnitFileState -p ActiveState '
-            '"$u" 2>/dev/null; done; done; true'
+            f"{user_systemctl(chr(34) + '$user' + chr(34), chr(34) + '$uid' + chr(34))} show -p UnitFileState "
+            '-p ActiveState "$u" 2>/dev/null; done; done; true'
         )
 
     def process(self, output):
         found: dict[str, list] = {}
-        unit, values = None, {}
-        for line in [*output, "@unit"]:
-            line = line.strip()
-            if line.startswith("@unit"):
-                if unit is not None:
-                    found.setdefault(unit, []).append((values.get("UnitFileState", ""), values.get("ActiveState", "")))
-                unit, values = line[len("@unit") :].strip() or None, {}
-            elif "=" in line:
-                key, _, value = line.partition("=")
-                values[key] = value
+        for unit, lines in marked_blocks(output, "@unit"):
+            values = dict(line.strip().partition("=")[::2] for line in lines if "=" in line)
+            found.setdefault(unit, []).append((values.get("UnitFileState", ""), values.get("ActiveState", "")))
         return found
 
 

@@ -263,18 +263,21 @@ class MLX(StackService):
     def check(self, r: Registry, host: str) -> None:
         s = r.settings(host)
         where = f"{r.hosts[host].sources.get('mlx_purge_weights', 'group data')}: mlx_purge_weights"
+
         # Compared without case (a Mac's disk ignores it) and by folder: an org's folder holds its
         # models' weights.
-        used = {m.upstream.lower(): m.name for m in r.served_by(host, "mlx")}
+        def holds(model_id: str, upstream: str) -> bool:
+            gone, kept = model_id.lower(), upstream.lower()
+            return gone == kept or kept.startswith(gone + "/")
+
         for model_id in s["mlx_purge_weights"]:
-            gone = model_id.lower()
-            for upstream, name in used.items():
-                if gone == upstream or upstream.startswith(gone + "/"):
+            for m in r.served_by(host, "mlx"):
+                if holds(model_id, m.upstream):
                     raise DataError(
-                        f"{where}: {model_id!r} holds the weights of {name}, which {host} serves: take it out "
+                        f"{where}: {model_id!r} holds the weights of {m.name}, which {host} serves: take it out "
                         f"of the list, or the model out of the registry"
                     )
-            if any(gone == u.lower() or u.lower().startswith(gone + "/") for u in s["mlx_model_sources"]):
+            if any(holds(model_id, u) for u in s["mlx_model_sources"]):
                 raise DataError(f"{where}: {model_id!r} is uploaded by mlx_model_sources: take it out of one of them")
 
     def python_env(self, r: Registry) -> PythonEnv | None:

@@ -553,20 +553,25 @@ def units_running(units: dict, written: Affected, restarted: Affected, started: 
         yield StringCommand("systemctl", "start", *[Q(u) for u in to_start])
 
 
+def launchd_bootout(label: str, tries: int) -> list[str]:
+    """Shell: boot the launchd job out and wait (tries x 0.5 s at most) until it is gone:
+    bootout returns before the job has exited (a server unloading a big model takes a while),
+    and a bootstrap fails ("5: Input/output error"), or its port is still held, while it is there."""
+    job = shlex.quote(label)
+    return [
+        f"launchctl bootout system/{job} 2>/dev/null || true",
+        f"i=0; while launchctl print system/{job} >/dev/null 2>&1 && [ $i -lt {int(tries)} ]; "
+        "do sleep 0.5; i=$((i+1)); done",
+    ]
+
+
 def launchd_reload(jobs: dict):
     """For text_files(then=): the commands that load afresh each changed plist (jobs: plist path
     -> label): bootout, then bootstrap (bootstrap fails while a job of that label is loaded)."""
 
     def commands(changed: list[str]):
         for path in changed:
-            label = shlex.quote(jobs[path])
-            yield f"launchctl bootout system/{label} 2>/dev/null || true"
-            # bootout returns before the job has exited (a server unloading a big model takes a
-            # while), and bootstrap fails ("5: Input/output error") while it is still there.
-            yield (
-                f"i=0; while launchctl print system/{label} >/dev/null 2>&1 && [ $i -lt 60 ]; "
-                "do sleep 0.5; i=$((i+1)); done"
-            )
+            yield from launchd_bootout(jobs[path], 60)
             yield f"launchctl bootstrap system {shlex.quote(path)}"
 
     return commands
@@ -670,13 +675,7 @@ def services_retired(units: list, jobs: dict):
         yield StringCommand("rm", "-f", *[Q(f"/etc/systemd/system/{u}") for u in units])
         yield "systemctl daemon-reload"
     for label, path in jobs.items():
-        job = shlex.quote(f"system/{label}")
-        # bootout may return while the job still stops: wait (10 s at most) until it is gone, so
-        # that its port is free for a server started after it.
-        yield (
-            f"launchctl bootout {job} 2>/dev/null || true; "
-            f"for i in $(seq 50); do launchctl print {job} >/dev/null 2>&1 || break; sleep 0.2; done"
-        )
+        yield from launchd_bootout(label, 20)  # gone within 10 s: its port is free for a server after it
         yield StringCommand("rm", "-f", Q(path))
 
 

@@ -44,7 +44,7 @@ from tasks.hostos import System
 from tasks.pyenv import Built, PythonEnv, record_path
 from tasks.registry import Registry
 from tasks.schema import Key
-from tasks.units import Wait
+from tasks.units import Wait, answers_http
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,7 @@ def answers_line(unit: str, url: str, what: str) -> str:
     """Shell for status_command: `unit ok what` when url answers 200 within 3 s, else `unit off`."""
     ok, off = (shlex.quote(f"{unit}\t{state}\t{text}") for state, text in (("ok", what), ("off", f"{what}: no answer")))
     line = "printf '%s\\n'"
-    return f"if curl -fsS -o /dev/null --max-time 3 {shlex.quote(url)}; then {line} {ok}; else {line} {off}; fi"
+    return f"if {answers_http(url, 3)}; then {line} {ok}; else {line} {off}; fi"
 
 
 def local_url(bind: str, port: int, path: str) -> str:

@@ -16,7 +16,7 @@ from pyinfra import host
 from pyinfra.api.operation import OperationMeta
 
 from tasks import ops, pyenv, run
-from tasks.facts import RenderedFiles
+from tasks.facts import RenderedFiles, user_systemctl
 
 LAUNCHD_DIR = "/Library/LaunchDaemons"
 
@@ -44,8 +44,7 @@ class HandKept:
         words = " ".join(shlex.quote(a) for a in (*args, self.name))
         if self.user is None:
             return f"systemctl {words}"
-        runtime = f"XDG_RUNTIME_DIR=/run/user/{int(self.uid)}"
-        return f"sudo -u {shlex.quote(self.user)} env {runtime} systemctl --user {words}"
+        return f"{user_systemctl(shlex.quote(self.user), str(int(self.uid)))} {words}"
 
     def __str__(self) -> str:
         return self.name if self.user is None else f"{self.name} ({self.user}'s user unit)"
@@ -132,9 +131,9 @@ def managed_services(services: list[Unit], what: str) -> dict[str, Started]:
         then=lambda changed: ["systemctl daemon-reload"],
     )
     if taken:
+        hand_kept = [u for us in taken.values() for u in us]
         ops.units_taken_over(
-            name=f"Stop and disable {', '.join(str(u) for us in taken.values() for u in us)}, replaced by {what}",
-            units=[u for us in taken.values() for u in us],
+            name=f"Stop and disable {', '.join(map(str, hand_kept))}, replaced by {what}", units=hand_kept
         )
     ran = ops.Affected()
     ops.units_running(
@@ -230,9 +229,9 @@ def rollback(
     return Rollback(f"{pyenv.rollback_command(built)} && {restarts}", switched, version, log)
 
 
-def answers_http(url: str) -> str:
-    """A probe: url answers 200."""
-    return f"curl -fsS -o /dev/null --max-time 5 {shlex.quote(url)}"
+def answers_http(url: str, seconds: int = 5) -> str:
+    """A probe: url answers 200 within seconds."""
+    return f"curl -fsS -o /dev/null --max-time {int(seconds)} {shlex.quote(url)}"
 
 
 def wait_for(waits: list[Wait]):

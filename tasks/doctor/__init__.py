@@ -60,10 +60,10 @@ def probes(r: Registry, host: str, system: System) -> list[tuple[str, str]]:
     memory, and the size of each MLX model's weights."""
     found: list[tuple[str, str]] = []
     for service in stack.services(r.hosts[host].groups):
-        if service.version_command(r, host):
-            found.append((f"version {service.name}", service.version_command(r, host)))
-        if service.status_command(r, host):
-            found.append((f"status {service.name}", service.status_command(r, host)))
+        asked = {"version": service.version_command(r, host), "status": service.status_command(r, host)}
+        for kind, command in asked.items():
+            if command:
+                found.append((f"{kind} {service.name}", command))
     if system.macos:
         found.append(
             (

@@ -7,7 +7,7 @@ import shlex
 
 from pyinfra.api import FactBase
 
-from tasks.facts import by_system
+from tasks.facts import by_system, marked_blocks
 
 # Per systemd unit: its state as systemctl shows it, the memory of every process in its cgroup
 # (kB of RSS; the cgroup read where v2, or a hybrid v1 hierarchy, mounts it), its main process's
@@ -85,13 +85,12 @@ class ServiceStates(FactBase):
 
     def process(self, output):
         states: dict[str, dict] = {}
-        current: dict | None = None
-        for line in output:
-            line = line.rstrip("\n")
-            if line.startswith("@unit "):
-                current = states.setdefault(line[len("@unit ") :].strip(), {"gone": []})
-            elif current is not None and "=" in line:
-                key, _, value = line.partition("=")
+        for name, lines in marked_blocks(output, "@unit"):
+            current = states.setdefault(name, {"gone": []})
+            for line in lines:
+                key, sep, value = line.partition("=")
+                if not sep:
+                    continue
                 if key == "gone":
                     current["gone"].append(value)
                 else:
@@ -112,12 +111,4 @@ class Probes(FactBase):
         return "\n".join([*each, "true"])  # one probe that fails is its own empty answer, not the host's
 
     def process(self, output):
-        found: dict[str, list[str]] = {}
-        name = None
-        for line in output:
-            if line.startswith("@probe "):
-                name = line[len("@probe ") :].strip()
-                found[name] = []
-            elif name is not None:
-                found[name].append(line.rstrip("\n"))
-        return {k: "\n".join(v).strip() for k, v in found.items()}
+        return {name: "\n".join(lines).strip() for name, lines in marked_blocks(output, "@probe")}

@@ -174,8 +174,8 @@ def test_the_server_of_a_model_that_left_the_registry_is_booted_out_and_its_plis
         f"MLX model servers | Stop and remove the MLX servers that left the registry: {gone}"
     ]
     assert shell_lines(changed) == [
-        f"launchctl bootout system/{gone} 2>/dev/null || true; "
-        f"for i in $(seq 50); do launchctl print system/{gone} >/dev/null 2>&1 || break; sleep 0.2; done",
+        f"launchctl bootout system/{gone} 2>/dev/null || true",
+        f"i=0; while launchctl print system/{gone} >/dev/null 2>&1 && [ $i -lt 20 ]; do sleep 0.5; i=$((i+1)); done",
         f"rm -f {LAUNCHD}/{gone}.plist",
     ]
 
