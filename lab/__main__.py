@@ -1,10 +1,13 @@
 """python -m lab {up|deploy [pyinfra args]|doctor [--json]|status|ssh HOST [CMD]|reboot HOST|recreate HOST|
-capture HOST FILE|down}
+capture HOST FILE|as-found [--undo]|down}
 
 doctor: the read-only view of the lab's hosts (tasks/doctor); exit 1 when anything is off.
 
 capture HOST FILE: recreate HOST empty, record what deploy.py reads from it into FILE (the unit
-tests' recordings, tests/unit/recordings/), and deploy the lab again."""
+tests' recordings, tests/unit/recordings/), and deploy the lab again.
+
+as-found: put the hand-kept stack of the real hosts in place of the toolkit's services
+(lab/asfound.py); --undo takes it away (then deploy restores the lab)."""
 
 import os
 import sys
@@ -59,6 +62,10 @@ def main(argv: list[str]) -> int:
                 print(f"usage: capture {{{'|'.join(HOSTS)}}} FILE", file=sys.stderr)
                 return 2
             run.capture_fresh(args[0], Path(args[1]).resolve())
+        elif cmd == "as-found":
+            from lab import asfound
+
+            asfound.undo() if args == ["--undo"] else asfound.arrange()
         elif cmd == "down":
             lifecycle.down()
         else:

@@ -6,6 +6,7 @@ file, user or unit. These run on Linux and macOS alike (GNU and BSD stat and sha
 
 from __future__ import annotations
 
+import re
 import shlex
 
 from pyinfra.api import FactBase
@@ -352,6 +353,22 @@ class LaunchdJobs(FactBase):
         return {line.split("=")[0]: line.strip().endswith("=1") for line in output if "=" in line}
 
 
+class LaunchdDisabled(FactBase):
+    """The labels launchd's system domain holds disabled (`launchctl print-disabled system`:
+    `"label" => disabled`, or `=> true` before macOS 13)."""
+
+    @staticmethod
+    def default():
+        return set()
+
+    def command(self):
+        return "launchctl print-disabled system 2>/dev/null || true"
+
+    def process(self, output):
+        found = (re.match(r'^\s*"([^"]+)"\s*=>\s*(\w+)', line) for line in output)
+        return {m.group(1) for m in found if m and m.group(2) in ("disabled", "true")}
+
+
 class Answering(FactBase):
     """Which of these one-shot probes (shell commands) succeed now: a list of booleans."""
 
@@ -427,10 +444,17 @@ while read -r port address pid; do
 done
 """
 
+# macOS: a listener's launchd job is the one whose process it is or descends from (a job's script
+# that starts servers in the background); plist: the file launchd loaded that job from.
 _MACOS_LISTENERS = r"""
 jobs=$(launchctl list 2>/dev/null)
-lsof -nP -iTCP -sTCP:LISTEN -FpcLn 2>/dev/null | awk -v want=" $PORTS " -v jobs="$jobs" '
-  BEGIN { n = split(jobs, j, "\n"); for (i = 1; i <= n; i++) { split(j[i], f, "\t"); label[f[1]] = f[3] } }
+tree=$(ps -axo pid=,ppid= 2>/dev/null)
+lsof -nP -iTCP -sTCP:LISTEN -FpcLn 2>/dev/null | awk -v want=" $PORTS " -v jobs="$jobs" -v tree="$tree" '
+  BEGIN { n = split(jobs, j, "\n"); for (i = 1; i <= n; i++) { split(j[i], f, "\t"); label[f[1]] = f[3] }
+          n = split(tree, t, "\n"); for (i = 1; i <= n; i++) { split(t[i], f, " "); parent[f[1]] = f[2] } }
+  function job(pid,  hops) {
+    for (hops = 0; hops < 16 && pid > 1; hops++) { if (label[pid] != "") return label[pid]; pid = parent[pid] }
+    return "" }
   /^p/ { pid = substr($0, 2) } /^c/ { comm = substr($0, 2) } /^L/ { user = substr($0, 2) }
   /^n/ { name = substr($0, 2); port = name; sub(/.*:/, "", port)
          address = substr(name, 1, length(name) - length(port) - 1)
@@ -438,11 +462,14 @@ lsof -nP -iTCP -sTCP:LISTEN -FpcLn 2>/dev/null | awk -v want=" $PORTS " -v jobs=
          if ((want == "  " || index(want, " " port " ")) && !((port, address) in seen)) {
            seen[port, address] = 1
            printf "port=%s\taddress=%s\tpid=%s\tuser=%s\tcommand=%s\tunit=%s\n",
-             port, address, pid, user, comm, label[pid] } }' |
+             port, address, pid, user, comm, job(pid) } }' |
 while IFS= read -r line; do
-  unit=${line##*unit=}; ours=no
-  [ -n "$unit" ] && has_marker "/Library/LaunchDaemons/$unit.plist" && ours=yes
-  printf '%s\tours=%s\n' "$line" "$ours"
+  unit=${line##*unit=}; ours=no; plist=
+  if [ -n "$unit" ]; then
+    plist=$(launchctl print "system/$unit" 2>/dev/null | sed -n 's/^[[:space:]]*path = //p' | head -n 1)
+    has_marker "${plist:-/Library/LaunchDaemons/$unit.plist}" && ours=yes
+  fi
+  printf '%s\tours=%s\tplist=%s\n' "$line" "$ours" "$plist"
 done
 """
 
@@ -464,9 +491,10 @@ def listeners_command(ports=(), macos: bool | None = None) -> str:
 
 class Listeners(FactBase):
     """Every TCP listener of the host, or those on the given ports: [{port, address, pid, user,
-    command, unit, cgroup, ours}] by port and address (unit: the systemd unit of its cgroup, or its
-    launchd label; ours: its unit file or plist carries the toolkit's MARKER). Read as root, in
-    one command: from /proc on Linux, with lsof and launchctl on macOS."""
+    command, unit, cgroup, ours, plist}] by port and address (unit: the systemd unit of its
+    cgroup, or its launchd label; ours: its unit file or plist carries the toolkit's MARKER;
+    plist: where launchd loaded its job from, on macOS). Read as root, in one command: from /proc
+    on Linux, with lsof, ps and launchctl on macOS."""
 
     @staticmethod
     def default():
@@ -491,6 +519,7 @@ class Listeners(FactBase):
                         "unit": unit.rsplit("/", 1)[-1] if unit else "",
                         "cgroup": unit,
                         "ours": fields.get("ours") == "yes",
+                        "plist": fields.get("plist", ""),
                     }
                 )
         return sorted(found, key=lambda f: (f["port"], f["address"]))
@@ -498,7 +527,7 @@ class Listeners(FactBase):
 
 class PortHolders(Listeners):
     """Which process listens on each of these TCP ports: {port: {pid, user, command, unit, cgroup,
-    ours}} for the ports held (the first listener of each, as Listeners reads them)."""
+    ours, plist}} for the ports held (the first listener of each, as Listeners reads them)."""
 
     @staticmethod
     def default():

@@ -565,6 +565,12 @@ def launchd_bootout(label: str, tries: int) -> list[str]:
     ]
 
 
+def launchd_bootstrap(label: str, path: str) -> list[str]:
+    """Shell: load a job from its plist, enabled first (a job disabled, as a takeover's way back
+    leaves the successor that failed, cannot be bootstrapped)."""
+    return [f"launchctl enable system/{shlex.quote(label)}", f"launchctl bootstrap system {shlex.quote(path)}"]
+
+
 def launchd_reload(jobs: dict):
     """For text_files(then=): the commands that load afresh each changed plist (jobs: plist path
     -> label): bootout, then bootstrap (bootstrap fails while a job of that label is loaded)."""
@@ -572,7 +578,7 @@ def launchd_reload(jobs: dict):
     def commands(changed: list[str]):
         for path in changed:
             yield from launchd_bootout(jobs[path], 60)
-            yield f"launchctl bootstrap system {shlex.quote(path)}"
+            yield from launchd_bootstrap(jobs[path], path)
 
     return commands
 
@@ -601,7 +607,7 @@ def launchd_running(jobs: dict, written: Affected, restarted: Affected, loaded: 
     for label in due:
         restarted.add(label)
     for label in to_load:
-        yield f"launchctl bootstrap system {shlex.quote(jobs[label][0])}"
+        yield from launchd_bootstrap(label, jobs[label][0])
     for label in due:
         yield f"launchctl kickstart -k system/{shlex.quote(label)}"
 
@@ -657,11 +663,11 @@ def services_answer(checks: list, every: bool = False):
 @operation()
 @joined_commands
 def units_taken_over(units: list):
-    """Hand-kept systemd units the data names (llm_takeover; units.HandKept: system or a user's),
-    stopped and disabled so that their successor can start on their port; their files stay.
-    Declared only when one holds a port."""
+    """Hand-kept services the data names (llm_takeover; units.HandKept: a systemd unit, system
+    or a user's, or a launchd job), stopped and disabled so that their successor can start on
+    their port; their files stay. Declared only when one holds a port."""
     for unit in units:
-        yield unit.systemctl("disable", "--now")
+        yield from unit.stop()
 
 
 @operation()

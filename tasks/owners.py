@@ -1,9 +1,9 @@
 """Before any change: every port this host's services declare is free, or held by the systemd unit
 or launchd job the toolkit runs that service with, or by another unit the toolkit wrote (a server
 of a model that left the registry, which this deploy retires before the new one starts: its unit
-file carries the toolkit's marker), or by a unit the data names in llm_takeover (a system unit, or
-a user unit of the user its process runs as; taken
-over: stopped and disabled right before that service starts, by tasks/units.py). A port held by
+file carries the toolkit's marker), or by a service the data names in llm_takeover (a system
+unit, a user unit of the user its process runs as, or a launchd job; taken over: stopped and
+disabled right before that service starts, by tasks/units.py). A port held by
 anything else (a hand-kept proxy on :4000, another OpenVINO server on :9000) stops the run,
 naming the host, the port, the process, its user and its unit or label; nothing is changed and
 nothing else on the host is touched (a service the data does not declare a port for is never
@@ -17,7 +17,7 @@ from pyinfra import host
 from pyinfra.api.exceptions import DeployError
 
 from tasks import run
-from tasks.facts import PortHolders, UnitStates, UserUnitStates
+from tasks.facts import LaunchdDisabled, LaunchdJobs, PortHolders, UnitStates, UserUnitStates
 from tasks.ops import AS_LOGIN
 from tasks.registry import Registry
 from tasks.service import Port, StackService
@@ -51,7 +51,7 @@ def foreign(ports: list[Port], held: dict[int, dict], takeover: set[str] = froze
     return [
         f"{host.name}: port {p.port}, declared for {p.unit} ({p.serves}), is held by {describe(held[p.port])}, "
         f"which this toolkit does not run: stop it, or give {p.unit} another port in the data"
-        + (" (or name its unit in llm_takeover)" if held[p.port].get("cgroup", "").startswith("/system.slice/") else "")
+        + (f" (or name its {takeable(held[p.port])} in llm_takeover)" if takeable(held[p.port]) else "")
         + "; nothing was changed"
         for p in ports
         if p.port in held
@@ -65,15 +65,23 @@ USER_UNIT = re.compile(r"^/user\.slice/user-(\d+)\.slice/user@\d+\.service/")
 
 
 def hand_kept(holder: dict, takeover: set[str]) -> HandKept | None:
-    """The holder's unit, if it is one the data names in llm_takeover: a system unit, or a user
-    unit (of the user its process runs as)."""
+    """The holder's service, if it is one the data names in llm_takeover: a system unit, a user
+    unit (of the user its process runs as), or a launchd job (macOS: the plist it came from)."""
     unit, cgroup = holder.get("unit", ""), holder.get("cgroup", "")
-    if unit not in takeover:
+    if not unit or unit not in takeover:
         return None
     if cgroup.startswith("/system.slice/"):
         return HandKept(unit)
+    if holder.get("plist"):
+        return HandKept(unit, plist=holder["plist"])
     user = USER_UNIT.match(cgroup)
     return HandKept(unit, holder.get("user") or None, int(user.group(1))) if user and holder.get("user") else None
+
+
+def takeable(holder: dict) -> str:
+    """What llm_takeover could name the holder by ("unit", "launchd label"), or "" if nothing."""
+    found = hand_kept(holder, {holder.get("unit", "")})
+    return "" if found is None else "launchd label" if found.plist else "unit"
 
 
 def taken_over(holder: dict, takeover: set[str]) -> bool:
@@ -94,19 +102,12 @@ def takeovers(ports: list[Port], held: dict[int, dict], takeover: set[str]) -> d
 
 def check(r: Registry, services: list[StackService]) -> None:
     """Refuse this host (one line per port) if one of its declared ports is held by another; plan
-    the takeover of the llm_takeover units that hold one (run.current().takeovers). A named unit
-    that holds none must be one a deploy took over before (inactive), or the host is refused."""
+    the takeover of the llm_takeover services that hold one (run.current().takeovers). A named
+    one that holds none must be one a deploy took over before, or the host is refused."""
     ports = [p for s in services for p in s.ports(r, host.name)]
     named = set(r.settings(host.name)["llm_takeover"])
     if not ports and not named:
         return
-    if named and run.is_macos():
-        where = r.hosts[host.name].sources.get("llm_takeover", "group data")
-        raise DeployError(
-            f"{where}: llm_takeover: {host.name} is a Mac, and taking over launchd jobs is not supported yet: "
-            f"boot out {', '.join(sorted(named))} yourself (launchctl bootout system/<label>) and take them out of "
-            f"llm_takeover; nothing was changed"
-        )
     held = host.get_fact(PortHolders, ports=tuple(sorted({p.port for p in ports}))) if ports else {}
     lines = foreign(ports, held, named)
     if lines:
@@ -116,19 +117,39 @@ def check(r: Registry, services: list[StackService]) -> None:
     idle = sorted(named - {u.name for units in plan.values() for u in units})
     if idle:
         where = r.hosts[host.name].sources.get("llm_takeover", "group data")
-        states = host.get_fact(UnitStates, units=tuple(idle), **AS_LOGIN)
-        users = host.get_fact(UserUnitStates, units=tuple(idle))
-        for unit in idle:
-            found = [states.get(unit, ("", ""))] + users.get(unit, [])
-            found = [(file_state, active) for file_state, active in found if file_state]
-            if not found:
-                raise DeployError(
-                    f"{where}: llm_takeover: {host.name} has no unit {unit} (a system unit, or a user's whose "
-                    f"manager runs); nothing was changed"
-                )
-            active = next((a for _, a in found if a not in ("inactive", "failed")), "inactive")
-            if active not in ("inactive", "failed"):
-                raise DeployError(
-                    f"{where}: llm_takeover: {unit} on {host.name} is {active} but holds no port the data declares "
-                    f"({', '.join(str(p.port) for p in ports) or 'none'}); nothing was changed"
-                )
+        refusal = (_idle_launchd_jobs if run.is_macos() else _idle_units)(idle, ports)
+        if refusal:
+            raise DeployError(f"{where}: llm_takeover: {refusal}; nothing was changed")
+
+
+def _idle_units(idle: list[str], ports: list[Port]) -> str:
+    """Why named systemd units that hold no declared port refuse the host ("" if they do not): one
+    must be a unit a deploy took over before (inactive), a system unit or a running user manager's."""
+    states = host.get_fact(UnitStates, units=tuple(idle), **AS_LOGIN)
+    users = host.get_fact(UserUnitStates, units=tuple(idle))
+    for unit in idle:
+        found = [states.get(unit, ("", ""))] + users.get(unit, [])
+        found = [(file_state, active) for file_state, active in found if file_state]
+        if not found:
+            return f"{host.name} has no unit {unit} (a system unit, or a user's whose manager runs)"
+        active = next((a for _, a in found if a not in ("inactive", "failed")), "inactive")
+        if active not in ("inactive", "failed"):
+            return f"{unit} on {host.name} is {active} but holds no port the data declares ({_listed(ports)})"
+    return ""
+
+
+def _idle_launchd_jobs(idle: list[str], ports: list[Port]) -> str:
+    """The same for launchd labels: one must be a job a deploy took over before (not loaded, and
+    disabled)."""
+    loaded = host.get_fact(LaunchdJobs, labels=tuple(idle))
+    disabled = host.get_fact(LaunchdDisabled)
+    for label in idle:
+        if loaded.get(label):
+            return f"{label} on {host.name} is loaded but holds no port the data declares ({_listed(ports)})"
+        if label not in disabled:
+            return f"{host.name} has no launchd job {label} (loaded, or disabled by an earlier takeover)"
+    return ""
+
+
+def _listed(ports: list[Port]) -> str:
+    return ", ".join(str(p.port) for p in ports) or "none"

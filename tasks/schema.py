@@ -41,10 +41,16 @@ def port(key: str, value: Any) -> None:
         raise DataError(f"{key} is out of range (1-65535): {value}")
 
 
-def system_units(key: str, value: Any) -> None:
+def hand_kept_names(key: str, value: Any) -> None:
+    """systemd units by name (`name.service`) or launchd labels (`com.example.server`)."""
     for item in value:
-        if not isinstance(item, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9:_.@-]*\.service", item):
-            raise DataError(f"{key} lists systemd units by name (such as litellm-orch.service), not {item!r}")
+        unit = isinstance(item, str) and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9:_.@-]*\.service", item)
+        label = isinstance(item, str) and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*(\.[A-Za-z0-9_-]+)+", item)
+        if not (unit or label):
+            raise DataError(
+                f"{key} lists systemd units (such as litellm-orch.service) or launchd labels (such as "
+                f"com.bebop.mlx), not {item!r}"
+            )
 
 
 def ports(key: str, value: Any) -> None:
@@ -242,11 +248,11 @@ RUN_KEYS: tuple[Key, ...] = (
         "llm_takeover",
         list,
         [],
-        "hand-kept systemd units (`name.service`: a system unit, or a user's unit) this stack replaces, with your "
-        "consent: one found holding a port "
-        "the data declares is stopped and disabled right before that port's service starts (its files kept), and "
-        "started again if that service then does not answer; units not named are never touched",
-        system_units,
+        "hand-kept services this stack replaces, with your consent: systemd units (`name.service`: a system "
+        "unit, or a user's unit) or launchd labels (a LaunchDaemon's, such as `com.bebop.mlx`); one found holding "
+        "a port the data declares is stopped and disabled right before that port's service starts (its files "
+        "kept), and started again if that service then does not answer; services not named are never touched",
+        hand_kept_names,
     ),
     Key(
         "llm_own_listeners",

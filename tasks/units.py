@@ -33,12 +33,14 @@ class Unit:
 
 @dataclass(frozen=True)
 class HandKept:
-    """A hand-kept systemd unit this stack takes over (llm_takeover): a system unit, or a user
-    unit of `user` (uid), whose manager is reached as that user through its runtime folder."""
+    """A hand-kept service this stack takes over (llm_takeover): a systemd system unit, a user
+    unit of `user` (uid) reached through that user's manager, or a launchd job in the system
+    domain (plist: the file launchd loaded it from)."""
 
     name: str
     user: str | None = None
     uid: int | None = None
+    plist: str | None = None
 
     def systemctl(self, *args: str) -> str:
         words = " ".join(shlex.quote(a) for a in (*args, self.name))
@@ -46,7 +48,22 @@ class HandKept:
             return f"systemctl {words}"
         return f"{user_systemctl(shlex.quote(self.user), str(int(self.uid)))} {words}"
 
+    def stop(self) -> list[str]:
+        """Shell: stopped and disabled (a boot does not start it), its files kept; a launchd job
+        waited for until gone, so that its port is free."""
+        if self.plist is None:
+            return [self.systemctl("disable", "--now")]
+        return [f"launchctl disable system/{shlex.quote(self.name)}", *ops.launchd_bootout(self.name, 60)]
+
+    def start(self) -> str:
+        """Shell: enabled and started again."""
+        if self.plist is None:
+            return self.systemctl("enable", "--now")
+        return f"launchctl enable system/{shlex.quote(self.name)}; launchctl bootstrap system {shlex.quote(self.plist)}"
+
     def __str__(self) -> str:
+        if self.plist is not None:
+            return f"{self.name} (launchd job)"
         return self.name if self.user is None else f"{self.name} ({self.user}'s user unit)"
 
 
@@ -84,8 +101,19 @@ def managed_services(services: list[Unit], what: str) -> dict[str, Started]:
         return {}
     written = ops.Affected()
     restarted = ops.Affected()
+    # Hand-kept services the data lets this stack replace (tasks/owners.py found them on the
+    # ports): stopped right before their successors start. One may hold several ports (a script
+    # of the operator's starting every MLX server): it is stopped once.
+    plan = run.current().takeovers.get(host.name, {})
+    taken = {s.name: plan[s.name] for s in services if plan.get(s.name)}
+    hand_kept = list(dict.fromkeys(u for us in taken.values() for u in us))
+    labels = {s.name: s.label or s.name for s in services}
     if run.is_macos():
         jobs = {s.label or s.name: (f"{LAUNCHD_DIR}/{s.label or s.name}.plist", s) for s in services}
+        if hand_kept:  # before the plists: writing a changed one loads (starts) it
+            ops.units_taken_over(
+                name=f"Stop and disable {', '.join(map(str, hand_kept))}, replaced by {what}", units=hand_kept
+            )
         # A changed plist is loaded afresh (which starts it) as it is written; then an unchanged
         # one whose program, environment or model changed is restarted in place, and one that
         # is not loaded is loaded.
@@ -110,16 +138,13 @@ def managed_services(services: list[Unit], what: str) -> dict[str, Started]:
                     lambda path=path: path in written,
                     lambda label=label: label in restarted,
                     lambda label=label: label in loaded,
-                ]
+                ],
+                _restore(s.name, taken, labels) if s.name in taken else None,
             )
             for label, (path, s) in jobs.items()
         }
 
     units = {f"{s.name}.service": (f"/etc/systemd/system/{s.name}.service", s) for s in services}
-    # Hand-kept units the data lets this stack replace (tasks/owners.py found them on the ports):
-    # stopped right before their successors start.
-    plan = run.current().takeovers.get(host.name, {})
-    taken = {s.name: plan[s.name] for s in services if plan.get(s.name)}
     # systemd reads changed units as they are written (one command with them); then the services
     # whose definition or inputs changed are restarted and the others kept enabled and running,
     # both decided at execution time, from what the operations before actually did.
@@ -130,8 +155,7 @@ def managed_services(services: list[Unit], what: str) -> dict[str, Started]:
         public=True,
         then=lambda changed: ["systemctl daemon-reload"],
     )
-    if taken:
-        hand_kept = [u for us in taken.values() for u in us]
+    if hand_kept:
         ops.units_taken_over(
             name=f"Stop and disable {', '.join(map(str, hand_kept))}, replaced by {what}", units=hand_kept
         )
@@ -150,16 +174,26 @@ def managed_services(services: list[Unit], what: str) -> dict[str, Started]:
                 lambda unit=unit: unit in restarted,
                 lambda unit=unit: unit in ran,
             ],
-            _restore(unit, taken[s.name]) if s.name in taken else None,
+            _restore(s.name, taken) if s.name in taken else None,
         )
         for unit, (path, s) in units.items()
     }
 
 
-def _restore(unit: str, hand_kept: list[HandKept]) -> Restore:
-    """Stop unit, and enable and start the hand-kept units again."""
-    again = "; ".join(h.systemctl("enable", "--now") for h in hand_kept)
-    return Restore(f"systemctl stop {shlex.quote(unit)}; {again}", f"the hand-kept {', '.join(map(str, hand_kept))}")
+def _restore(name: str, taken: dict[str, list[HandKept]], labels: dict[str, str] | None = None) -> Restore:
+    """Stop and disable the service `name` and every other one that took over from the same
+    hand-kept services (they hold the ports those need; disabled, so that a boot does not start
+    both), then enable and start the hand-kept ones again. labels: the services' launchd labels
+    (macOS; None: systemd units)."""
+    hand_kept = taken[name]
+    successors = [n for n, units in taken.items() if set(units) & set(hand_kept)]
+    if labels is None:
+        stop = [f"systemctl disable --now {' '.join(shlex.quote(f'{n}.service') for n in successors)}"]
+    else:
+        stop = [c for n in successors for c in (f"launchctl disable system/{shlex.quote(labels[n])}",
+                                                *ops.launchd_bootout(labels[n], 60))]  # fmt: skip
+    again = [h.start() for h in hand_kept]
+    return Restore("; ".join(stop + again), f"the hand-kept {', '.join(map(str, hand_kept))}")
 
 
 def retire(prefix: str, keep: list[Unit], what: str):

@@ -15,7 +15,7 @@ from lab import hosts as labhosts
 from lab.proc import run as run_here
 from tasks import runlock
 
-from .client import chat, http, wait_until
+from .client import RequestLoop, chat, http, wait_until
 from .labdeploy import ROOT, changed_rows, lab_deploy
 
 pytestmark = pytest.mark.lab_only
@@ -182,76 +182,6 @@ def test_drill_redis_down_the_proxy_keeps_serving(hosts, registry, proxy_url, pr
         assert answers(proxy_url, proxy_key, model), f"{model} does not answer after Redis is back"
     after = service_state(mini, "litellm")
     assert (after["MainPID"], after["NRestarts"]) == (before["MainPID"], before["NRestarts"])
-
-
-class RequestLoop:
-    """A bounded stream of requests through the proxy, one at a time, while something happens
-    (at most 3000 and 300 s, and it stops when the block ends). A request refused before it reaches LiteLLM
-    (connection refused or reset: nothing was processed) is retried for up to 30 s, as a client
-    may safely do; one still refused then is lost. HTTP errors are kept, not retried."""
-
-    def __init__(self, proxy_url, proxy_key, model):
-        self.url, self.key = f"{proxy_url}/v1/chat/completions", proxy_key
-        self.body = json.dumps(
-            {"model": model, "max_tokens": 4, "messages": [{"role": "user", "content": "hi"}]}
-        ).encode()
-        self.refused, self.http_errors, self.answered, self.lost = [], [], [], []
-        self.first_refused = self.last_refused = None
-
-    def one(self):
-        import urllib.error
-        import urllib.request
-
-        deadline = time.monotonic() + 30
-        while True:
-            request = urllib.request.Request(
-                self.url,
-                data=self.body,
-                method="POST",
-                headers={"Content-Type": "application/json", "Authorization": f"Bearer {self.key}"},
-            )
-            try:
-                with urllib.request.urlopen(request, timeout=30) as response:
-                    response.read()
-                    return self.answered.append(response.status)
-            except urllib.error.HTTPError as err:
-                return self.http_errors.append(err.code)
-            except (urllib.error.URLError, ConnectionError) as err:
-                now = time.monotonic()
-                self.first_refused = self.first_refused or now
-                self.last_refused = now
-                self.refused.append(type(getattr(err, "reason", err)).__name__)
-                if now > deadline:
-                    return self.lost.append(str(err))
-                time.sleep(0.25)
-
-    def __enter__(self):
-        import threading
-
-        self.stop = threading.Event()
-
-        def stream():
-            deadline = time.monotonic() + 300
-            for _ in range(3000):
-                if self.stop.is_set() or time.monotonic() > deadline:
-                    return
-                self.one()
-                time.sleep(0.02)
-
-        self.worker = threading.Thread(target=stream)
-        self.worker.start()
-        time.sleep(1)
-        return self
-
-    def __exit__(self, *exc):
-        time.sleep(1)
-        self.stop.set()
-        self.worker.join(timeout=60)
-
-    @property
-    def refused_for(self) -> float:
-        """Seconds from the first refused request to the last (0 when none was refused)."""
-        return (self.last_refused - self.first_refused) if self.refused else 0.0
 
 
 def test_drill_restart_under_load_loses_no_request_a_retrying_client_keeps(

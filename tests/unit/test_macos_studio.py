@@ -196,10 +196,80 @@ def test_weights_the_data_names_are_deleted_from_the_models_folder_and_the_cache
     assert shell_lines(changed) == [f"rm -rf {cache}"]
 
 
-def test_a_takeover_on_a_mac_is_refused_before_any_change(monkeypatch, data):
-    registry = build({**data, "llm_takeover": ["com.chris.mlx.service"]})
-    with pytest.raises(Exception, match="llm_takeover: studio is a Mac, and taking over launchd jobs is not supported"):
-        run_deploy(monkeypatch, registry, "studio", recorded_mac(registry, installed=True))
+BEBOP = "com.bebop.mlx"  # the operator's LaunchDaemon: a script (as root) starting two servers
+BEBOP_PLIST = f"{LAUNCHD}/{BEBOP}.plist"
+
+
+def _bebop_holds(registry, facts: dict, models) -> dict:
+    key = fact_key("PortHolders", ports=tuple(m.port for m in studio_models(registry)))
+    held = {
+        m.port: {"pid": 900 + i, "user": "root", "command": "Python", "unit": BEBOP, "cgroup": BEBOP}
+        for i, m in enumerate(models)
+    }
+    facts[key] = {**facts[key], **{port: {**h, "ours": False, "plist": BEBOP_PLIST} for port, h in held.items()}}
+    return facts
+
+
+def test_a_launchdaemon_named_for_takeover_is_booted_out_once_before_its_successors_load(monkeypatch, data):
+    """The operator's LaunchDaemon com.bebop.mlx (a script starting two servers, as root) holds two
+    declared ports, on a Mac with nothing of ours: disabled and booted out (waited for until gone;
+    its plist kept) once, before the plists are written (writing one loads it); if either
+    successor then does not answer, both are disabled and booted out and the daemon is enabled and
+    bootstrapped again from its plist. Nothing else is touched."""
+    registry = build({**data, "llm_takeover": [BEBOP]})
+    models = studio_models(registry)
+    facts = _bebop_holds(registry, recorded_mac(registry, installed=False), models[:2])
+    ran = run_deploy(monkeypatch, registry, "studio", facts)
+    names = [name for name, commands in ran if commands]
+    stop = names.index(f"MLX model servers | Stop and disable {BEBOP} (launchd job), replaced by the MLX servers")
+    install = "MLX model servers | Install the launchd jobs of the MLX servers, loading the changed ones"
+    assert stop < names.index(install)
+    lines = shell_lines([(names[stop], dict(ran)[names[stop]])])
+    assert lines[:2] == [f"launchctl disable system/{BEBOP}", f"launchctl bootout system/{BEBOP} 2>/dev/null || true"]
+    assert "rm" not in " ".join(lines)  # its plist is kept
+    waits = [line for line in shell_lines(ran) if "did not answer within" in line]
+    back = f"launchctl enable system/{BEBOP}; launchctl bootstrap system {BEBOP_PLIST}"
+    taken = [mlx_task.launchd_label(registry, m) for m in models[:2]]
+    for m in models:
+        [wait] = [w for w in waits if f"mlx_lm.server for {m.name}" in w or f"/{m.port}/" in w or f":{m.port}/" in w]
+        if m in models[:2]:
+            assert all(f"launchctl disable system/{label}" in wait for label in taken), wait
+            assert back in wait and f"the hand-kept {BEBOP} (launchd job) started again" in wait
+        else:
+            assert BEBOP not in wait
+    assert sum(BEBOP in line for line in shell_lines(ran)) == 3 + 2  # the stop (disable, bootout, wait), 2 ways back
+
+
+@pytest.mark.parametrize(
+    "loaded, disabled, complaint",
+    [
+        (True, set(), f"{BEBOP} on studio is loaded but holds no port the data declares"),
+        (False, set(), f"studio has no launchd job {BEBOP} \\(loaded, or disabled by an earlier takeover\\)"),
+        (False, {BEBOP}, None),
+    ],
+    ids=["loaded elsewhere", "no such job", "taken over before"],
+)
+def test_a_named_launchdaemon_that_holds_no_declared_port(monkeypatch, data, loaded, disabled, complaint):
+    """Not on a declared port: refused while loaded, or when launchd knows no such job; one an
+    earlier deploy took over (booted out and disabled) passes, and a converged Mac runs nothing."""
+    registry = build({**data, "llm_takeover": [BEBOP]})
+    facts = recorded_mac(registry, installed=True)
+    facts[fact_key("LaunchdJobs", labels=(BEBOP,))] = {BEBOP: loaded}
+    facts[fact_key("LaunchdDisabled")] = disabled
+    if complaint is None:
+        ran = run_deploy(monkeypatch, registry, "studio", facts)
+        assert [(name, commands) for name, commands in ran if commands] == []
+    else:
+        with pytest.raises(Exception, match=f"llm_takeover: {complaint}.*; nothing was changed"):
+            run_deploy(monkeypatch, registry, "studio", facts)
+
+
+def test_launchds_disabled_jobs_are_read_as_it_prints_them():
+    from tasks.facts import LaunchdDisabled
+
+    lines = ["disabled services = {", '\t"com.bebop.mlx" => disabled', '\t"com.apple.x" => enabled',
+             '\t"com.old.style" => true', "}"]  # fmt: skip
+    assert LaunchdDisabled().process(lines) == {"com.bebop.mlx", "com.old.style"}
 
 
 def test_a_port_held_by_a_server_the_toolkit_does_not_run_is_refused_before_any_change(monkeypatch, registry):
@@ -330,6 +400,7 @@ def test_one_changed_plist_reloads_only_its_job(monkeypatch, registry):
     lines = shell_lines(ran)
     assert [line for line in lines if line.startswith("launchctl")] == [
         f"launchctl bootout system/{label} 2>/dev/null || true",
+        f"launchctl enable system/{label}",
         f"launchctl bootstrap system {LAUNCHD}/{label}.plist",
     ]
     # The job is loaded afresh once its new plist is in place.
@@ -346,6 +417,7 @@ def test_a_booted_out_job_is_bootstrapped_again(monkeypatch, registry):
     facts[fact_key("LaunchdJobs", labels=tuple(labels))][labels[0]] = False
     ran = run_deploy(monkeypatch, registry, "studio", facts)
     assert [line for line in shell_lines(ran) if line.startswith("launchctl")] == [
+        f"launchctl enable system/{labels[0]}",
         f"launchctl bootstrap system {LAUNCHD}/{labels[0]}.plist",
     ]
 

@@ -203,7 +203,8 @@ def test_launchd_job_not_loaded_is_loaded_not_kickstarted(monkeypatch):
         assert [label in restarted for label in jobs] == [True, False, False, False]
     assert len(commands) == 1  # joined: one remote command
     assert re.fullmatch(
-        r"\{ launchctl bootstrap system /L/lab\.b\.plist\s*\} && \{ launchctl kickstart -k system/lab\.a\s*\}",
+        r"\{ launchctl enable system/lab\.b\s*\} && \{ launchctl bootstrap system /L/lab\.b\.plist\s*\} && "
+        r"\{ launchctl kickstart -k system/lab\.a\s*\}",
         commands[0],
     ), commands
 

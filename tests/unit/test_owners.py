@@ -70,7 +70,7 @@ def test_a_port_held_by_another_unit_is_named_with_its_process_user_and_unit(reg
     assert lines == [
         f"mini: port {by_unit['litellm'].port}, declared for litellm ({by_unit['litellm'].serves}), is held by python3 "
         "(pid 812, user chris, user unit litellm-orch.service), which this toolkit does not run: stop it, or give "
-        "litellm another port in the data; nothing was changed",
+        "litellm another port in the data (or name its unit in llm_takeover); nothing was changed",
         f"mini: port {by_unit['ovms'].port}, declared for ovms ({by_unit['ovms'].serves}), is held by ovms (pid 77, "
         "user chris, started by no service manager), which this toolkit does not run: stop it, or give ovms another "
         "port in the data; nothing was changed",
@@ -120,3 +120,49 @@ def test_a_port_held_by_a_unit_the_toolkit_wrote_is_its_own(registry):
         for unit in ("old.prefix.jerry-chat", f"{ports[1].unit}.service"):
             held[ports[0].port] = {"pid": 9, "user": "mlx", "command": "python", "unit": unit, "ours": True}
             assert len(owners.foreign(ports, held)) == 1, unit
+
+
+def test_a_hand_kept_unit_holding_several_ports_comes_back_in_place_of_all_its_successors():
+    """The operator's script unit holds two MLX servers' ports: if one successor does not answer,
+    both successors are stopped and disabled (they hold its ports) and it is started once; a
+    successor of another hand-kept unit is left alone."""
+    from tasks.units import HandKept, _restore
+
+    script, other = HandKept("bebop-mlx.service"), HandKept("other.service")
+    taken = {"mlx-a": [script], "mlx-b": [script], "mlx-c": [other]}
+    restore = _restore("mlx-b", taken)
+    assert restore.command == (
+        "systemctl disable --now mlx-a.service mlx-b.service; systemctl enable --now bebop-mlx.service"
+    )
+    assert restore.what == "the hand-kept bebop-mlx.service"
+
+
+def test_on_a_mac_a_listener_started_by_a_jobs_script_is_that_jobs_with_its_plist(tmp_path):
+    """The macOS branch, run here through Linux's lsof and ps, with a launchctl that knows one job
+    whose process is this process's parent (a LaunchDaemon's script that started a server in the
+    background): the listener is that job's, and its plist is where launchd loaded it from."""
+    from tasks.facts import listeners_command
+
+    launchctl = tmp_path / "launchctl"
+    launchctl.write_text(
+        '#!/bin/sh\ncase "$1" in\n'
+        f"  list) printf 'PID\\tStatus\\tLabel\\n{os.getppid()}\\t0\\tcom.bebop.mlx\\n' ;;\n"
+        '  print) [ "$2" = system/com.bebop.mlx ] && '
+        "printf 'system/com.bebop.mlx = {\\n\\tpath = /Library/LaunchDaemons/com.bebop.plist\\n}\\n' ;;\n"
+        "esac\n"
+    )
+    launchctl.chmod(0o755)
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    port = server.getsockname()[1]
+    try:
+        env = {**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}"}
+        command = listeners_command((port,), macos=True)
+        out = subprocess.run(["sh", "-c", command], capture_output=True, text=True, env=env)
+        held = PortHolders().process(out.stdout.splitlines())
+    finally:
+        server.close()
+    assert held[port]["pid"] == os.getpid() and held[port]["unit"] == "com.bebop.mlx", (held, out.stderr)
+    assert held[port]["plist"] == "/Library/LaunchDaemons/com.bebop.plist" and held[port]["ours"] is False
+    assert owners.takeable(held[port]) == "launchd label"

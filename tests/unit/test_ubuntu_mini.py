@@ -278,7 +278,7 @@ def test_a_hand_kept_unit_named_for_takeover_is_stopped_right_before_its_success
     assert "systemctl disable --now litellm-orch.service" in lines
     assert sum("litellm-orch" in line for line in lines) == 2  # the stop, and the wait's way back
     [wait] = [line for line in lines if "did not answer within" in line and "the LiteLLM proxy" in line]
-    assert "systemctl stop litellm.service; systemctl enable --now litellm-orch.service" in wait
+    assert "systemctl disable --now litellm.service; systemctl enable --now litellm-orch.service" in wait
     assert "the hand-kept litellm-orch.service started again" in wait
 
 
@@ -328,4 +328,4 @@ def test_a_user_unit_named_for_takeover_is_stopped_through_its_users_manager(mon
     as_chris = "sudo -u chris env XDG_RUNTIME_DIR=/run/user/1000 systemctl --user"
     assert f"{as_chris} disable --now ov-server.service" in lines
     [wait] = [line for line in lines if "OVMS and its models did not answer within" in line]
-    assert f"systemctl stop ovms.service; {as_chris} enable --now ov-server.service" in wait
+    assert f"systemctl disable --now ovms.service; {as_chris} enable --now ov-server.service" in wait
