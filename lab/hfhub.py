@@ -5,8 +5,9 @@ through the hub client's own endpoint setting (HF_ENDPOINT).
 
     python -m lab.hfhub --bind 10.231.0.1:8780 --repo lab/tiny-llama=/path/to/folder [--rate BYTES]
 
-`./labctl up` starts one on the lab's gateway (start(): what the studio's mlx_hf_endpoint names),
-serving the lab's tiny model as `lab/tiny-llama`; `down` stops it (stop(), by its process id).
+`./labctl up` starts one on the lab's gateway (start(): what the studio's mlx_hf_endpoint and the
+mini's ovms_hf_endpoint name), serving the lab's tiny model as `lab/tiny-llama` and its OpenVINO
+export as `lab/tiny-llama-ov` (what OVMS pulls); `down` stops it (stop(), by its process id).
 
 Served: `GET /api/models/<repo>[/revision/<rev>]` (id, sha, siblings with their sizes),
 `GET /api/models/<repo>/tree/<rev>` (every file with its size and blob id), and `HEAD`/`GET
@@ -37,6 +38,7 @@ from urllib.parse import unquote, urlsplit
 CHUNK = 64 * 1024
 PORT = 8780  # on the lab's gateway address
 REPO = "lab/tiny-llama"  # the lab's tiny model, as the studio's registry names it
+OV_REPO = "lab/tiny-llama-ov"  # its OpenVINO export, the source lil-jerry's OVMS pulls
 
 
 LFS = (".safetensors", ".bin", ".gguf")
@@ -245,8 +247,8 @@ def stop() -> None:
 
 
 def start(rate: int | None = None) -> None:
-    """The lab's hub on its gateway, serving the tiny model (stopping one left before); waits
-    until it answers."""
+    """The lab's hub on its gateway, serving the tiny model and its OpenVINO export (stopping one
+    left before); waits until it answers."""
     import subprocess
     import urllib.request
 
@@ -256,7 +258,11 @@ def start(rate: int | None = None) -> None:
 
     stop()
     paths.LOGS.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "lab.hfhub", "--bind", f"{GATEWAY}:{PORT}", "--repo", f"{REPO}={paths.TINY_MODEL}"]
+    for folder in (paths.TINY_MODEL, paths.TINY_OV):
+        if not folder.is_dir():
+            raise LabError(f"the lab's hub has nothing to serve: {folder} is not built")
+    command = [sys.executable, "-m", "lab.hfhub", "--bind", f"{GATEWAY}:{PORT}"]
+    command += ["--repo", f"{REPO}={paths.TINY_MODEL}", "--repo", f"{OV_REPO}={paths.TINY_OV}"]
     if rate:
         command += ["--rate", str(rate)]
     with open(paths.LOGS / "hfhub.log", "a") as log:

@@ -5,7 +5,7 @@
 # 8192 default would take 23 s to exhaust; past about 700 tokens its repeated sentence may drift).
 import runpy
 
-from lab import paths
+from lab import hfhub, paths
 
 _BASE = runpy.run_path(str(paths.ROOT / "group_data" / "all.py"))["llm_models"]
 
@@ -17,12 +17,13 @@ llm_model_overrides = {
     for name, entry in _BASE.items()
     if entry.get("backend") == "mlx"
 }
-# lil-jerry: the tiny model exported to OpenVINO IR by the lab, uploaded; a small KV cache and few
-# sequences (the lab's mini is a container on a 2-core machine). The tiny model calls tools in the
-# Hermes/Qwen <tool_call> format: OVMS's hermes3 parser.
+# lil-jerry: the tiny model exported to OpenVINO IR by the lab, pulled by OVMS from the lab's hub
+# (lab/group_data/mini.py), as the real mini pulls its repo from Hugging Face; a small KV cache and
+# few sequences (the lab's mini is a container on a 2-core machine). The tiny model calls tools in
+# the Hermes/Qwen <tool_call> format: OVMS's hermes3 parser.
 llm_model_overrides["lil-jerry"] = {
     "upstream": "lab-tiny-llama-ov",
-    "source": str(paths.TINY_OV),
+    "source": hfhub.OV_REPO,
     "graph": {"cache_size": 1, "max_num_seqs": 4, "tool_parser": "hermes3"},
 }
 llm_secrets_file = str(paths.SECRETS)

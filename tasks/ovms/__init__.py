@@ -32,6 +32,7 @@ from tasks.schema import (
     ip,
     names,
     optional_archive_url,
+    optional_url,
     port,
     positive,
     sha256,
@@ -102,6 +103,14 @@ KEYS = (
     Key("ovms_models_dir", str, "/var/lib/ovms/models", "`<dir>/<upstream id>/` holds each model's files", abs_path),
     Key("ovms_config_dir", str, "/etc/ovms", "config.json", abs_path),
     Key("ovms_start_timeout", int, 60, "seconds the deploy waits for `/v2/health/ready`", positive),
+    Key(
+        "ovms_hf_endpoint",
+        (str, NONE),
+        None,
+        "where `ovms --pull` pulls a model's `source` from (OVMS's HF_ENDPOINT; unset: huggingface.co); the lab "
+        "points it at its stand-in hub",
+        optional_url,
+    ),
 )
 
 

@@ -11,17 +11,16 @@ from __future__ import annotations
 
 import json
 import shlex
+import time
 
 from pyinfra import host
 from pyinfra.api import operation
-from pyinfra.api.command import QuoteString as Q
-from pyinfra.api.command import StringCommand
+from pyinfra.api.command import FunctionCommand
 
 from tasks import ops
 from tasks.facts import FileState
 from tasks.registry import Model, Registry
 from tasks.render import render, sha256_text
-from tasks.shell import joined_commands
 
 SOURCE_MARKER = "source"
 
@@ -51,13 +50,16 @@ def render_config(r: Registry) -> str:
 
 
 def pull_command(r: Registry, m: Model, repository: str) -> str:
-    """`ovms --pull`: download the pre-converted repo into <repository>/<org>/<name> and exit."""
+    """`ovms --pull`: download the pre-converted repo into <repository>/<org>/<name> and exit
+    (from ovms_hf_endpoint when the data names one: OVMS reads HF_ENDPOINT)."""
     s = r.proxy
     current = f"{s['ovms_home']}/current/ovms"
+    endpoint = [f"HF_ENDPOINT={shlex.quote(s['ovms_hf_endpoint'])}"] if s["ovms_hf_endpoint"] else []
     return " ".join(
         [
             "env",
             f"HOME={shlex.quote(repository)}",
+            *endpoint,
             f"LD_LIBRARY_PATH={current}/lib",
             f"PYTHONPATH={current}/lib/python",
             f"{current}/bin/ovms",
@@ -74,23 +76,46 @@ def pull_command(r: Registry, m: Model, repository: str) -> str:
     )
 
 
+def pull_script(r: Registry, m: Model) -> str:
+    """Shell: the pull as OVMS's service user into a fresh folder, swapped in only once it holds
+    the model (a failed pull leaves the model being served in place), then the source recorded."""
+    folder, user = model_dir(r, m), r.proxy["ovms_user"]
+    tmp, q = f"{folder}/hub.tmp", shlex.quote
+    return " && ".join(
+        [
+            f"rm -rf {q(tmp)}",
+            f"install -d -o {q(user)} -g {q(user)} -m 755 {q(tmp)}",
+            f"cd / && runuser -u {q(user)} -- {pull_command(r, m, tmp)}",
+            f"test -f {q(f'{tmp}/{m.source}/openvino_model.xml')}",
+            f"rm -rf {q(f'{folder}/hub')}",
+            f"mv {q(tmp)} {q(f'{folder}/hub')}",
+            f"echo {q(m.source)} > {q(f'{folder}/{SOURCE_MARKER}')}",
+        ]
+    )
+
+
+def _pull(state, host, command: str, source: str) -> bool:
+    """Run at execution time: the pull, its output (OVMS's progress) shown on the operator's
+    terminal as it comes; then how long it took."""
+    started = time.monotonic()
+    ok, output = host.run_shell_command(
+        command, print_output=True, print_input=False, _sudo=bool(host.data.get("_sudo"))
+    )
+    if not ok:
+        host.log(f"pulling {source} failed: {' '.join(output.stderr_lines[-3:])}")
+        return False
+    host.log(f"pulled {source} in {time.monotonic() - started:.0f} s")
+    return True
+
+
 @operation()
-@joined_commands
 def hub_model(r: Registry, m: Model):
-    """The repo m.source pulled by OVMS as its service user, only when it is not the one there:
-    into a fresh folder first, so a failed pull leaves the model being served in place."""
-    folder = model_dir(r, m)
-    current = host.get_fact(FileState, path=f"{folder}/{SOURCE_MARKER}", **ops.AS_LOGIN)
+    """The repo m.source pulled by OVMS as its service user (pull_script), only when it is not
+    the one there."""
+    current = host.get_fact(FileState, path=f"{model_dir(r, m)}/{SOURCE_MARKER}", **ops.AS_LOGIN)
     if current is not None and current["sha256"] == sha256_text(m.source + "\n"):
         return
-    user = r.proxy["ovms_user"]
-    tmp = f"{folder}/hub.tmp"
-    yield StringCommand("rm", "-rf", Q(tmp))
-    yield StringCommand("install", "-d", "-o", Q(user), "-g", Q(user), "-m", "755", Q(tmp))
-    yield StringCommand("cd", "/", "&&", "runuser", "-u", Q(user), "--", pull_command(r, m, tmp))
-    yield StringCommand("test", "-f", Q(f"{tmp}/{m.source}/openvino_model.xml"))
-    yield StringCommand("rm", "-rf", Q(f"{folder}/hub"), "&&", "mv", Q(tmp), Q(f"{folder}/hub"))
-    yield StringCommand("echo", Q(m.source), ">", Q(f"{folder}/{SOURCE_MARKER}"))
+    yield FunctionCommand(_pull, (pull_script(r, m), m.source), {})
 
 
 def rendered_files(r: Registry) -> dict[str, str]:

@@ -539,6 +539,56 @@ def test_drill_ovms_archive_digest_recorded_once_and_held(hosts, registry, proxy
     assert answers(proxy_url, proxy_key, "lil-jerry")
 
 
+def test_drill_ovms_pulls_again_from_the_hub_and_takes_an_uploaded_folder(
+    hosts, registry, proxy_url, proxy_key, tmp_path, timings
+):
+    """lil-jerry is pulled by OVMS from the lab's hub (its HF_ENDPOINT). With its record of what
+    was pulled gone, the deploy pulls it again, into a fresh folder swapped in, the pull's own
+    progress on the operator's terminal, and restarts OVMS; the same model uploaded from a folder
+    instead (the other way in) is served from model/; back to the hub, the deploy pulls nothing
+    (the pulled files were kept) and serves them again. lil-jerry answers after each."""
+    import runpy
+
+    from lab import paths
+    from tasks.ovms import models as ovms_models
+
+    mini = hosts[registry.proxy_host]
+    m = registry.models["lil-jerry"]
+    assert m.source == hfhub.OV_REPO
+    folder = ovms_models.model_dir(registry, m)
+    graph = f"{folder}/graph.pbtxt"
+    mini.check_output(f"rm {folder}/{ovms_models.SOURCE_MARKER}")
+    before = service_state(mini, "ovms")
+    code, text, seconds = lab_deploy()
+    timings["drill: OVMS pulls lil-jerry again from the hub"] = seconds
+    assert code == 0, text[-3000:]
+    assert re.search(r"STAND-IN pull: [\d.]+ MiB of [\d.]+ MiB \(100%\)", text), text[-3000:]
+    assert re.search(rf"pulled {re.escape(m.source)} in \d+ s", text), text[-3000:]
+    assert mini.file(f"{folder}/{ovms_models.SOURCE_MARKER}").content_string == m.source + "\n"
+    assert not mini.file(f"{folder}/hub.tmp").exists
+    assert service_state(mini, "ovms")["MainPID"] != before["MainPID"]
+    assert answers(proxy_url, proxy_key, "lil-jerry")
+
+    data = tmp_path / "data"
+    data.mkdir()
+    overrides = runpy.run_path(str(ROOT / "lab" / "group_data" / "all.py"))["llm_model_overrides"]
+    overrides["lil-jerry"] = {**overrides["lil-jerry"], "source": str(paths.TINY_OV)}
+    (data / "all.py").write_text(f"llm_model_overrides = {overrides!r}\n")
+    code, text, seconds = lab_deploy("--group-data", str(data))
+    timings["drill: OVMS model uploaded from a folder instead"] = seconds
+    assert code == 0, text[-3000:]
+    assert 'models_path: "./model"' in mini.file(graph).content_string
+    assert mini.file(f"{folder}/model/openvino_model.xml").exists and "STAND-IN pull" not in text
+    assert answers(proxy_url, proxy_key, "lil-jerry")
+
+    code, text, seconds = lab_deploy()
+    timings["drill: OVMS model back to the hub, nothing pulled"] = seconds
+    assert code == 0, text[-3000:]
+    assert f'models_path: "./hub/{m.source}"' in mini.file(graph).content_string
+    assert "STAND-IN pull" not in text and not any("Pull model" in row for row in changed_rows(text))
+    assert answers(proxy_url, proxy_key, "lil-jerry")
+
+
 def test_drill_a_deploy_is_refused_while_another_holds_the_host(hosts, registry):
     """A live run holds the mini (here: this test process, written into the lock as a deploy
     would): a second deploy refuses before any change with one line naming the holder; once

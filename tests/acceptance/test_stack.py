@@ -7,6 +7,7 @@ import yaml
 
 from tasks import litellm as litellm_task
 from tasks import stack
+from tasks.ovms import models as ovms_models
 
 from .client import chat, http
 
@@ -262,7 +263,8 @@ def _ovms_models(registry):
 
 def test_ovms_models_are_ready_and_served_from_their_graph(hosts, registry):
     """Each OVMS model is listed in model_config_list, its folder holds the deploy's graph.pbtxt
-    and the files it names, and OVMS reports the model itself ready (not only the server)."""
+    and the files it names (a pulled one: under hub/<org>/<name>, with the source it was pulled
+    from recorded), and OVMS reports the model itself ready (not only the server)."""
     mini = hosts[registry.proxy_host]
     s = registry.proxy
     port = s["ovms_rest_port"]
@@ -273,8 +275,13 @@ def test_ovms_models_are_ready_and_served_from_their_graph(hosts, registry):
         assert {"config": {"name": m.upstream, "base_path": folder}} in config["model_config_list"]
         graph = mini.file(f"{folder}/graph.pbtxt").content_string
         assert 'calculator: "HttpLLMCalculator"' in graph and f'device: "{m.graph["device"]}"' in graph
+        files = f"{folder}/{ovms_models.models_path(m).removeprefix('./')}"
+        assert f'models_path: "{ovms_models.models_path(m)}"' in graph
         for name in ("openvino_model.xml", "openvino_tokenizer.xml", "openvino_detokenizer.xml"):
-            assert mini.file(f"{folder}/model/{name}").exists
+            assert mini.file(f"{files}/{name}").exists, f"{files}/{name}"
+        if not m.source_is_folder:
+            marker = f"{folder}/{ovms_models.SOURCE_MARKER}"
+            assert mini.file(marker).content_string == m.source + "\n"
         code = mini.run(
             f"curl -s -o /dev/null -w '%{{http_code}}' http://127.0.0.1:{port}/v2/models/{m.upstream}/ready"
         )

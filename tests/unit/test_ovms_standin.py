@@ -14,6 +14,7 @@ import shutil
 import socket
 import subprocess
 import tarfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from lab import artifacts, ovexport, paths
+from lab import artifacts, hfhub, ovexport, paths
 
 GRAPH = """# File created with: OpenVINO Model Server 2025.4.0
 input_stream: "HTTP_REQUEST_PAYLOAD:input"
@@ -235,37 +236,61 @@ def test_version_says_stand_in_and_names_the_real_engine(release):
     assert f"OpenVINO GenAI backend {ovexport.OPENVINO_GENAI}" in out.stdout
 
 
-def test_pull_mode_is_refused_with_a_message(release, tmp_path):
+def _pull(release, repository, endpoint, source=hfhub.OV_REPO, env=None, timeout=120):
     python, program = release
-    out = subprocess.run(
-        [
-            python,
-            str(program),
-            "--pull",
-            "--source_model",
-            "OpenVINO/Qwen3-8B-int4-ov",
-            "--model_repository_path",
-            str(tmp_path),
-            "--task",
-            "text_generation",
-            "--target_device",
-            "CPU",
-            "--cache_size",
-            "2",
-            "--max_num_seqs",
-            "4",
-            "--enable_prefix_caching",
-            "true",
-            "--overwrite_models",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert out.returncode != 0
-    assert "cannot pull OpenVINO/Qwen3-8B-int4-ov from Hugging Face" in out.stderr
-    assert "no hub in the lab" in out.stderr
-    assert list(tmp_path.iterdir()) == []
+    command = [python, str(program), "--pull", "--source_model", source, "--model_repository_path", str(repository)]
+    command += ["--task", "text_generation", "--target_device", "CPU"]
+    env = {"PATH": "/usr/bin:/bin", "HF_ENDPOINT": endpoint, **(env or {})}
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+@pytest.fixture
+def hub():
+    """The lab's hub stand-in on 127.0.0.1 serving the OpenVINO export as lab/tiny-llama-ov, its
+    downloads paced so that the whole export takes about 12 s."""
+    total = sum(f.stat().st_size for f in paths.TINY_OV.rglob("*") if f.is_file())
+    server = hfhub.serve("127.0.0.1:0", {hfhub.OV_REPO: paths.TINY_OV}, rate=max(total // 12, 1))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", server
+    server.shutdown()
+
+
+def test_pull_downloads_the_repository_from_hf_endpoint_with_progress(release, hub, tmp_path):
+    """Pull mode puts every file of the repository in <repository>/<org>/<name>, byte for byte, says
+    how far it is at least every 10 s and at the end, and sends HF_TOKEN to the endpoint but never
+    to the host an LFS file redirects to."""
+    endpoint, server = hub
+    started = time.monotonic()
+    out = _pull(release, tmp_path, endpoint, env={"HF_TOKEN": "hf_lab_token"})
+    took = time.monotonic() - started
+    assert out.returncode == 0, out.stderr
+    pulled = tmp_path / hfhub.OV_REPO
+    want = sorted(f.relative_to(paths.TINY_OV) for f in paths.TINY_OV.rglob("*") if f.is_file())
+    assert sorted(f.relative_to(pulled) for f in pulled.rglob("*") if f.is_file()) == want
+    assert all((pulled / f).read_bytes() == (paths.TINY_OV / f).read_bytes() for f in want)
+    progress = [line for line in out.stdout.splitlines() if line.startswith("STAND-IN pull: ")]
+    assert len(progress) >= 1 + int(took // 10) and "(100%)" in progress[-1], (took, out.stdout)
+    assert f"downloaded to: {pulled}" in out.stderr
+    assert server.lfs_authorized and not any(server.lfs_authorized)  # weights were redirected, without the token
+
+
+def test_pull_of_a_repository_the_hub_lacks_fails_naming_it(release, hub, tmp_path):
+    endpoint, _ = hub
+    out = _pull(release, tmp_path, endpoint, source="OpenVINO/Qwen3-8B-int4-ov", timeout=60)
+    assert out.returncode == 1
+    assert f"Downloading OpenVINO/Qwen3-8B-int4-ov from {endpoint} failed" in out.stderr
+    assert "404" in out.stderr
+    assert not any(f.is_file() for f in tmp_path.rglob("*"))
+
+
+def test_pull_keeps_a_folder_already_there(release, hub, tmp_path):
+    endpoint, server = hub
+    (tmp_path / hfhub.OV_REPO).mkdir(parents=True)
+    (tmp_path / hfhub.OV_REPO / "mine").write_text("kept")
+    out = _pull(release, tmp_path, endpoint, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "Skipping download" in out.stderr and server.sent == 0
+    assert [f.name for f in (tmp_path / hfhub.OV_REPO).iterdir()] == ["mine"]
 
 
 def test_the_archive_has_the_release_layout_and_no_graph_in_the_export():

@@ -17,6 +17,7 @@ from tasks.ovms import models as ovms_models
 from .conftest import build
 from .recorded import (
     fact_key,
+    functions,
     host_facts,
     recording,
     remote_commands,
@@ -66,10 +67,12 @@ def test_fresh_ubuntu_mini_as_an_ordinary_user_with_sudo(monkeypatch, registry):
         line.startswith(f"echo '{s['ovms_archive_sha256']}  /opt/ovms/archives/{ARCHIVE}' | sha256sum -c")
         for line in lines
     )
-    pull = [line for line in lines if "--pull" in line]
+    # The pull runs with its output (OVMS's progress) on the operator's terminal.
+    pull = [args[0] for name, args in functions(ran) if "--pull" in args[0]]
     assert (
         len(pull) == 1 and "runuser -u ovms -- env HOME=/var/lib/ovms/models/llama-3-2-3b-instruct/hub.tmp" in pull[0]
     )
+    assert "HF_ENDPOINT" not in pull[0]  # huggingface.co, OVMS's own default
     assert (
         "--source_model EmbeddedLLM/Llama-3.2-3B-Instruct-int4-sym-ov --model_repository_path "
         "/var/lib/ovms/models/llama-3-2-3b-instruct/hub.tmp --task text_generation --target_device CPU"
@@ -212,11 +215,14 @@ def test_a_model_is_pulled_only_when_its_source_changes(monkeypatch, registry, m
         "mode": "644",
         "sha256": sha256_text(marker + "\n"),
     }
-    lines = shell_lines(run_deploy(monkeypatch, registry, "mini", facts))
-    assert any("--pull" in line for line in lines) is pulls
+    pull = [args[0] for _, args in functions(run_deploy(monkeypatch, registry, "mini", facts)) if "--pull" in args[0]]
+    assert bool(pull) is pulls
     if pulls:  # into a fresh folder, swapped in only once the pull succeeded
-        swap = f"rm -rf {folder}/hub && mv {folder}/hub.tmp {folder}/hub"
-        assert lines.index(swap) > next(i for i, line in enumerate(lines) if "--pull" in line)
+        steps = pull[0].split(" && ")
+        swap = steps.index(f"mv {folder}/hub.tmp {folder}/hub")
+        assert steps[swap - 1] == f"rm -rf {folder}/hub"
+        assert swap > next(i for i, step in enumerate(steps) if "--pull" in step)
+        assert f"test -f {folder}/hub.tmp/EmbeddedLLM/Llama-3.2-3B-Instruct-int4-sym-ov/openvino_model.xml" in steps
 
 
 def test_each_operation_runs_its_commands_as_few_remote_commands(monkeypatch, registry):
