@@ -20,7 +20,6 @@ removed first (its environments, weights and Redis stay), as on a host it never 
 from __future__ import annotations
 
 import shlex
-import subprocess
 
 from lab import hosts, lifecycle, paths
 from lab.network import HOSTS
@@ -194,18 +193,10 @@ def undo_script(host: str) -> str:
     )
 
 
-def as_root(host: str, script: str, timeout: float = 900) -> subprocess.CompletedProcess:
-    """Run a shell script as root on a lab host: over SSH as the operator, through sudo (the
-    password on the first line of standard input, the script after it)."""
-    command = [*hosts.ssh_args(host), "sudo -k -S -p '' bash -s"]
-    stdin = lifecycle.sudo_password() + "\n" + script
-    return subprocess.run(command, input=stdin, capture_output=True, text=True, timeout=timeout)
-
-
 def arrange(r: Registry | None = None) -> None:
     r = r or registry()
     for host, script in (("studio", studio_script(r, "studio")), ("mini", mini_script(r))):
-        done = as_root(host, script)
+        done = lifecycle.as_root(host, script)
         if done.returncode:
             raise LabError(f"as found: {host}: {done.stderr.strip()[-2000:]}")
         log(f"as found: {host} runs {', '.join(HAND_KEPT[host])}")
@@ -213,6 +204,6 @@ def arrange(r: Registry | None = None) -> None:
 
 def undo() -> None:
     for host in HOSTS:
-        done = as_root(host, undo_script(host))
+        done = lifecycle.as_root(host, undo_script(host))
         if done.returncode:
             raise LabError(f"as found: undo on {host}: {done.stderr.strip()[-2000:]}")

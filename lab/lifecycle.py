@@ -7,6 +7,7 @@ import json
 import os
 import secrets
 import shutil
+import subprocess
 import time
 from pathlib import Path
 
@@ -172,3 +173,11 @@ def status() -> int:
         ).stdout.split()
         print(f"{host:7} {address:12} pid {pids[0]:<7} systemd {out:9} {' '.join(units)}")
     return code
+
+
+def as_root(host: str, script: str, timeout: float = 900) -> subprocess.CompletedProcess:
+    """Run a shell script as root on a lab host: over SSH as the operator, through sudo (the
+    password on the first line of standard input, the script after it)."""
+    command = [*hosts.ssh_args(host), "sudo -k -S -p '' bash -s"]
+    stdin = sudo_password() + "\n" + script
+    return subprocess.run(command, input=stdin, capture_output=True, text=True, timeout=timeout)

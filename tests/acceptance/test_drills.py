@@ -657,6 +657,9 @@ WantedBy={target}
 """
 
 
+NEVER_ANSWERS = "/etc/systemd/system/{unit}.service.d/zz-test-never-answers.conf"
+
+
 class HandKeptUnit:
     """The operator's own unit serving a port: a system unit (its file in /etc/systemd/system, run
     as the operator) or the operator's user unit (~/.config/systemd/user, its manager lingering)."""
@@ -705,8 +708,9 @@ def test_drill_a_hand_kept_server_named_for_takeover_gives_way_to_its_successor(
     """The operator's own unit (a system unit run as the operator, or the operator's user unit)
     serves jerry-test's port; the data names it in llm_takeover. The deploy stops and disables it
     right before jerry-test's server starts (its file kept) and the model answers; the next deploy
-    changes nothing. When the successor does not answer in time (its start_timeout 1 s), the
-    hand-kept server is started again, serving, and the run fails saying so."""
+    changes nothing. When the successor cannot answer (a drop-in of the test's own runs a process
+    that never listens in its place; its start_timeout 2 s), the hand-kept server is started
+    again, serving, and the run fails saying so."""
     victim = registry.models["jerry-test"]
     unit, studio = f"mlx-{victim.name}", hosts[victim.host]
     data = tmp_path / "data"
@@ -717,8 +721,15 @@ def test_drill_a_hand_kept_server_named_for_takeover_gives_way_to_its_successor(
             "import runpy\n"
             f"llm_model_overrides = runpy.run_path({str(ROOT / 'lab' / 'group_data' / 'all.py')!r})"
             "['llm_model_overrides']\n"
-            f"llm_model_overrides[{victim.name!r}] = {{**llm_model_overrides[{victim.name!r}], 'start_timeout': 1}}\n"
+            f"llm_model_overrides[{victim.name!r}] = {{**llm_model_overrides[{victim.name!r}], 'start_timeout': 2}}\n"
         )
+        # Not a bound the server might just meet on a fast day: in its place runs a process that
+        # never listens. The drop-in is the test's, not the toolkit's; the deploy leaves it alone.
+        studio.check_output(f"mkdir -p {NEVER_ANSWERS.rsplit('/', 1)[0].format(unit=unit)}")
+        studio.check_output(
+            f"printf '[Service]\\nExecStart=\\nExecStart=/bin/sleep infinity\\n' > {NEVER_ANSWERS.format(unit=unit)}"
+        )
+        studio.check_output("systemctl daemon-reload")
     hand_kept = HandKeptUnit(studio, kind, victim.port)
     studio.check_output(f"systemctl stop {unit}")
     hand_kept.start()
@@ -746,6 +757,8 @@ def test_drill_a_hand_kept_server_named_for_takeover_gives_way_to_its_successor(
             assert back, "the hand-kept server does not serve again"
     finally:
         hand_kept.stop()
+        if successor == "does not answer":
+            studio.run(f"rm -rf {NEVER_ANSWERS.rsplit('/', 1)[0].format(unit=unit)} && systemctl daemon-reload")
     code, text, _ = lab_deploy()
     assert code == 0, text[-3000:]
     assert answers(proxy_url, proxy_key, victim.name)
