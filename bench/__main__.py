@@ -2,8 +2,9 @@
 
 Prints one markdown table: from-scratch deploys (uv time apart, pip once for comparison), the
 converged re-run (wall, changes, remote commands per host, biggest costs), the acceptance suite,
-and the proxy's added latency (p50/p95, direct to an MLX server vs through LiteLLM, concurrency 1
-and 10). Each figure is the median of --runs runs with min and max. Nothing here is asserted.
+the proxy's added latency (p50/p95, direct to an MLX server vs through LiteLLM, concurrency 1
+and 10), and what it costs tool calls and streamed answers (bench/stream.py, one run). Each
+other figure is the median of --runs runs with min and max. Nothing here is asserted.
 
 It targets only the lab (`./labctl up` first); every request loop is bounded by --requests.
 """
@@ -27,7 +28,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench import stream  # noqa: E402
 from bench.optimes import timed_deploy  # noqa: E402
+from bench.proxycpu import percentile, proxy_cpu_seconds  # noqa: E402
 from lab import hosts, lifecycle  # noqa: E402
 from lab.network import HOSTS  # noqa: E402
 from lab.proc import run as run_here  # noqa: E402
@@ -290,29 +293,6 @@ def client_floor(registry, model, calls: int) -> dict[str, float]:
     return json.loads(out.strip().splitlines()[-1])
 
 
-def proxy_cpu_seconds() -> float:
-    """CPU time (user + system) LiteLLM's processes (master and workers) have used so far, read on
-    the mini: systemd's accounting where it has it, else /proc of every process in its cgroup
-    (the lab's nspawn hosts have no CPU controller)."""
-    out = run_here(*hosts.ssh_args("mini"), "systemctl show -p CPUUsageNSec --value litellm").stdout.strip()
-    if out.isdigit():
-        return int(out) / 1e9
-    script = (
-        "procs=/sys/fs/cgroup/system.slice/litellm.service/cgroup.procs; "
-        "[ -r $procs ] || procs=/sys/fs/cgroup/systemd/system.slice/litellm.service/cgroup.procs; "
-        "for p in $(cat $procs); do cut -d' ' -f14,15 /proc/$p/stat; done; echo tck $(getconf CLK_TCK)"
-    )
-    lines = run_here(*hosts.ssh_args("mini"), script).stdout.split("\n")
-    tck = int(next(line.split()[1] for line in lines if line.startswith("tck")))
-    ticks = sum(int(a) + int(b) for a, b in (line.split() for line in lines if line and not line.startswith("tck")))
-    return ticks / tck
-
-
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
-
-
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=3, help="runs per figure (default 3)")
@@ -415,6 +395,9 @@ def main(argv: list[str]) -> int:
             " / ".join(ms([f[name] for f in floors]) for name in floors[0]),
         )
     )
+
+    print(f"bench: tool calls and streamed answers, {args.requests // 3} requests a loop, once", flush=True)
+    rows.extend((f"{name} (one run)", value) for name, value in stream.rows(registry, args.requests // 3, 100.0))
 
     for m in (m for m in registry.models.values() if m.backend == "ovms"):
         print(f"bench: {m.name} tokens per second x{args.runs}", flush=True)

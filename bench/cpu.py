@@ -12,7 +12,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.__main__ import client_floor, latencies, latencies_from_mini, percentile, proxy_cpu_seconds  # noqa: E402
+from bench.__main__ import client_floor, latencies, latencies_from_mini  # noqa: E402
+from bench.proxycpu import percentile, proxy_cpu_seconds  # noqa: E402
 from lab import lifecycle  # noqa: E402
 from lab.network import HOSTS  # noqa: E402
 from tasks import preflight  # noqa: E402
