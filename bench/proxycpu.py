@@ -22,3 +22,8 @@ def proxy_cpu_seconds() -> float:
     tck = int(next(line.split()[1] for line in lines if line.startswith("tck")))
     ticks = sum(int(a) + int(b) for a, b in (line.split() for line in lines if line and not line.startswith("tck")))
     return ticks / tck
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]

@@ -38,8 +38,13 @@ def doctor(extra: list[str] | None = None, **kwargs) -> subprocess.CompletedProc
 
 def deploy_env() -> dict[str, str]:
     """pyinfra's environment for the lab: the operator's sudo password comes from the environment,
-    as an operator would export it for an unattended run (tasks/access.py)."""
-    return {**os.environ, "LLMLAB_SUDO_PASSWORD": lifecycle.sudo_password()}
+    as an operator would export it for an unattended run (tasks/access.py); the fact commands a
+    run learned are kept with the lab's state (tasks/factcache.py), gone with `down`."""
+    return {
+        **os.environ,
+        "LLMLAB_SUDO_PASSWORD": lifecycle.sudo_password(),
+        "LLMLAB_FACT_CACHE": str(paths.STATE_DIR / "facts"),
+    }
 
 
 def grand_total(text: str) -> dict[str, int] | None:

@@ -1,6 +1,6 @@
 """One pyinfra run's own state, from its preflight to its last operation: the registry, what the
 deploy learns on each host (its system), the sudo passwords typed at the prompt, the deploy
-locks it holds, and what the doctor read.
+locks it holds, the facts it read together, and what the doctor read.
 
 It is attached to pyinfra's State for that run (the State exists when pyinfra executes config.py,
 where the preflight begins the run), so it lives and ends with the run: a second run in the same
@@ -16,6 +16,7 @@ from pyinfra import host
 from pyinfra.api.state import State
 from pyinfra.context import ctx_state
 
+from tasks.factcache import FactCaches
 from tasks.hostos import System
 from tasks.registry import Registry
 from tasks.runlock import Locks
@@ -30,6 +31,12 @@ class Run:
     looked: dict[str, dict] = field(default_factory=dict)  # host name -> what the doctor read (tasks/doctor)
     # host name -> {a service's unit: the hand-kept units it takes over} (tasks/owners.py, llm_takeover)
     takeovers: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+    facts: FactCaches | None = None  # the facts read together, host by host (tasks/factcache.py)
+
+    def __post_init__(self):
+        if self.facts is None:
+            secrets = self.registry.secrets.values() if self.registry is not None else ()
+            self.facts = FactCaches(tuple(v for v in secrets if v))
 
 
 _RUNS: weakref.WeakKeyDictionary[State, Run] = weakref.WeakKeyDictionary()  # pyinfra's State -> its run
@@ -51,6 +58,12 @@ def current() -> Run:
             "no registry: the preflight did not run. Run pyinfra from the project's root folder, "
             "where its config.py runs the preflight: pyinfra inventory.py deploy.py"
         ) from None
+
+
+def fact_caches(state) -> FactCaches | None:
+    """The FactCaches of the run of pyinfra's State state (None: no run of the toolkit)."""
+    this_run = _RUNS.get(state)
+    return this_run.facts if this_run is not None else None
 
 
 def _state() -> State:
