@@ -72,14 +72,19 @@ def _file(path: str, text: str, owner: str = OPERATOR, mode: str = "644") -> str
     )
 
 
+# Each script stops at its first failing command and names it (set -e alone exits in silence).
+STRICT = "set -eu\ntrap 'echo \"as found: line $LINENO: $BASH_COMMAND exited $?\" >&2' ERR\n"
+
+
 def _units_gone(units: list[str]) -> str:
     """Shell: system units stopped, disabled and their files removed (each on its own: one that
     is missing or already gone stops none of the others)."""
     words = " ".join(units)
     return (
-        f"for unit in {words}; do systemctl stop $unit 2>/dev/null; systemctl disable $unit 2>/dev/null; done; true\n"
+        f"for unit in {words}; do\n"
+        "  systemctl stop $unit 2>/dev/null || true; systemctl disable $unit 2>/dev/null || true\ndone\n"
         f"(cd /etc/systemd/system && rm -f {words})\n"
-        "systemctl daemon-reload\nsystemctl reset-failed 2>/dev/null; true\n"
+        "systemctl daemon-reload\nsystemctl reset-failed 2>/dev/null || true\n"
     )
 
 
@@ -135,7 +140,7 @@ def mini_script(r: Registry) -> str:
     as_op = f"sudo -u {OPERATOR} -H"
     uid = f"$(id -u {OPERATOR})"
     return (
-        "set -eu\n"
+        STRICT
         + _units_gone(["litellm.service", "ovms.service"])
         + f"[ -x {uv} ] || {as_op} python3 -c {shlex.quote(UV_FETCH)} {s['uv_version']} {HOME}/.local\n"
         + _file(f"{PROJECT}/pyproject.toml", pyproject)
@@ -172,7 +177,7 @@ def studio_script(r: Registry, host: str) -> str:
         "[Install]\nWantedBy=multi-user.target\n"
     )
     return (
-        "set -eu\n"
+        STRICT
         + _units_gone([f"mlx-{m.name}.service" for m in mlx])
         + _file(f"{HOME}/mlx/serve-all.sh", script, mode="755")
         + _file("/etc/systemd/system/bebop-mlx.service", unit, owner="root")
@@ -198,7 +203,8 @@ def arrange(r: Registry | None = None) -> None:
     for host, script in (("studio", studio_script(r, "studio")), ("mini", mini_script(r))):
         done = lifecycle.as_root(host, script)
         if done.returncode:
-            raise LabError(f"as found: {host}: {done.stderr.strip()[-2000:]}")
+            said = done.stderr.strip()[-2000:] or "(nothing on its standard error)"
+            raise LabError(f"as found: {host}: its script exited {done.returncode}: {said}")
         log(f"as found: {host} runs {', '.join(HAND_KEPT[host])}")
 
 

@@ -7,14 +7,18 @@ disabled right before that service starts, by tasks/units.py). A port held by
 anything else (a hand-kept proxy on :4000, another OpenVINO server on :9000) stops the run,
 naming the host, the port, the process, its user and its unit or label; nothing is changed and
 nothing else on the host is touched (a service the data does not declare a port for is never
-looked at)."""
+looked at). Every host's refusals are reported together, in one error, whichever host reads its
+ports first."""
 
 from __future__ import annotations
 
 import re
+import time
 
+import gevent
 from pyinfra import host
 from pyinfra.api.exceptions import DeployError
+from pyinfra.context import state
 
 from tasks import run
 from tasks.facts import LaunchdDisabled, LaunchdJobs, PortHolders, UnitStates, UserUnitStates
@@ -101,17 +105,25 @@ def takeovers(ports: list[Port], held: dict[int, dict], takeover: set[str]) -> d
 
 
 def check(r: Registry, services: list[StackService]) -> None:
-    """Refuse this host (one line per port) if one of its declared ports is held by another; plan
-    the takeover of the llm_takeover services that hold one (run.current().takeovers). A named
-    one that holds none must be one a deploy took over before, or the host is refused."""
+    """Refuse the run (one line per port) if a declared port of this host or of another host of
+    the run is held by another; plan the takeover of the llm_takeover services that hold one
+    (run.current().takeovers). A named one that holds none must be one a deploy took over before,
+    or the host is refused."""
+    lines = together(host.name, refusals(r, services))
+    if lines:
+        raise DeployError("\n".join(lines))
+
+
+def refusals(r: Registry, services: list[StackService]) -> list[str]:
+    """Why this host is refused, one line per reason (none: it is not), its takeovers planned."""
     ports = [p for s in services for p in s.ports(r, host.name)]
     named = set(r.settings(host.name)["llm_takeover"])
     if not ports and not named:
-        return
+        return []
     held = host.get_fact(PortHolders, ports=tuple(sorted({p.port for p in ports}))) if ports else {}
     lines = foreign(ports, held, named)
     if lines:
-        raise DeployError("\n".join(lines))
+        return lines
     plan = takeovers(ports, held, named)
     run.current().takeovers[host.name] = plan
     idle = sorted(named - {u.name for units in plan.values() for u in units})
@@ -119,7 +131,30 @@ def check(r: Registry, services: list[StackService]) -> None:
         where = r.hosts[host.name].sources.get("llm_takeover", "group data")
         refusal = (_idle_launchd_jobs if run.is_macos() else _idle_units)(idle, ports)
         if refusal:
-            raise DeployError(f"{where}: llm_takeover: {refusal}; nothing was changed")
+            return [f"{where}: llm_takeover: {refusal}; nothing was changed"]
+    return []
+
+
+WAIT_FOR_HOSTS_S = 120.0  # how long a refused host waits for the others' reading of their ports
+
+
+def together(name: str, lines: list[str], wait_s: float = WAIT_FOR_HOSTS_S) -> list[str]:
+    """Host name's refusal lines and, if it has any, every other host's of the run, sorted by host.
+
+    pyinfra reads the deploy file for all hosts at once and stops at the first host that raises,
+    so a refused host waits (bounded by wait_s) until every active host has said whether it is
+    refused: the operator learns every collision in one run, not one host per run."""
+    found = run.current().refusals
+    found[name] = lines
+    if not lines:
+        return []
+    active = {h.name for h in state.inventory.get_active_hosts()}
+    if len(active) > (state.pool.size or len(active)):  # hosts read a few at a time (--parallel)
+        active = set(found)
+    deadline = time.monotonic() + wait_s
+    while not active <= found.keys() and time.monotonic() < deadline:
+        gevent.sleep(0.05)
+    return [line for other in sorted(found) for line in found[other]]
 
 
 def _idle_units(idle: list[str], ports: list[Port]) -> str:

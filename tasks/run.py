@@ -31,6 +31,7 @@ class Run:
     looked: dict[str, dict] = field(default_factory=dict)  # host name -> what the doctor read (tasks/doctor)
     # host name -> {a service's unit: the hand-kept units it takes over} (tasks/owners.py, llm_takeover)
     takeovers: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+    refusals: dict[str, list[str]] = field(default_factory=dict)  # host name -> why refused (tasks/owners.py)
     facts: FactCaches | None = None  # the facts read together, host by host (tasks/factcache.py)
 
     def __post_init__(self):

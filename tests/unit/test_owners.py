@@ -166,3 +166,44 @@ def test_on_a_mac_a_listener_started_by_a_jobs_script_is_that_jobs_with_its_plis
     assert held[port]["pid"] == os.getpid() and held[port]["unit"] == "com.bebop.mlx", (held, out.stderr)
     assert held[port]["plist"] == "/Library/LaunchDaemons/com.bebop.plist" and held[port]["ours"] is False
     assert owners.takeable(held[port]) == "launchd label"
+
+
+def test_every_hosts_refusals_are_reported_together_whichever_host_reads_its_ports_first(registry):
+    """pyinfra stops at the first host whose deploy file raises: a refused host waits for the
+    others to say whether they are refused, and the error names every host's collisions, sorted
+    by host; a host that is not refused goes on at once; a host that never says is waited for a
+    bounded time."""
+    import gevent
+    from pyinfra.api import Config, Inventory, State
+    from pyinfra.context import ctx_host, ctx_state
+
+    from tasks import run
+
+    inventory = Inventory((["mini", "studio"], {}))
+    state = State(inventory, Config())
+    for h in inventory:
+        state.activate_host(h)
+    run.begin(registry, state)
+
+    def refused(name: str, lines: list[str], after_s: float, wait_s: float = 30.0) -> list[str]:
+        gevent.sleep(after_s)
+        with ctx_state.use(state), ctx_host.use(inventory.get_host(name)):
+            return owners.together(name, lines, wait_s)
+
+    studio = gevent.spawn(refused, "studio", ["studio: port 8101 is held"], 0.0)
+    mini = gevent.spawn(refused, "mini", ["mini: port 4000 is held", "mini: port 9000 is held"], 0.3)
+    gevent.joinall([studio, mini], timeout=10, raise_error=True)
+    both = ["mini: port 4000 is held", "mini: port 9000 is held", "studio: port 8101 is held"]
+    assert studio.value == both and mini.value == both
+
+    run.begin(registry, state)
+    assert gevent.spawn(refused, "mini", [], 0.0).get(timeout=5) == []
+    started = gevent.get_hub().loop.now()
+    alone = gevent.spawn(refused, "studio", ["studio: port 8101 is held"], 0.0, 0.5).get(timeout=5)
+    assert alone == ["studio: port 8101 is held"]
+    assert gevent.get_hub().loop.now() - started < 0.5  # the mini had said: nothing to wait for
+
+    run.begin(registry, state)
+    started = gevent.get_hub().loop.now()
+    alone = gevent.spawn(refused, "studio", ["studio: port 8101 is held"], 0.0, 0.5).get(timeout=5)
+    assert alone == ["studio: port 8101 is held"] and gevent.get_hub().loop.now() - started >= 0.4
