@@ -18,6 +18,7 @@ and not carried over.
 """
 
 import gc
+import importlib.util
 import json
 import logging
 import multiprocessing
@@ -26,6 +27,9 @@ import sys
 from datetime import datetime
 
 APP = "litellm.proxy.proxy_server:app"
+# LiteLLM's OpenTelemetry logger, which its key check imports on every request (to route traces)
+# and which cannot load without the OpenTelemetry SDK.
+OTEL_LOGGER = "litellm.integrations.otel.logger"
 
 
 def _supervisor() -> bool:
@@ -132,6 +136,23 @@ def fork_workers_from_loaded_app(module: str) -> str:
     return ""
 
 
+def import_fails_at_once_without_otel_sdk() -> bool:
+    """Without the OpenTelemetry SDK (this deployment installs none), LiteLLM's key check tries to
+    import its OpenTelemetry logger on every request and catches the failure: a failed import is
+    not remembered, so each request loads the module's code again and looks for the SDK on every
+    path (its cost: bench/RESULTS.md). Marking the module absent makes that import fail at once, with the same
+    exception kind the check already catches. With the SDK installed nothing is changed. Returns
+    whether the module was marked."""
+    try:
+        sdk = importlib.util.find_spec("opentelemetry.sdk")
+    except (ImportError, ValueError):  # no opentelemetry package at all
+        sdk = None
+    if sdk is not None or OTEL_LOGGER in sys.modules:
+        return False
+    sys.modules[OTEL_LOGGER] = None
+    return True
+
+
 def main(argv):
     if len(argv) != 4:
         sys.exit("usage: llmlab_serve.py ROUTER_YAML HOST PORT WORKERS")
@@ -141,6 +162,7 @@ def main(argv):
     config, host, port, workers = argv[0], argv[1], int(argv[2]), int(argv[3])
     os.environ["CONFIG_FILE_PATH"] = config
     os.environ["NUM_WORKERS"] = str(workers)
+    import_fails_at_once_without_otel_sdk()
     import uvicorn
 
     if workers > 1:

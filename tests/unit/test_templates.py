@@ -428,12 +428,48 @@ def test_the_proxy_launcher_spawns_the_workers_saying_why_when_it_cannot_fork_th
     )
     monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: ran.update(app=app, **kwargs))
     monkeypatch.setattr(llmlab_serve.os, "environ", dict(llmlab_serve.os.environ))
+    monkeypatch.setattr(llmlab_serve, "import_fails_at_once_without_otel_sdk", lambda: False)
     llmlab_serve.main(["/etc/litellm/router.yaml", "127.0.0.1", "4000", "2"])
     assert ran["app"] == llmlab_serve.APP and ran["workers"] == 2  # still served, by spawned workers
     assert (
         "llmlab_serve.py: loading litellm.proxy.proxy_server started threads (x): spawning the workers "
         "instead of forking them"
     ) in capsys.readouterr().err
+
+
+def _otel_marked(monkeypatch, sdk_present: bool):
+    """import_fails_at_once_without_otel_sdk with the SDK found or not; sys.modules put back after."""
+    import importlib.util
+
+    monkeypatch.syspath_prepend(str(litellm_task.LAUNCHER.parent))
+    import llmlab_serve
+
+    monkeypatch.setitem(sys.modules, llmlab_serve.OTEL_LOGGER, None)  # as it was, after the test
+    del sys.modules[llmlab_serve.OTEL_LOGGER]
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        llmlab_serve.importlib.util,
+        "find_spec",
+        lambda name, *a: (real("json") if sdk_present else None) if name == "opentelemetry.sdk" else real(name, *a),
+    )
+    return llmlab_serve, llmlab_serve.import_fails_at_once_without_otel_sdk()
+
+
+def test_without_the_otel_sdk_litellms_per_request_otel_import_fails_at_once_as_it_always_failed(monkeypatch):
+    monkeypatch.setenv("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    launcher, marked = _otel_marked(monkeypatch, sdk_present=False)
+    assert marked and sys.modules[launcher.OTEL_LOGGER] is None
+    with pytest.raises(ModuleNotFoundError):  # what LiteLLM's key check catches (an Exception)
+        __import__(launcher.OTEL_LOGGER, fromlist=["fan_out_provider"])
+    from litellm.proxy._types import UserAPIKeyAuth
+    from litellm.proxy.auth.user_api_key_auth import _seed_request_destinations
+
+    assert _seed_request_destinations(UserAPIKeyAuth(api_key="sk-x"), None) is None  # the check goes on
+
+
+def test_with_the_otel_sdk_the_launcher_leaves_litellms_otel_logger_alone(monkeypatch):
+    launcher, marked = _otel_marked(monkeypatch, sdk_present=True)
+    assert not marked and launcher.OTEL_LOGGER not in sys.modules
 
 
 def test_the_proxy_launcher_wants_its_four_arguments():
