@@ -218,7 +218,7 @@ def _settings(host: HostInput, keys: schema.KeyTable) -> dict[str, Any]:
         settings[key.name] = host.values[key.name]
     seen: dict[int, str] = {}
     # the keys the data sets last, so that a clash is reported where it was made
-    for key in sorted(keys.port_keys(), key=lambda k: k in host.sources):
+    for key in sorted(keys.port_keys(settings), key=lambda k: k in host.sources):
         if settings[key] in seen:
             raise DataError(
                 f"{host.sources.get(key, f'{keys.by_name[key].origin} (default)')}: {key} equals "
@@ -315,7 +315,7 @@ def _model(name: Any, entry: Any, where: str, hosts: Mapping[str, HostEntry]) ->
     )
 
 
-def _models(hosts: dict[str, HostEntry], proxy_host: str, port_keys: list[str]) -> dict[str, Model]:
+def _models(hosts: dict[str, HostEntry], proxy_host: str, keys: schema.KeyTable) -> dict[str, Model]:
     # Shared keys: every host sees the same all.py, so any host's copy is the registry's.
     first = next(iter(hosts.values()))
     s, src = first.settings, first.sources
@@ -343,7 +343,8 @@ def _models(hosts: dict[str, HostEntry], proxy_host: str, port_keys: list[str]) 
     for m in models.values():
         where = over_where if m.name in overrides else models_where
         if m.port is not None:
-            reserved = {hosts[m.host].settings[k]: k for k in port_keys}  # the host's services' ports
+            settings = hosts[m.host].settings
+            reserved = {settings[k]: k for k in keys.port_keys(settings)}  # the host's services' ports
             if m.port in reserved:
                 raise DataError(f"{where}: llm_models[{m.name!r}].port {m.port} clashes with {reserved[m.port]}")
             other = taken.get((m.host, m.port))
@@ -431,4 +432,4 @@ def build(hosts: list[HostInput], keys: schema.KeyTable) -> Registry:
             f"found {proxies or 'none'}"
         )
     proxy_host = proxies[0]
-    return Registry(models=_models(entries, proxy_host, keys.port_keys()), hosts=entries, proxy_host=proxy_host)
+    return Registry(models=_models(entries, proxy_host, keys), hosts=entries, proxy_host=proxy_host)

@@ -195,6 +195,8 @@ class Key:
     shared: bool = False  # the same for every host: only all.py (or --data) may set it
     default_text: str | None = None  # how the README's table names a default too long to show
     origin: str = "tasks/schema.py"  # the file that declares it (tasks/stack.py sets a service's)
+    # A port of a service that a bool key switches on: while that key is false, no socket uses it.
+    enabled_by: str | None = None
 
     @property
     def is_port(self) -> bool:
@@ -316,6 +318,10 @@ class KeyTable:
                     f"{key.origin}: data key {key.name} is declared twice (first in {self.by_name[key.name].origin})"
                 )
             self.by_name[key.name] = key
+        for key in keys:
+            switch = self.by_name.get(key.enabled_by) if key.enabled_by else None
+            if key.enabled_by and (switch is None or switch.type is not bool):
+                raise ValueError(f"{key.origin}: {key.name} is enabled_by {key.enabled_by}, which is no bool data key")
 
     def __iter__(self):
         return iter(self.keys)
@@ -323,8 +329,13 @@ class KeyTable:
     def __contains__(self, name: str) -> bool:
         return name in self.by_name
 
-    def port_keys(self) -> list[str]:
-        return [k.name for k in self.keys if k.is_port]
+    def port_keys(self, settings: dict[str, Any] | None = None) -> list[str]:
+        """The port keys; given a host's settings, only those of services it runs."""
+        return [
+            k.name
+            for k in self.keys
+            if k.is_port and (settings is None or k.enabled_by is None or settings[k.enabled_by])
+        ]
 
     def check_value(self, name: str, value: Any) -> None:
         """Raise DataError (naming the key) unless value fits the key's type and check."""

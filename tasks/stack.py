@@ -8,7 +8,7 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from tasks import firewall, litellm, mlx, redis, schema
+from tasks import firewall, litellm, mlx, node_exporter, redis, schema
 from tasks import ovms as ovms_service
 from tasks.registry import Registry
 from tasks.service import Port, StackService
@@ -25,6 +25,7 @@ SERVICES: tuple[StackService, ...] = (
     redis.SERVICE,
     litellm.SERVICE,
     ovms_service.SERVICE,
+    node_exporter.SERVICE,
 )
 
 

@@ -8,3 +8,7 @@ ovms_hf_endpoint = hfhub.endpoint()
 
 ovms_release_url = str(paths.OVMS_STANDIN_RELEASES)
 ovms_archive_sha256 = paths.OVMS_STANDIN_SHA256.read_text().strip() if paths.OVMS_STANDIN_SHA256.exists() else None
+
+# The lab's mini exports its metrics (Prometheus's node exporter, on loopback): the service a
+# person switches on with this one key.
+node_exporter_enabled = True

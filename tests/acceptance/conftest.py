@@ -8,7 +8,7 @@ from functools import lru_cache
 import pytest
 
 from lab import paths
-from tasks import preflight
+from tasks import preflight, stack
 from tasks import registry as reg
 
 from .client import Secret
@@ -30,9 +30,8 @@ def expected(real: bool) -> reg.Registry:
 
 def pytest_generate_tests(metafunc):
     r = expected(metafunc.config.getoption("--real-hosts"))
-    services = [(r.proxy_host, "litellm"), (r.proxy_host, "ovms"), (r.proxy_host, "redis-llm")] + [
-        (m.host, f"mlx-{m.name}") for m in r.models.values() if m.backend == "mlx"
-    ]
+    # Every unit that holds a port the services declare (tasks/stack.py's union).
+    services = list(dict.fromkeys((p.host, p.unit) for p in stack.ports(r)))
     if "service_on_host" in metafunc.fixturenames:
         metafunc.parametrize("service_on_host", services, ids=[f"{h}:{s}" for h, s in services])
     if "model_name" in metafunc.fixturenames:

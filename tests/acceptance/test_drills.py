@@ -767,8 +767,9 @@ def test_drill_a_hand_kept_server_named_for_takeover_gives_way_to_its_successor(
 def test_drill_models_that_leave_the_registry_take_their_servers_with_them(
     hosts, registry, proxy_url, proxy_key, tmp_path
 ):
-    """jerry-test and lil-jerry (the only OVMS model) taken out of the data: the dry run plans the
-    retirement of jerry-test's MLX server and of OVMS; the deploy stops both and removes their
+    """jerry-test and lil-jerry (the only OVMS model) taken out of the data, and the node exporter
+    switched off: the dry run plans the retirement of jerry-test's MLX server, of OVMS and of the
+    exporter; the deploy stops them and removes their
     units, their ports have no listener (the MLX port leaves the firewall's rules), the proxy no
     longer offers them, their weights stay; put back, the next deploy serves them again."""
     from .test_idempotence import detected_changes
@@ -788,19 +789,27 @@ def test_drill_models_that_leave_the_registry_take_their_servers_with_them(
     )
     weights = studio.check_output("ls /opt/mlx/models")
     ov_files = mini.check_output(f"ls {registry.proxy['ovms_models_dir']}")
-    code, text, _ = lab_deploy("--group-data", str(data), "--dry")
+    # and the node exporter switched off, in the same deploys: a service that leaves goes the same way
+    switched_off = ("--data", "node_exporter_enabled=False")
+    code, text, _ = lab_deploy("--group-data", str(data), *switched_off, "--dry")
     assert code == 0, text[-3000:]
     retiring = [
         f"MLX model servers | Stop and remove the MLX servers that left the registry: {unit}.service",
         "OpenVINO Model Server | Stop and remove OVMS that left the registry: ovms.service",
+        "Prometheus node exporter | Stop and remove the node exporter that left the registry: "
+        "node-exporter-llm.service",
     ]
     assert set(retiring) <= set(detected_changes(text)), detected_changes(text)
     try:
-        code, text, _ = lab_deploy("--group-data", str(data))
+        code, text, _ = lab_deploy("--group-data", str(data), *switched_off)
         assert code == 0, text[-3000:]
         for row in retiring:
             assert any(row in changed for changed in changed_rows(text)), changed_rows(text)
-        for host, name, port in ((studio, unit, victim.port), (mini, "ovms", registry.proxy["ovms_rest_port"])):
+        for host, name, port in (
+            (studio, unit, victim.port),
+            (mini, "ovms", registry.proxy["ovms_rest_port"]),
+            (mini, "node-exporter-llm", registry.proxy["node_exporter_port"]),
+        ):
             assert not host.file(f"/etc/systemd/system/{name}.service").exists
             assert service_state(host, name)["ActiveState"] == "inactive"
             assert not host.socket(f"tcp://0.0.0.0:{port}").is_listening
@@ -817,6 +826,7 @@ def test_drill_models_that_leave_the_registry_take_their_servers_with_them(
         code, text, _ = lab_deploy()
     assert code == 0, text[-3000:]
     assert studio.service(f"{unit}.service").is_running and mini.service("ovms.service").is_running
+    assert mini.service("node-exporter-llm.service").is_running
     assert answers(proxy_url, proxy_key, victim.name) and answers(proxy_url, proxy_key, ov.name)
 
 

@@ -215,7 +215,7 @@ def test_ovms_answers_its_own_endpoints(hosts, registry):
     assert {m["id"] for m in models["data"]} == served
 
 
-@pytest.mark.parametrize("unit", ["litellm.service", "redis-llm.service"])
+@pytest.mark.parametrize("unit", ["litellm.service", "redis-llm.service", "node-exporter-llm.service"])
 def test_unit_is_hardened(hosts, registry, unit):
     out = hosts[registry.proxy_host].run(f"systemd-analyze security --no-pager {unit} | tail -1")
     score = float(out.stdout.split(f"Overall exposure level for {unit}:")[1].split()[0])
@@ -343,3 +343,21 @@ def test_lil_jerry_streams_through_the_proxy(registry, proxy_url, proxy_key):
     finish = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
     assert len(text) >= 3, chunks  # token by token, not one block
     assert finish and finish[-1] in ("stop", "length")
+
+
+def test_the_node_exporter_serves_the_hosts_metrics_where_the_data_says(hosts, registry):
+    """Switched on in the lab's data: our unit serves the mini's own metrics on the declared
+    address only, not as root; the distribution's unit is masked."""
+    s = registry.proxy
+    if not s["node_exporter_enabled"]:
+        pytest.fail("the lab's data switches the node exporter on (lab/group_data/mini.py); here it is off")
+    mini = hosts[registry.proxy_host]
+    port = s["node_exporter_port"]
+    metrics = mini.check_output(f"curl -fsS --max-time 5 http://{s['node_exporter_bind_address']}:{port}/metrics")
+    available = [line for line in metrics.splitlines() if line.startswith("node_memory_MemAvailable_bytes ")]
+    assert available and float(available[0].split()[1]) > 0, metrics[:2000]
+    listening = [x for x in mini.socket.get_listening_sockets() if x.endswith(f":{port}")]
+    assert listening == [f"tcp://{s['node_exporter_bind_address']}:{port}"], listening
+    pid = mini.check_output("systemctl show -p MainPID --value node-exporter-llm")
+    assert mini.check_output(f"stat -c %u /proc/{pid}") != "0"
+    assert mini.check_output("systemctl is-enabled prometheus-node-exporter || true") == "masked"

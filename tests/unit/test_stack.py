@@ -87,3 +87,11 @@ def test_a_new_service_s_keys_are_checked_and_its_port_held_against_the_others(d
     # without the service, its keys are no data keys of this toolkit
     with pytest.raises(DataError, match="exporter_port is not a data key of this toolkit"):
         build({**data, "exporter_port": 9100})
+
+
+def test_a_port_switched_on_by_a_key_that_is_not_a_bool_is_refused():
+    port = Key("exporter_port", int, 9100, "its port", schema.port, enabled_by="redis_port", origin="tasks/exporter.py")
+    with pytest.raises(
+        ValueError, match=r"tasks/exporter.py: exporter_port is enabled_by redis_port, which is no bool"
+    ):
+        schema.KeyTable((*stack.KEYS, port))

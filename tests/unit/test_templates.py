@@ -13,6 +13,7 @@ import yaml
 from tasks import firewall as firewall_task
 from tasks import litellm as litellm_task
 from tasks import mlx as mlx_task
+from tasks import node_exporter as node_exporter_task
 from tasks import ovms as ovms_task
 from tasks import redis as redis_task
 from tasks.hostos import System
@@ -193,6 +194,7 @@ def _units(registry):
         "litellm.service": litellm_task.render_unit(registry, cpus=2),
         "ovms.service": ovms_task.render_unit(registry, UBUNTU24_RELEASE),
         "redis-llm.service": redis_task.render_unit(registry),
+        "node-exporter-llm.service": node_exporter_task.render_unit(registry),
         "llm-firewall.service": firewall_task.render_unit(registry, "studio"),
     }
     for m in registry.served_by("studio", "mlx"):
