@@ -308,7 +308,7 @@ def deploy_litellm(r: Registry, envs: dict) -> list[Wait]:
             name="Validate the staged router.yaml with LiteLLM"
             + (" (and load the new environment's proxy, writing its bytecode)" if built.build is not None else ""),
             commands=[command],
-            _if=lambda: live_will_change or built.reuse or any(m.did_change() for m in inputs),
+            _if=lambda: live_will_change or built.reuse or any(ops.changed(m) for m in inputs),
         )
     # A new LiteLLM is switched to only now, its own check of the config passed; the launcher
     # goes with the live files (a restart trigger: installed by a run that stopped at the check,

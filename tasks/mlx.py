@@ -458,7 +458,7 @@ def deploy_mlx(r: Registry, envs: dict) -> list[Wait]:
             r=r,
             system=system,
             sizes=sizes,
-            _if=fetched.did_change,
+            _if=lambda: ops.changed(fetched),
         )
 
     env = pyenv.switch(built, s["uv_keep"])

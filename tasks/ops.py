@@ -107,8 +107,9 @@ class Affected:
 
 
 def changed(meta) -> bool:
-    """Whether an earlier operation changed (while executing) or will change (change detection)."""
-    return meta.did_change() if state.is_executing else meta.will_change
+    """Whether an earlier operation changed (once it has run) or will change (change detection,
+    and the deploy lock's look ahead before the run's first operation: tasks/runlock.py)."""
+    return meta.did_change() if state.is_executing and meta.is_complete() else meta.will_change
 
 
 def may_change(known: bool, inputs: list) -> bool:

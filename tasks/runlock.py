@@ -8,11 +8,13 @@ llm_break_lock) is planned to be taken over: that is the lock a failed or interr
 and this run then waits for what it may have left starting (took_over()).
 
 The writes are pyinfra callbacks of the run (Locks is one, attached once deploy.py plans):
-before the first operation every planned host is taken at once (atomically, replacing only the
-record that was read), and a host taken since by another run refuses the whole run before any
-operation; after the last operation every host still running gives its lock back, while a host
-that failed keeps it for the next run to take over. A dry run, or a run the operator declines
-at pyinfra's prompt, executes no operation and so takes nothing.
+before the first operation every planned host that the run changes (or whose lock a gone run left)
+is taken at once (atomically, replacing only the record that was read), and a host taken since by
+another run refuses the whole run before any operation; a host the run leaves as it is is not
+taken, since nothing is done there (a converged run writes no lock); after the last operation
+every host still running gives back its lock, while a host that failed keeps it for the next run
+to take over. A dry run, or a run the operator declines at pyinfra's prompt, executes no
+operation and so takes nothing.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from pyinfra import host, state
 from pyinfra.api.command import StringCommand
 from pyinfra.api.exceptions import DeployError
 from pyinfra.api.state import BaseStateCallback
-from pyinfra.context import ctx_host
+from pyinfra.context import ctx_host, ctx_state
 
 from tasks.facts import DeployLock
 
@@ -115,6 +117,21 @@ def give_back_command(path: str, record: str) -> str:
     return f'if [ "$(cat {p} 2>/dev/null)" = {shlex.quote(record)} ]; then rm -f {p}; echo given back; fi; true'
 
 
+def will_change(state, target) -> bool:
+    """Whether any operation planned for target will change it: each operation's own will_change,
+    as pyinfra reckons it (its commands generated from the facts read so far), in the run's order,
+    up to the first that will. One that cannot tell before the run (it raises) counts as a change."""
+    with ctx_state.use(state), ctx_host.use(target):
+        for op_hash in state.get_op_order():
+            data = state.ops[target].get(op_hash)
+            try:
+                if data is not None and data.operation_meta.will_change:
+                    return True
+            except Exception:  # an operation's own error is raised when it runs
+                return True
+    return False
+
+
 class Locks(BaseStateCallback):
     """The run's locks: planned while deploy.py prepares, taken and given back around the run's
     operations (pyinfra's callbacks, which pyinfra calls with the State first)."""
@@ -146,10 +163,14 @@ class Locks(BaseStateCallback):
             raise DeployError(f"{target.name}: could not read or write the deploy lock {LOCK}")
         return output.stdout_lines
 
-    def take(self, hosts) -> None:
-        """Take every planned host of hosts; if one is held by another run since it was read,
-        give back those taken and refuse the run, naming the holder."""
-        for target in [h for h in hosts if h in self.planned and h not in self.taken]:
+    def take(self, hosts, changes=lambda target: True) -> None:
+        """Take every planned host of hosts that this run changes (changes(host): whether any of
+        its operations will change it) or whose lock a gone run left; if one is held by another
+        run since it was read, give back those taken and refuse the run, naming the holder. A host
+        the run leaves as it is, with its lock free, is neither taken nor given back: two sudo'd
+        commands fewer, and nothing done there for another run to wait for."""
+        wanted = [h for h in hosts if h in self.planned and h not in self.taken]
+        for target in [h for h in wanted if self.planned[h] or changes(h)]:
             out = self._run(target, take_command(self.path, record(), self.planned[target]))
             if out[:1] != ["taken"]:
                 self.give_back(list(self.taken))
@@ -165,7 +186,7 @@ class Locks(BaseStateCallback):
         if self._order is None:
             self._order = state.get_op_order()
         if op_hash == self._order[0]:
-            self.take(state.inventory.get_active_hosts())
+            self.take(state.inventory.get_active_hosts(), lambda target: will_change(state, target))
 
     def operation_end(self, state, op_hash):
         if op_hash == self._order[-1]:

@@ -163,6 +163,9 @@ class _Changed:
     def did_change(self):
         return True
 
+    def is_complete(self):
+        return True
+
 
 def test_launchd_job_not_loaded_is_loaded_not_kickstarted(monkeypatch):
     """launchd_running: a job someone booted out is bootstrapped (which starts it with what
@@ -295,3 +298,27 @@ def test_the_operations_read_a_converged_host_in_fewer_commands_than_pyinfras_ow
         ("packages", "pyinfra"): 1,  # the same: ours is for dnf and the package lists' age
         ("packages", "ours"): 1,
     }, counted
+
+
+class _NotRunYet:
+    """An input operation the run has not reached: its result cannot be asked yet."""
+
+    def __init__(self, will_change):
+        self.will_change = will_change
+
+    def is_complete(self):
+        return False
+
+    def did_change(self):
+        raise RuntimeError("Cannot evaluate operation result before execution")
+
+
+def test_an_input_the_run_has_not_reached_is_judged_by_its_will_change():
+    """Before the run's first operation the deploy lock looks ahead (tasks/runlock.py) while
+    pyinfra is executing: an operation that asks whether an earlier one changed gets that one's
+    will_change, and once it has run, its did_change()."""
+    state = State(Inventory((["h"], {})), Config())
+    state.is_executing = True
+    with ctx_state.use(state):
+        assert ops.changed(_NotRunYet(True)) and not ops.changed(_NotRunYet(False))
+        assert ops.changed(_Changed())

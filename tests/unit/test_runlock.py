@@ -58,12 +58,19 @@ class FakeHost:
 
 
 class FakeState:
-    def __init__(self, hosts, ops):
-        self.active, self.ops = list(hosts), ops
+    """The run's operations (hashes, in order) on every host; each will change its host unless
+    the host is one of unchanged."""
+
+    def __init__(self, hosts, order, unchanged=()):
+        self.active, self.order = list(hosts), order
         self.inventory = SimpleNamespace(get_active_hosts=lambda: list(self.active))
+        self.ops = {
+            h: {o: SimpleNamespace(operation_meta=SimpleNamespace(will_change=h.name not in unchanged)) for o in order}
+            for h in hosts
+        }
 
     def get_op_order(self):
-        return self.ops
+        return self.order
 
 
 def planned(tmp_path, **found):
@@ -85,6 +92,27 @@ def test_the_run_takes_before_its_first_operation_and_gives_back_after_its_last(
     locks.operation_start(state, "last")
     locks.operation_end(state, "last")
     assert [h.lock() for h in hosts.values()] == [None, None]
+
+
+def test_a_host_the_run_leaves_as_it_is_is_neither_taken_nor_given_back(tmp_path):
+    hosts, locks = planned(tmp_path)
+    mini_ran = []
+    hosts["mini"].run_shell_command = lambda command, **arguments: mini_ran.append(command)
+    state = FakeState(hosts.values(), ["first", "last"], unchanged=["mini"])
+    locks.operation_start(state, "first")
+    assert hosts["studio"].lock() == runlock.record()  # the host it changes
+    locks.operation_end(state, "first")
+    locks.operation_start(state, "last")
+    locks.operation_end(state, "last")
+    assert hosts["studio"].lock() is None and hosts["mini"].lock() is None and mini_ran == []  # not one command
+
+
+def test_a_gone_runs_lock_is_taken_over_even_where_nothing_changes(tmp_path):
+    dead = json.dumps({**runlock.RUN, "run": "gone", "pid": "999999999", "pid_start": "gone"})
+    hosts, locks = planned(tmp_path, mini=dead)
+    (tmp_path / "mini" / "deploy.lock").write_text(dead + "\n")
+    locks.operation_start(FakeState(hosts.values(), ["first", "last"], unchanged=["mini", "studio"]), "first")
+    assert hosts["mini"].lock() == runlock.record() and hosts["studio"].lock() is None
 
 
 def test_a_host_that_failed_keeps_its_lock_for_the_next_run(tmp_path):
