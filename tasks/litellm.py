@@ -79,7 +79,7 @@ def _router_settings_check(key: str, settings: Any) -> None:
 
 
 KEYS = (
-    Key("litellm_version", str, "1.106.2", "pinned `litellm[proxy]` (1.107.0 was a compromised release)", version),
+    Key("litellm_version", str, "1.106.12", "pinned `litellm[proxy]` (1.107.0 was a compromised release)", version),
     Key(
         "litellm_prisma_version",
         str,

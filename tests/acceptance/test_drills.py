@@ -216,8 +216,9 @@ def test_drill_upgrade_builds_beside_the_running_proxy_and_switches_only_when_wh
 ):
     """A LiteLLM pin that cannot be installed: the new environment fails to build beside the
     running one, which never stops answering (not one request refused) and stays in use. Then a
-    good upgrade: built beside, switched to, the old one kept as previous; its downtime is the
-    restart alone. Then back to the pinned version, which the previous environment still is."""
+    good change of pin (another release of the pinned line, one before it): built beside,
+    switched to, the old one kept as previous; its downtime is the restart alone. Then back to
+    the pinned version, which the previous environment still is."""
     mini = hosts[registry.proxy_host]
     venv = f"{registry.proxy['litellm_home']}/venv"
     model = next(m for m in registry.models.values() if m.backend == "mlx" and not m.fallbacks).name
@@ -235,15 +236,15 @@ def test_drill_upgrade_builds_beside_the_running_proxy_and_switches_only_when_wh
     assert not loop.refused and not loop.http_errors and not loop.lost and len(loop.answered) > 5
 
     with RequestLoop(proxy_url, proxy_key, model) as loop:
-        code, text, seconds = lab_deploy("--data", "litellm_version=1.106.3")
-    timings["drill: good upgrade (build beside, switch, restart)"] = seconds
+        code, text, seconds = lab_deploy("--data", "litellm_version=1.106.11")
+    timings["drill: good change of pin (build beside, switch, restart)"] = seconds
     timings["drill: upgrade downtime: requests refused for (s)"] = loop.refused_for
     assert code == 0, text[-3000:]
     assert mini.check_output(f"readlink {venv}") != in_use
     assert mini.check_output(f"readlink {venv}.previous") == in_use
     assert (
         mini.check_output(f"{venv}/bin/python -c 'import importlib.metadata as m; print(m.version(\"litellm\"))'")
-        == "1.106.3"
+        == "1.106.11"
     )
     assert not loop.http_errors and not loop.lost, f"HTTP errors {loop.http_errors}, lost {loop.lost}"
     assert loop.refused, "no request met the upgrade's restart: the loop ended too early to show its downtime"

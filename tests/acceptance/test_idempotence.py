@@ -166,7 +166,7 @@ def _model_file(data):
 
 
 def _pin(data):
-    return ("--data", "litellm_version=1.106.3")
+    return ("--data", "litellm_version=1.106.11")
 
 
 @pytest.mark.lab_only
