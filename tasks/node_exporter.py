@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 
 from pyinfra.api import deploy
+from pyinfra.api.exceptions import DeployError
 
 from tasks import ops, run
 from tasks.registry import PROXY_GROUP, Registry
@@ -17,8 +18,9 @@ from tasks.schema import Key, ip, port, positive
 from tasks.service import Port, StackService, answers_line, local_url
 from tasks.units import Unit, Wait, answers_http, managed_services, retire
 
-PACKAGES = {"debian": ["prometheus-node-exporter"], "rhel": ["golang-github-prometheus-node-exporter"]}
-DISTRO_UNITS = {"debian": ["prometheus-node-exporter.service"], "rhel": ["prometheus-node-exporter.service"]}
+# Debian's and Ubuntu's package (its program and unit names are theirs; RHEL's package differs).
+PACKAGES = {"debian": ["prometheus-node-exporter"]}
+DISTRO_UNITS = {"debian": ["prometheus-node-exporter.service"]}
 EXPORTER = "/usr/bin/prometheus-node-exporter"
 UNIT = "node-exporter-llm"
 
@@ -95,7 +97,14 @@ class NodeExporter(StackService):
         return local_url(s["node_exporter_bind_address"], s["node_exporter_port"], "/metrics")
 
     def packages(self, r: Registry, system) -> list[str]:
-        return PACKAGES[system.family] if r.proxy["node_exporter_enabled"] else []
+        if not r.proxy["node_exporter_enabled"]:
+            return []
+        if system.family not in PACKAGES:
+            raise DeployError(
+                f"{r.proxy_host}: node_exporter_enabled: the node exporter is deployed on Debian and Ubuntu "
+                f"only, not on {system.name}; nothing was changed"
+            )
+        return PACKAGES[system.family]
 
     def deploy(self, r: Registry, envs: dict) -> list[Wait]:
         return deploy_node_exporter(r, self.url(r))

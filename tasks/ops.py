@@ -108,8 +108,11 @@ class Affected:
 
 def changed(meta) -> bool:
     """Whether an earlier operation changed (once it has run) or will change (change detection,
-    and the deploy lock's look ahead before the run's first operation: tasks/runlock.py)."""
-    return meta.did_change() if state.is_executing and meta.is_complete() else meta.will_change
+    and the deploy lock's look ahead right before the run's first operation, tasks/runlock.py,
+    when no operation has run on the host yet)."""
+    if state.is_executing and (meta.is_complete() or host.executing_op_hash is not None):
+        return meta.did_change()
+    return meta.will_change
 
 
 def may_change(known: bool, inputs: list) -> bool:
@@ -417,6 +420,32 @@ def tar_of(src: str, names: list[str]):
     return archive
 
 
+class _MadeOnRead:
+    """A file object made only when it is first read or sought (an upload's source): pyinfra's
+    look ahead at what an operation will do (tasks/runlock.py) sees the upload without making it."""
+
+    def __init__(self, make):
+        self._make, self._file = make, None
+
+    def _opened(self):
+        if self._file is None:
+            self._file = self._make()
+        return self._file
+
+    def read(self, *args):
+        return self._opened().read(*args)
+
+    def seek(self, *args):
+        return self._opened().seek(*args)
+
+    def tell(self):
+        return self._opened().tell()
+
+    def close(self):
+        if self._file is not None:
+            self._file.close()
+
+
 def _parents(rel: str) -> list[str]:
     parts = rel.split("/")[:-1]
     return ["/".join(parts[: i + 1]) for i in range(len(parts))]
@@ -475,10 +504,10 @@ def tree(src: str, dest: str):
     if changed:
         # Into the login user's upload folder (root's own when it logs in as root), unpacked from
         # there as root: never inside dest, where a leftover would be a file of the model. The tar
-        # is made only when the run gets past the first command (not while pyinfra detects changes).
+        # is made only when the upload reads it (not while changes are detected or looked ahead at).
         archive = _staged(dest, ".tar")
         yield _private_folder(_upload_folder())
-        yield FileUploadCommand(tar_of(src, changed), archive, **AS_LOGIN)
+        yield FileUploadCommand(_MadeOnRead(lambda: tar_of(src, changed)), archive, **AS_LOGIN)
         yield untar_command(archive, dest)
     if gone:
         yield StringCommand("rm", "-f", *[Q(f"{dest}/{rel}") for rel in gone])

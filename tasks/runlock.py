@@ -11,7 +11,9 @@ The writes are pyinfra callbacks of the run (Locks is one, attached once deploy.
 before the first operation every planned host that the run changes (or whose lock a gone run left)
 is taken at once (atomically, replacing only the record that was read), and a host taken since by
 another run refuses the whole run before any operation; a host the run leaves as it is is not
-taken, since nothing is done there (a converged run writes no lock); after the last operation
+taken, since nothing is done there (a converged run writes no lock), unless an operation runs a
+command there after all (the host changed since it was read): it is taken right after that
+operation, and refused then if another run took it meanwhile; after the last operation
 every host still running gives back its lock, while a host that failed keeps it for the next run
 to take over. A dry run, or a run the operator declines at pyinfra's prompt, executes no
 operation and so takes nothing.
@@ -127,8 +129,10 @@ def will_change(state, target) -> bool:
             try:
                 if data is not None and data.operation_meta.will_change:
                     return True
-            except Exception:  # an operation's own error is raised when it runs
-                return True
+            except Exception:
+                if target in state.failed_hosts or not state.active_hosts:
+                    raise  # a fact that failed the host (or the run): as pyinfra would
+                return True  # an operation's own error is raised when it runs
     return False
 
 
@@ -187,6 +191,20 @@ class Locks(BaseStateCallback):
             self._order = state.get_op_order()
         if op_hash == self._order[0]:
             self.take(state.inventory.get_active_hosts(), lambda target: will_change(state, target))
+
+    def operation_host_success(self, state, host, op_hash, retry_count=0):
+        self._changed_unlocked(state, host, op_hash)
+
+    def operation_host_error(self, state, host, op_hash, *args, **kwargs):
+        self._changed_unlocked(state, host, op_hash)
+
+    def _changed_unlocked(self, state, target, op_hash) -> None:
+        """An operation ran commands on a host the look ahead judged unchanged (the host changed
+        in between): the lock is taken now, so that the rest of the run holds it, and a host that
+        fails keeps it, as for every host the run changes."""
+        if target in self.planned and target not in self.taken:
+            if state.get_op_data_for_host(target, op_hash).operation_meta.executed:
+                self.take([target])
 
     def operation_end(self, state, op_hash):
         if op_hash == self._order[-1]:

@@ -40,10 +40,18 @@ def test_switched_on_its_port_is_the_hosts_and_held_against_the_others(data, sec
 def test_its_unit_listens_on_the_address_the_data_names(data, secrets, bind, listen):
     r = build({**data, "node_exporter_enabled": True, "node_exporter_bind_address": bind}, secrets=secrets)
     unit = node_exporter.render_unit(r)
-    assert f"ExecStart=/usr/bin/prometheus-node-exporter --web.listen-address={listen}\n" in unit
+    assert f"ExecStart=/usr/bin/prometheus-node-exporter --web.listen-address={listen} --no-collector.timex\n" in unit
     assert "DynamicUser=yes" in unit and "NoNewPrivileges=yes" in unit  # not root, sandboxed
 
 
 def test_a_bad_address_is_refused_naming_the_key(data, secrets):
     with pytest.raises(DataError, match=r"node_exporter_bind_address is not an IP address: 'mini'"):
         build({**data, "node_exporter_bind_address": "mini"}, secrets=secrets)
+
+
+def test_switched_on_for_a_rhel_mini_it_is_refused_naming_the_key_before_any_change(data, secrets):
+    from pyinfra.api.exceptions import DeployError
+
+    r = build({**data, "node_exporter_enabled": True}, secrets=secrets)
+    with pytest.raises(DeployError, match=r"mini: node_exporter_enabled: .* Debian and Ubuntu only, not on RHEL 9.6"):
+        node_exporter.SERVICE.packages(r, SimpleNamespace(family="rhel", name="RHEL 9.6"))

@@ -207,3 +207,24 @@ def test_joined_keeps_uploads_in_place_and_joins_only_alike_commands():
     assert [p.get_raw_value() for p in out[0].parts] == ["a", "b"] and out[0].connector_arguments == {"_sudo": False}
     assert [p.get_raw_value() for p in out[2].parts] == ["c", "d"] and out[2].connector_arguments == {}
     assert isinstance(out[0], Joined) and out[3].connector_arguments == {"_sudo": False}
+
+
+def test_an_uploads_tar_is_made_only_when_the_upload_reads_it(tmp_path):
+    """tree's archive (a model's changed files) is not made while the run only looks at what the
+    operation will do (change detection, the deploy lock's look ahead), and made once when read."""
+    from tasks import ops
+
+    src = tmp_path / "m"
+    src.mkdir()
+    (src / "weights.bin").write_bytes(b"w" * 10)
+    made = []
+    lazy = ops._MadeOnRead(lambda: made.append(1) or tar_of(str(src), ["weights.bin"]))
+    assert made == []
+    lazy.seek(0)
+    data = lazy.read()
+    lazy.seek(0)
+    assert made == [1] and lazy.read() == data and lazy.tell() == len(data)
+    import io
+    import tarfile
+
+    assert tarfile.open(fileobj=io.BytesIO(data)).getnames() == ["weights.bin"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from pyinfra.api import Config, Inventory, State
 from pyinfra.api.command import FileUploadCommand
 from pyinfra.api.host import Host
@@ -313,12 +314,18 @@ class _NotRunYet:
         raise RuntimeError("Cannot evaluate operation result before execution")
 
 
-def test_an_input_the_run_has_not_reached_is_judged_by_its_will_change():
-    """Before the run's first operation the deploy lock looks ahead (tasks/runlock.py) while
-    pyinfra is executing: an operation that asks whether an earlier one changed gets that one's
-    will_change, and once it has run, its did_change()."""
-    state = State(Inventory((["h"], {})), Config())
+def test_an_input_the_run_has_not_reached_is_judged_by_its_will_change_only_in_the_look_ahead():
+    """Right before the run's first operation the deploy lock looks ahead (tasks/runlock.py)
+    while pyinfra is executing: an operation that asks whether an earlier one changed gets that
+    one's will_change, and once it has run, its did_change(). While an operation runs, asking
+    about one not run yet is the error it always was."""
+    inventory = Inventory((["h"], {}))
+    state = State(inventory, Config())
     state.is_executing = True
-    with ctx_state.use(state):
+    h = inventory.get_host("h")
+    with ctx_state.use(state), ctx_host.use(h):
         assert ops.changed(_NotRunYet(True)) and not ops.changed(_NotRunYet(False))
         assert ops.changed(_Changed())
+        h.executing_op_hash = "an operation"
+        with pytest.raises(RuntimeError, match="before execution"):
+            ops.changed(_NotRunYet(False))

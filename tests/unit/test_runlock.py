@@ -62,7 +62,7 @@ class FakeState:
     the host is one of unchanged."""
 
     def __init__(self, hosts, order, unchanged=()):
-        self.active, self.order = list(hosts), order
+        self.active, self.order, self.ran = list(hosts), order, set()
         self.inventory = SimpleNamespace(get_active_hosts=lambda: list(self.active))
         self.ops = {
             h: {o: SimpleNamespace(operation_meta=SimpleNamespace(will_change=h.name not in unchanged)) for o in order}
@@ -71,6 +71,10 @@ class FakeState:
 
     def get_op_order(self):
         return self.order
+
+    def get_op_data_for_host(self, target, op_hash):
+        """What pyinfra records of an operation run on a host: executed when it ran commands."""
+        return SimpleNamespace(operation_meta=SimpleNamespace(executed=(target.name, op_hash) in self.ran))
 
 
 def planned(tmp_path, **found):
@@ -105,6 +109,23 @@ def test_a_host_the_run_leaves_as_it_is_is_neither_taken_nor_given_back(tmp_path
     locks.operation_start(state, "last")
     locks.operation_end(state, "last")
     assert hosts["studio"].lock() is None and hosts["mini"].lock() is None and mini_ran == []  # not one command
+
+
+def test_a_host_judged_unchanged_is_taken_right_after_an_operation_ran_commands_there(tmp_path):
+    hosts, locks = planned(tmp_path)
+    state = FakeState(hosts.values(), ["first", "second", "last"], unchanged=["mini", "studio"])
+    locks.operation_start(state, "first")
+    locks.operation_host_success(state, hosts["mini"], "first")  # it ran nothing
+    locks.operation_end(state, "first")
+    assert [h.lock() for h in hosts.values()] == [None, None]
+    state.ran.add(("mini", "second"))  # the host changed since it was read: the operation ran a command
+    locks.operation_start(state, "second")
+    locks.operation_host_error(state, hosts["mini"], "second", 0, 0)
+    state.active.remove(hosts["mini"])  # it failed: pyinfra took it out of the run
+    locks.operation_end(state, "second")
+    locks.operation_start(state, "last")
+    locks.operation_end(state, "last")
+    assert hosts["mini"].lock() == runlock.record() and hosts["studio"].lock() is None  # kept for the next run
 
 
 def test_a_gone_runs_lock_is_taken_over_even_where_nothing_changes(tmp_path):
