@@ -6,8 +6,6 @@ stays, and so does the mask: unmasked, the package's unit would listen on every 
 
 from __future__ import annotations
 
-import ipaddress
-
 from pyinfra.api import deploy
 from pyinfra.api.exceptions import DeployError
 
@@ -15,7 +13,7 @@ from tasks import ops, run
 from tasks.registry import PROXY_GROUP, Registry
 from tasks.render import render
 from tasks.schema import Key, ip, port, positive
-from tasks.service import Port, StackService, answers_line, local_url
+from tasks.service import Port, StackService, answers_line, host_port, local_url
 from tasks.units import Unit, Wait, answers_http, managed_services, retire
 
 # Debian's and Ubuntu's package (its program and unit names are theirs; RHEL's package differs).
@@ -45,17 +43,12 @@ KEYS = (
 )
 
 
-def listen_address(bind: str, port_number: int) -> str:
-    """host:port as the exporter's --web.listen-address takes it (an IPv6 address in brackets)."""
-    return f"[{bind}]:{port_number}" if ipaddress.ip_address(bind).version == 6 else f"{bind}:{port_number}"
-
-
 def render_unit(r: Registry) -> str:
     s = r.proxy
     return render(
         "node_exporter/node-exporter-llm.service.j2",
         exporter=EXPORTER,
-        listen=listen_address(s["node_exporter_bind_address"], s["node_exporter_port"]),
+        listen=host_port(s["node_exporter_bind_address"], s["node_exporter_port"]),
     )
 
 

@@ -329,13 +329,9 @@ class KeyTable:
     def __contains__(self, name: str) -> bool:
         return name in self.by_name
 
-    def port_keys(self, settings: dict[str, Any] | None = None) -> list[str]:
-        """The port keys; given a host's settings, only those of services it runs."""
-        return [
-            k.name
-            for k in self.keys
-            if k.is_port and (settings is None or k.enabled_by is None or settings[k.enabled_by])
-        ]
+    def port_keys(self, settings: dict[str, Any]) -> list[str]:
+        """A host's port keys (its settings): those of the services it runs."""
+        return [k.name for k in self.keys if k.is_port and (k.enabled_by is None or settings[k.enabled_by])]
 
     def check_value(self, name: str, value: Any) -> None:
         """Raise DataError (naming the key) unless value fits the key's type and check."""

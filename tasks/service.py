@@ -74,10 +74,15 @@ def answers_line(unit: str, url: str, what: str) -> str:
     return f"if {answers_http(url, 3)}; then {line} {ok}; else {line} {off}; fi"
 
 
+def host_port(address: str, port: int) -> str:
+    """address:port as URLs and listen options write it (an IPv6 address in brackets)."""
+    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+
+
 def local_url(bind: str, port: int, path: str) -> str:
     """Where a service bound to `bind` is asked from its own host."""
     address = "127.0.0.1" if bind in ("0.0.0.0", "::", "") else bind
-    return f"http://{address}:{port}{path}"
+    return f"http://{host_port(address, port)}{path}"
 
 
 class StackService(ABC):

@@ -32,6 +32,11 @@ def pytest_generate_tests(metafunc):
     r = expected(metafunc.config.getoption("--real-hosts"))
     # Every unit that holds a port the services declare (tasks/stack.py's union).
     services = list(dict.fromkeys((p.host, p.unit) for p in stack.ports(r)))
+    if "hardened_unit" in metafunc.fixturenames:
+        # The proxy host's units of ours that share the sandbox (templates/common/systemd-hardening.j2).
+        units = ["litellm.service", "redis-llm.service"]
+        units += ["node-exporter-llm.service"] if r.proxy["node_exporter_enabled"] else []
+        metafunc.parametrize("hardened_unit", units)
     if "service_on_host" in metafunc.fixturenames:
         metafunc.parametrize("service_on_host", services, ids=[f"{h}:{s}" for h, s in services])
     if "model_name" in metafunc.fixturenames:

@@ -42,6 +42,7 @@ def test_its_unit_listens_on_the_address_the_data_names(data, secrets, bind, lis
     unit = node_exporter.render_unit(r)
     assert f"ExecStart=/usr/bin/prometheus-node-exporter --web.listen-address={listen} --no-collector.timex\n" in unit
     assert "DynamicUser=yes" in unit and "NoNewPrivileges=yes" in unit  # not root, sandboxed
+    assert node_exporter.SERVICE.url(r) == f"http://{listen}/metrics"  # where the deploy and the doctor ask
 
 
 def test_a_bad_address_is_refused_naming_the_key(data, secrets):
