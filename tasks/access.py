@@ -1,7 +1,7 @@
 """How the deploy gets root on a host: SSH as the operator, then sudo. The sudo password comes
 from the environment (LLMLAB_SUDO_PASSWORD_<HOST>, else LLMLAB_SUDO_PASSWORD) or is asked once
-on the terminal; it is kept in this process only, never written to a file, a log or pyinfra's
-output, --debug included (pyinfra hands it to sudo through an askpass helper and masks it)."""
+on the terminal; it is kept in this process only, never written to a file, a log, a command line
+or pyinfra's output, --debug included (tasks/sudo.py hands it to sudo on its standard input)."""
 
 from __future__ import annotations
 
@@ -25,6 +25,8 @@ def password_variables(host_name: str) -> list[str]:
 def _password(system: System) -> str:
     for name in password_variables(host.name):
         if os.environ.get(name):
+            if "\n" in os.environ[name] or "\r" in os.environ[name]:
+                raise DeployError(f"{host.name}: {name} holds a line break; nothing was changed")
             return os.environ[name]
     asked = run.current().passwords  # typed once per login user, for the other hosts
     if system.login in asked:
@@ -53,9 +55,9 @@ def escalate(system: System) -> None:
     if system.sudo == "absent":
         raise DeployError(f"{host.name}: {system.login} is not root and the host has no sudo; nothing was changed")
     if system.sudo == "password":
-        # Where pyinfra keeps a password it prompted for itself (pyinfra/connectors/util.py): it
-        # hands it to sudo through its askpass helper. Not host data: pyinfra's --debug prints
-        # every deploy's arguments, host data defaults included.
+        # Where pyinfra keeps a password it prompted for itself (pyinfra/connectors/util.py), read
+        # from there by tasks/sudo.py. Not host data: pyinfra's --debug prints every deploy's
+        # arguments, host data defaults included.
         host.connector_data["prompted_sudo_password"] = _password(system)
     try:
         user = host.get_fact(EffectiveUser)

@@ -69,16 +69,17 @@ def _raw(command) -> str:
 
 def batch_command(commands: list[str], tag: str) -> str:
     """Shell: each command in a subshell of its own, its standard output after a marker line, then
-    its exit status and its standard error, each line marked. Every marker starts a line of its
-    own, whether or not the output before it ended its last line (parse_batch takes the one
-    line break a marker adds back off). tag: this batch's own, in every marker, so that no
-    command's output can pass for one."""
+    its exit status and its standard error, each line marked (sed runs only for a command that
+    wrote any: most write none, and processes are what a batch costs). Every marker starts a
+    line of its own, whether or not the output before it ended its last line (parse_batch takes
+    the one line break a marker adds back off). tag: this batch's own, in every marker, so that
+    no command's output can pass for one."""
     sep = f"{SEP}-{tag}"
     parts = ["e=$(mktemp) || exit 1"]
     for i, command in enumerate(commands):
         parts.append(
             f"printf '\\n{sep} {i}\\n'; ( {command}\n) 2>\"$e\"; r=$?; printf '\\n{sep}-rc %s\\n' \"$r\"; "
-            f"sed 's/^/{sep}-err /' \"$e\""
+            f'[ ! -s "$e" ] || sed \'s/^/{sep}-err /\' "$e"'
         )
     parts.append('rm -f "$e"')
     return "; ".join(parts)

@@ -20,12 +20,14 @@ def test_second_deploy_changes_nothing(lab_state, timings):
 @pytest.mark.lab_only
 def test_sudo_password_never_reaches_pyinfras_output(lab_state):
     """pyinfra's --debug prints every command and every deploy's arguments: the sudo password
-    (and the proxy key) must be in none of it."""
+    (and the proxy key) must be in none of it. The password goes to sudo on its standard input
+    (tasks/sudo.py): no command carries it and no askpass helper is written."""
     from lab import lifecycle
 
     code, text, _ = lab_deploy("--debug")
     assert code == 0, text[-3000:]
-    assert "sudo -H -A -k" in text  # the deploy did go through sudo with a password
+    assert "sudo -H -S -k -p ''" in text  # the deploy did go through sudo with a password
+    assert "askpass" not in text.lower() and "PYINFRA_SUDO_PASSWORD" not in text
     assert lifecycle.sudo_password() not in text
     assert lifecycle.proxy_key() not in text
 

@@ -1,0 +1,93 @@
+"""The sudo password on sudo's standard input (tasks/sudo.py): the command line never holds it,
+sudo reads it and the command reads nothing, and what this cannot stand for is pyinfra's."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+from types import SimpleNamespace
+
+import pytest
+from pyinfra.api.command import StringCommand
+from pyinfra.connectors.ssh import SSHConnector
+
+from tasks import sudo
+
+PASSWORD = "pa$$ 'word\""
+
+# A stand-in for sudo, for running sudo_command's shell here: it reads one line of its input,
+# byte by byte as sudo does, refuses a wrong one, skips sudo's options and runs the rest.
+FAKE_SUDO = """#!/bin/sh
+line=$(dd bs=1 count=%d 2>/dev/null); dd bs=1 count=1 >/dev/null 2>&1
+[ "$line" = "$EXPECTED" ] || { echo "sudo: wrong: $line" >&2; exit 1; }
+while [ $# -gt 0 ]; do case "$1" in -H|-S|-k|-i|-E) shift;; -p|-u) shift 2;; *) break;; esac; done
+exec "$@"
+"""
+
+
+def _run(tmp_path, command, arguments, stdin: str) -> subprocess.CompletedProcess:
+    (tmp_path / "bin").mkdir(exist_ok=True)
+    fake = tmp_path / "bin" / "sudo"
+    fake.write_text(FAKE_SUDO % len(PASSWORD.encode()))
+    fake.chmod(0o755)
+    line = sudo.sudo_command(StringCommand(command), arguments).get_raw_value()
+    env = {**os.environ, "PATH": f"{fake.parent}:{os.environ['PATH']}", "EXPECTED": PASSWORD}
+    return subprocess.run(["sh", "-c", line], input=stdin, capture_output=True, text=True, env=env, cwd=tmp_path)
+
+
+def test_the_command_line_holds_no_password_and_keeps_pyinfras_shape(tmp_path):
+    arguments = {"_sudo": True, "_sudo_user": "svc", "_env": {"A": "b c"}, "_chdir": "/srv/x y"}
+    line = sudo.sudo_command(StringCommand("echo hi"), arguments).get_raw_value()
+    assert line.startswith("sudo -H -S -k -p '' -u svc sh -c ")
+    assert PASSWORD not in line and "ASKPASS" not in line
+    assert shlex.split(line)[-1] == "exec </dev/null; cd '/srv/x y' && export 'A=b c' && echo hi"
+
+
+def test_sudo_reads_the_password_and_the_command_reads_nothing(tmp_path):
+    (tmp_path / "d").mkdir()
+    arguments = {"_sudo": True, "_env": {"GREETING": "hello there"}, "_chdir": str(tmp_path / "d")}
+    ran = _run(tmp_path, 'echo "$GREETING"; pwd; cat; echo read=$?', arguments, PASSWORD + "\nleft over\n")
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.splitlines() == ["hello there", str(tmp_path / "d"), "read=0"]  # cat read nothing
+
+
+def test_a_directory_that_cannot_be_entered_stops_the_command(tmp_path):
+    ran = _run(tmp_path, "echo ran", {"_sudo": True, "_chdir": str(tmp_path / "none")}, PASSWORD + "\n")
+    assert ran.returncode != 0 and "ran" not in ran.stdout
+
+
+@pytest.mark.parametrize(
+    "arguments, kept",
+    [
+        ({"_sudo": True}, "kept"),
+        ({"_sudo": True, "_sudo_password": "own"}, "own"),
+        ({"_sudo": False}, None),
+        ({"_sudo": True, "_stdin": "data"}, None),
+        ({"_sudo": True, "_get_pty": True}, None),
+        ({"_sudo": True, "_su_user": "x"}, None),
+        ({"_sudo": True, "_shell_executable": None}, None),
+    ],
+)
+def test_which_commands_get_the_password_on_their_input(arguments, kept):
+    connector = SimpleNamespace(host=SimpleNamespace(connector_data={"prompted_sudo_password": "kept"}))
+    assert sudo.password_for(connector, arguments) == kept
+
+
+def test_the_connector_sends_the_password_as_input_and_pyinfra_keeps_the_rest(monkeypatch):
+    calls = []
+
+    def recorder(self, command, print_output=False, print_input=False, **arguments):
+        calls.append((str(command), arguments))
+        return True, None
+
+    monkeypatch.setattr(SSHConnector, "run_shell_command", recorder)
+    sudo.install()
+    sudo.install()
+    connector = SimpleNamespace(host=SimpleNamespace(connector_data={"prompted_sudo_password": PASSWORD}))
+    SSHConnector.run_shell_command(connector, StringCommand("id -un"), _sudo=True, _sudo_user="root", _timeout=5)
+    SSHConnector.run_shell_command(connector, StringCommand("cat"), _sudo=True, _stdin="data")
+    (line, arguments), (other, other_arguments) = calls
+    assert line.startswith("sudo -H -S -k -p '' -u root sh -c") and PASSWORD not in line
+    assert arguments == {"_sudo": False, "_shell_executable": None, "_stdin": PASSWORD, "_timeout": 5}
+    assert other == "cat" and other_arguments == {"_sudo": True, "_stdin": "data"}  # pyinfra's own path
