@@ -8,9 +8,10 @@ from tasks import planning  # first: before any fact class is defined
 
 planning.install()  # pyinfra's per-operation planning costs, same results (tasks/planning.py)
 
-from tasks import factcache, preflight, run, sudo, transport  # noqa: E402
+from tasks import access, factcache, preflight, run, sudo, transport  # noqa: E402
 
 transport.disable_nagle()  # no delayed ACK on every remote command (tasks/transport.py)
 sudo.install()  # the sudo password on sudo's standard input, not in a command line (tasks/sudo.py)
-factcache.install(run.fact_caches)  # the facts of a host read in one command (tasks/factcache.py)
+# The facts of a host read in one command, those read through sudo included (tasks/factcache.py)
+factcache.install(run.fact_caches, inline=access.inline_sudo)
 preflight.from_pyinfra_cli()

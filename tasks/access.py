@@ -11,9 +11,10 @@ import re
 import sys
 
 from pyinfra import host
+from pyinfra.api.command import StringCommand
 from pyinfra.api.exceptions import DeployError, PyinfraError
 
-from tasks import run
+from tasks import run, sudo
 from tasks.facts import EffectiveUser
 from tasks.hostos import System
 
@@ -22,12 +23,36 @@ def password_variables(host_name: str) -> list[str]:
     return [f"LLMLAB_SUDO_PASSWORD_{re.sub(r'[^A-Z0-9]', '_', host_name.upper())}", "LLMLAB_SUDO_PASSWORD"]
 
 
-def _password(system: System) -> str:
-    for name in password_variables(host.name):
+def from_environment(host_name: str) -> str | None:
+    """The host's sudo password from the environment, None when it gives none."""
+    for name in password_variables(host_name):
         if os.environ.get(name):
             if "\n" in os.environ[name] or "\r" in os.environ[name]:
-                raise DeployError(f"{host.name}: {name} holds a line break; nothing was changed")
+                raise DeployError(f"{host_name}: {name} holds a line break; nothing was changed")
             return os.environ[name]
+    return None
+
+
+def inline_sudo(pyinfra_host, arguments: dict):
+    """How the facts this run reads through sudo are read in the host's first command, after the
+    login user's (tasks/factcache.py): when the password is in the environment, known before the
+    host is read, and the host data gives sudo no password of its own; None otherwise (a typed
+    password is asked once the host's login user is known). The password is that command's input."""
+    if not sudo.handles(arguments) or pyinfra_host.data.get("_sudo_password"):
+        return None
+    try:
+        password = from_environment(pyinfra_host.name)
+    except DeployError:
+        return None  # refused, naming its variable, where the deploy asks for it
+    if password is None:
+        return None
+    return (lambda batch: sudo.sudo_command(StringCommand(batch), arguments).get_raw_value()), password
+
+
+def _password(system: System) -> str:
+    found = from_environment(host.name)
+    if found is not None:
+        return found
     asked = run.current().passwords  # typed once per login user, for the other hosts
     if system.login in asked:
         return asked[system.login]

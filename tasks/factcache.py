@@ -18,10 +18,17 @@ deploy lock's commands, run between operations, change nothing a fact reads. A v
 together is read at the start of the run instead of when the fact is asked, the moment a plan
 is made from anyway.
 
+Where another way of running facts can be run from the login shell (through sudo, when the
+password is known before the host is read: tasks/access.py says when), its batch goes in the
+same remote command as the login user's, running alongside it on the host: one round trip for
+every fact of a converged run. The login user's commands read nothing (their input is
+/dev/null), the other way gets its input (sudo's password); a part that does not answer (a
+refused password) leaves its facts to be asked on their own, as before.
+
 The hooks: `install()` wraps pyinfra's Host.get_fact (config.py calls it, as it calls
-tasks.transport) so that the commands a fact runs are known as a fact's; the first fact asked of
-a host wraps that host's connector (its own instance, not the class). The run's FactCaches live
-in its run state (tasks/run.py).
+tasks.transport) so that the commands a fact runs are known as a fact's, and takes the way other
+batches are run from the login shell; the first fact asked of a host wraps that host's connector
+(its own instance, not the class). The run's FactCaches live in its run state (tasks/run.py).
 """
 
 from __future__ import annotations
@@ -44,6 +51,9 @@ _MARK = "_llmlab_factcache"
 FORMAT = 1
 SECRET_ARGUMENTS = ("_sudo_password", "_su_password")
 SEP = "@@llmlab-fact"
+# How a batch of another way of running commands runs from the login shell (see install()).
+Inline = Callable[[Host, dict], "tuple[Callable[[str], str], str] | None"]
+_inline: list[Inline] = []
 
 
 def cache_dir() -> Path | None:
@@ -111,8 +121,8 @@ def parse_batch(lines: list[str], count: int, tag: str) -> dict[int, tuple[int, 
 class HostCache:
     """One host's learned fact commands, their answers read together, and what this run asked."""
 
-    def __init__(self, host: Host, path: Path | None, secrets: tuple[str, ...]):
-        self.host, self.path, self.secrets = host, path, secrets
+    def __init__(self, host: Host, path: Path | None, secrets: tuple[str, ...], inline: Inline | None = None):
+        self.host, self.path, self.secrets, self.inline = host, path, secrets, inline
         self.learned = self._load()  # arguments key -> [raw command, ...]
         self.answers: dict[tuple[str, str], tuple[int, list[str], list[str]]] = {}
         self.batched: set[str] = set()
@@ -177,18 +187,48 @@ class HostCache:
         finally:
             self.depth -= 1
 
+    def _inlined(self, key: str, arguments: dict) -> tuple[str, list[str], str, str, str] | None:
+        """Another learned way's batch that can follow this one's in its command (the first batch,
+        run as the login user): (its key, commands, tag, its command line, its input)."""
+        if self.inline is None or self.batched or arguments.get("_sudo"):
+            return None
+        for other, commands in self.learned.items():
+            if other == key or not commands:
+                continue
+            way = self.inline(self.host, json.loads(other))
+            if way is not None:
+                wrap, stdin = way
+                tag = secrets.token_hex(6)
+                return other, commands, tag, wrap(batch_command(commands, tag)), stdin
+        return None
+
     def _batch(self, real, key: str, print_output, print_input, arguments) -> None:
-        """Every learned command run as this one is, in one remote command."""
+        """Every learned command run as this one is, in one remote command (with another way's
+        alongside, when that can be run from here: _inlined)."""
+        inlined = self._inlined(key, arguments)
         self.batched.add(key)
         commands = self.learned[key]
         batch = dict(arguments)
         batch.pop("_success_exit_codes", None)
         tag = secrets.token_hex(6)
-        ok, output = self._real(real, StringCommand(batch_command(commands, tag)), False, False, batch)
+        command = batch_command(commands, tag)
+        if inlined is not None:
+            other, _, _, line, stdin = inlined
+            self.batched.add(other)
+            # The other way's batch runs alongside, from the command's input (saved as fd 3: a
+            # command put in the background reads /dev/null), into a file read out after both.
+            command = (
+                f't=$(mktemp) || exit 1; exec 3<&0; {{ {line}\n}} <&3 >"$t" 2>/dev/null & '
+                f'{{ {command}\n}} </dev/null 3<&-; wait; cat "$t"; rm -f "$t"; true'
+            )
+            batch["_stdin"] = stdin
+        ok, output = self._real(real, StringCommand(command), False, False, batch)
         if not ok:
             return  # each fact is then asked on its own, as pyinfra would
-        for i, answer in parse_batch(output.stdout_lines, len(commands), tag).items():
-            self.answers[(key, commands[i])] = answer
+        parts = [(key, commands, tag)] + ([inlined[:3]] if inlined is not None else [])
+        for part_key, part_commands, part_tag in parts:
+            for i, answer in parse_batch(output.stdout_lines, len(part_commands), part_tag).items():
+                self.answers[(part_key, part_commands[i])] = answer
 
 
 def _file_for(folder: Path, host: Host) -> Path:
@@ -219,7 +259,7 @@ class FactCaches(BaseStateCallback):
             if folder is None:
                 self.hosts[host.name] = None
             else:
-                cache = HostCache(host, _file_for(folder, host), self.secrets)
+                cache = HostCache(host, _file_for(folder, host), self.secrets, _inline[0] if _inline else None)
                 real = host.connector.run_shell_command
                 host.connector.run_shell_command = functools.partial(cache.run, real)
                 self.hosts[host.name] = cache
@@ -244,10 +284,13 @@ class FactCaches(BaseStateCallback):
         )
 
 
-def install(caches_of: Callable[[object], FactCaches | None]) -> None:
+def install(caches_of: Callable[[object], FactCaches | None], inline: Inline | None = None) -> None:
     """Wrap pyinfra's Host.get_fact so that the commands a fact runs are known as a fact's;
     caches_of(pyinfra's State) gives the run's FactCaches (None outside a run of the toolkit).
-    Safe to call more than once."""
+    inline(host, arguments of a learned way) gives how that way's batch runs from the login
+    shell: (a function of the batch's shell giving the command line, its input), or None where it
+    cannot. Safe to call more than once."""
+    _inline[:] = [inline] if inline is not None else []
     get_fact = Host.get_fact
     if getattr(get_fact, _MARK, False):
         return

@@ -394,8 +394,13 @@ MARKER = "Rendered by the llm-lab toolkit"  # the first lines of every unit and 
 
 
 def has_marker(path: str) -> str:
-    """Shell test: the file at `path` (a shell word) carries MARKER in its first lines."""
-    return f"head -n 3 {path} 2>/dev/null | grep -qF {shlex.quote(MARKER)}"
+    """Shell test: the file at `path` (a shell word) carries MARKER in its first three lines, read
+    by the shell itself (no process)."""
+    return (
+        f'{{ n=0; m=1; while [ $n -lt 3 ] && {{ IFS= read -r l || [ -n "$l" ]; }}; do '
+        f'case "$l" in *{shlex.quote(MARKER)}*) m=0; break;; esac; n=$((n+1)); l=; done <{path}; '
+        f"[ $m = 0 ]; }} 2>/dev/null"
+    )
 
 
 # Every TCP listener, or those on $PORTS (empty: all), one line each: port, address, process id,
@@ -424,24 +429,44 @@ sockets=$(awk -v want=" $PORTS " '
     if (want == "  " || index(want, " " port " ")) print port, addr(toupper(a[1])), $10
   }' /proc/net/tcp /proc/net/tcp6 2>/dev/null)
 [ -n "$sockets" ] || exit 0
-find /proc/[0-9]*/fd -lname 'socket:*' -printf '%p %l\n' 2>/dev/null | awk -v sockets="$sockets" '
+found=$(find /proc/[0-9]*/fd -lname 'socket:*' -printf '%p %l\n' 2>/dev/null | awk -v sockets="$sockets" '
   BEGIN { n = split(sockets, l, "\n")
           for (i = 1; i <= n; i++) { split(l[i], f, " "); at[f[3]] = f[1] " " f[2] } }
   { inode = $2; gsub(/[^0-9]/, "", inode); split($1, p, "/")
-    if (inode in at && !(inode in seen)) { seen[inode] = 1; print at[inode], p[3] } }' |
-sort -u -k1,1n -k2,2 |
+    if (inode in at && !(inode in seen)) { seen[inode] = 1; print at[inode], p[3] } }' | sort -u -k1,1n -k2,2)
+[ -n "$found" ] || exit 0
+cgroup_of() {
+  cgroup=; { while IFS= read -r c; do case "$c" in 0::*) cgroup=${c#0::};; esac; done <"/proc/$1/cgroup"; } 2>/dev/null
+}
+units=
+while read -r port address pid; do
+  cgroup_of "$pid"
+  case "$cgroup" in /system.slice/*.service) units="$units ${cgroup##*/}";; esac
+done <<EOF
+$found
+EOF
+# One systemctl for every unit's file: its Id= and FragmentPath= lines, one unit after another.
+fragments=
+[ -z "$units" ] || fragments=$(systemctl show -p Id,FragmentPath -- $units 2>/dev/null)
 while read -r port address pid; do
   user=$(stat -c %U "/proc/$pid" 2>/dev/null)
-  comm=$(cat "/proc/$pid/comm" 2>/dev/null)
-  cgroup=$(sed -n 's/^0:://p' "/proc/$pid/cgroup" 2>/dev/null)
+  comm=; { IFS= read -r comm <"/proc/$pid/comm"; } 2>/dev/null
+  cgroup_of "$pid"
   ours=no
   case "$cgroup" in /system.slice/*.service)
-    file=$(systemctl show -p FragmentPath --value "${cgroup##*/}" 2>/dev/null)
+    id=; file=
+    while IFS= read -r f; do
+      case "$f" in Id=*) id=${f#Id=};; FragmentPath=*) [ "$id" = "${cgroup##*/}" ] && file=${f#FragmentPath=};; esac
+    done <<EOF
+$fragments
+EOF
     [ -n "$file" ] && has_marker "$file" && ours=yes;;
   esac
   printf 'port=%s\taddress=%s\tpid=%s\tuser=%s\tcommand=%s\tunit=%s\tours=%s\n' \
     "$port" "$address" "$pid" "$user" "$comm" "$cgroup" "$ours"
-done
+done <<EOF
+$found
+EOF
 """
 
 # macOS: a listener's launchd job is the one whose process it is or descends from (a job's script

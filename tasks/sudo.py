@@ -29,12 +29,17 @@ _MARK = "_llmlab_sudo_stdin"
 OTHER_WAYS = ("_stdin", "_get_pty", "_su_user", "_doas", "_dzdo")
 
 
+def handles(arguments: dict) -> bool:
+    """Whether a command run with these arguments goes through sudo the way of this module."""
+    if not arguments.get("_sudo") or any(arguments.get(name) for name in OTHER_WAYS):
+        return False
+    return arguments.get("_shell_executable", "sh") is not None
+
+
 def password_for(connector, arguments: dict) -> str | None:
     """The password sudo gets for this command (pyinfra's choice: the command's own, else the
     one kept for the host), or None when this module leaves the command to pyinfra."""
-    if not arguments.get("_sudo") or any(arguments.get(name) for name in OTHER_WAYS):
-        return None
-    if arguments.get("_shell_executable", "sh") is None:
+    if not handles(arguments):
         return None
     password = arguments.get("_sudo_password") or connector.host.connector_data.get("prompted_sudo_password")
     if not password or "\n" in password:

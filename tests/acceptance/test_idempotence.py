@@ -26,7 +26,7 @@ def test_sudo_password_never_reaches_pyinfras_output(lab_state):
 
     code, text, _ = lab_deploy("--debug")
     assert code == 0, text[-3000:]
-    assert "sudo -H -S -k -p ''" in text  # the deploy did go through sudo with a password
+    assert "sudo -H -S -k -p " in text  # the deploy did go through sudo with a password
     assert "askpass" not in text.lower() and "PYINFRA_SUDO_PASSWORD" not in text
     assert lifecycle.sudo_password() not in text
     assert lifecycle.proxy_key() not in text

@@ -5,6 +5,8 @@ operation has run a command on the host."""
 from __future__ import annotations
 
 import json
+import os
+import shlex
 import subprocess
 from types import SimpleNamespace
 
@@ -29,9 +31,10 @@ TRICKY = [
 ]
 
 
-def alone(command: str) -> tuple[int, list[str], list[str]]:
-    """What pyinfra reads from the command run on its own: exit status, stdout and stderr lines."""
-    done = subprocess.run(["sh", "-c", command], capture_output=True, text=True)
+def alone(command: str, stdin: str | None = None) -> tuple[int, list[str], list[str]]:
+    """What pyinfra reads from the command run on its own: exit status, stdout and stderr lines
+    (its input: stdin and a line break, as pyinfra writes it, or none)."""
+    done = subprocess.run(["sh", "-c", command], capture_output=True, text=True, input=f"{stdin}\n" if stdin else "")
     return done.returncode, done.stdout.splitlines(), done.stderr.splitlines()
 
 
@@ -58,7 +61,7 @@ class Connector:
     def run_shell_command(self, command, print_output=False, print_input=False, **arguments):
         raw = command.get_raw_value() if hasattr(command, "get_raw_value") else str(command)
         self.commands.append((raw, arguments))
-        code, out, err = alone(raw)
+        code, out, err = alone(raw, arguments.get("_stdin"))
         lines = [OutputLine("stdout", x) for x in out] + [OutputLine("stderr", x) for x in err]
         return code == 0, CommandOutput(lines)
 
@@ -130,3 +133,36 @@ def test_switched_off_nothing_is_wrapped(tmp_path, monkeypatch):
     host = SimpleNamespace(name="mini", data={}, connector=Connector(), executing_op_hash=None)
     assert factcache.FactCaches(()).of(host) is None
     assert not hasattr(host.connector.run_shell_command, "args")
+
+
+def test_another_way_runs_after_the_login_users_in_the_same_command(tmp_path, monkeypatch):
+    """With a way to run the sudo batch from the login shell (access.inline_sudo's shape), the
+    first batch carries it: one command for both, the login user's part reading nothing and the
+    other its own input; a part that does not answer leaves its facts to be asked alone."""
+    seen = []
+
+    def inline(host, arguments):
+        seen.append(arguments)
+        if not arguments.get("_sudo"):
+            return None
+        # As sudo -S does: the first line of the input, then the batch (here: in a plain sh).
+        return (lambda batch: 'read -r pw; [ "${#pw}" = 5 ] && sh -c ' + shlex.quote(batch)), "right"
+
+    learned = {LOGIN: ["echo a", "cat; echo read=$?"], SUDO: ["echo root", "id -u"]}
+    host, cache, _ = host_with(tmp_path, monkeypatch, learned)
+    cache.inline = inline
+    real = host.connector.run_shell_command.args[0].__self__
+    assert fact(host, cache, "echo a", _sudo=False) == (True, ["a"], [])
+    assert fact(host, cache, "cat; echo read=$?", _sudo=False)[1] == ["read=0"]  # nothing to read
+    assert fact(host, cache, "echo root", _sudo=True) == (True, ["root"], [])
+    assert fact(host, cache, "id -u", _sudo=True)[1] == [str(os.getuid())]
+    assert len(real.commands) == 1 and real.commands[0][1]["_stdin"] == "right"
+    assert "right" not in real.commands[0][0]  # the input is not in the command line
+    assert seen == [json.loads(SUDO)]
+
+    host, cache, _ = host_with(tmp_path / "refused", monkeypatch, learned)
+    cache.inline = lambda host, arguments: ((lambda batch: "read -r pw; false"), "wrong")
+    real = host.connector.run_shell_command.args[0].__self__
+    assert fact(host, cache, "echo a", _sudo=False) == (True, ["a"], [])
+    assert fact(host, cache, "echo root", _sudo=True) == (True, ["root"], [])  # asked on its own
+    assert len(real.commands) == 2

@@ -91,3 +91,25 @@ def test_the_connector_sends_the_password_as_input_and_pyinfra_keeps_the_rest(mo
     assert line.startswith("sudo -H -S -k -p '' -u root sh -c") and PASSWORD not in line
     assert arguments == {"_sudo": False, "_shell_executable": None, "_stdin": PASSWORD, "_timeout": 5}
     assert other == "cat" and other_arguments == {"_sudo": True, "_stdin": "data"}  # pyinfra's own path
+
+
+def test_the_sudo_batch_is_read_with_the_login_users_only_with_a_password_from_the_environment(monkeypatch):
+    from tasks import access
+
+    for name in access.password_variables("mini"):
+        monkeypatch.delenv(name, raising=False)
+    mini = SimpleNamespace(name="mini", data={})
+    way = {"_sudo": True, "_sudo_user": None, "_env": {}, "_chdir": None, "_shell_executable": "sh"}
+    assert access.inline_sudo(mini, way) is None  # a password typed later, once the login user is known
+    monkeypatch.setenv("LLMLAB_SUDO_PASSWORD", PASSWORD)
+    wrap, stdin = access.inline_sudo(mini, way)
+    assert stdin == PASSWORD
+    line = wrap("id -un")
+    assert line.startswith("sudo -H -S -k -p '' sh -c ") and PASSWORD not in line
+    assert access.inline_sudo(mini, {**way, "_sudo": False}) is None
+    assert access.inline_sudo(mini, {**way, "_stdin": "x"}) is None
+    assert access.inline_sudo(SimpleNamespace(name="mini", data={"_sudo_password": "own"}), way) is None
+    monkeypatch.setenv("LLMLAB_SUDO_PASSWORD_MINI", "two\nlines")
+    assert access.inline_sudo(mini, way) is None
+    with pytest.raises(Exception, match="mini: LLMLAB_SUDO_PASSWORD_MINI holds a line break; nothing was changed"):
+        access.from_environment("mini")
