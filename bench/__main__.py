@@ -244,7 +244,8 @@ def tokens_per_second(url: str, model: str, key: str, requests: int, on_mini: bo
 FLOOR = """
 import asyncio, json, os, sys, time
 os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
-base, upstream, model, calls = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+base, upstream, model, calls, name, config = sys.argv[1:7]
+calls = int(calls)
 messages = [{"role": "user", "content": "hello"}]
 async def cpu(call):
     for _ in range(10):  # warm up connections, caches and lazy imports
@@ -268,8 +269,29 @@ async def main():
     router = litellm.Router(model_list=[{"model_name": "m", "litellm_params": params}])
     async def via_router():
         await router.acompletion(model="m", messages=messages, max_tokens=4)
+    # The Router the proxy makes: every deployment, its model_info and router_settings (Redis
+    # too) as router.yaml gives them, its references read from env.local (sourced by the caller),
+    # the proxy's litellm_settings that change a call.
+    import yaml
+    def resolved(v):
+        if isinstance(v, str) and v.startswith("os.environ/"):
+            return os.environ[v.split("/", 1)[1]]
+        if isinstance(v, dict):
+            return {k: resolved(x) for k, x in v.items()}
+        return [resolved(x) for x in v] if isinstance(v, list) else v
+    with open(config) as f:
+        deployed = resolved(yaml.safe_load(f))
+    litellm.turn_off_message_logging = bool(deployed.get("litellm_settings", {}).get("turn_off_message_logging"))
+    as_proxy = litellm.Router(
+        model_list=[
+            {k: m[k] for k in ("model_name", "litellm_params", "model_info") if k in m} for m in deployed["model_list"]
+        ],
+        **deployed.get("router_settings", {}),
+    )
+    async def via_proxys_router():
+        await as_proxy.acompletion(model=name, messages=messages, max_tokens=4)
     clients = (("httpx", raw), ("openai SDK", via_sdk), ("litellm.acompletion", via_litellm),
-               ("litellm Router", via_router))
+               ("litellm Router", via_router), ("litellm Router as the proxy's", via_proxys_router))
     for _, call in clients:  # everything loaded and warm before the first is measured
         await call()
     print(json.dumps({name: await cpu(call) for name, call in clients}))
@@ -280,17 +302,20 @@ asyncio.run(main())
 def client_floor(registry, model, calls: int) -> dict[str, float]:
     """CPU seconds per call of the client side alone, in the proxy's own environment on the mini,
     straight to the MLX server (no proxy, no HTTP serving): httpx, the openai SDK, litellm's
-    acompletion and its Router. What LiteLLM costs a request before the proxy adds anything."""
-    python = f"{registry.proxy['litellm_home']}/venv/bin/python"
+    acompletion, a bare Router and the Router the proxy makes from the deployed router.yaml (as
+    root, with its env.local). What LiteLLM costs a request before the proxy adds anything."""
+    home, config_dir = registry.proxy["litellm_home"], registry.proxy["litellm_config_dir"]
     base = f"http://{HOSTS[model.host]}:{model.port}/v1"
-    args = (base, model.upstream, model.litellm_model, str(calls))
-    out = run_here(
-        *hosts.ssh_args("mini"),
-        f"cd /tmp && {python} - " + " ".join(shlex.quote(a) for a in args),
-        input=FLOOR,
-        timeout=600,
-    ).stdout
-    return json.loads(out.strip().splitlines()[-1])
+    args = (base, model.upstream, model.litellm_model, str(calls), model.name, f"{config_dir}/router.yaml")
+    script = (
+        f"s=$(mktemp); cat >\"$s\" <<'LLMLAB_FLOOR'\n{FLOOR}\nLLMLAB_FLOOR\n"
+        f"cd /tmp && set -a && . {shlex.quote(config_dir)}/env.local && set +a && "
+        f'{shlex.quote(home)}/venv/bin/python "$s" {" ".join(shlex.quote(a) for a in args)}; rm -f "$s"'
+    )
+    done = lifecycle.as_root("mini", script, timeout=600)
+    if done.returncode != 0:
+        raise SystemExit(f"bench: the client floor failed on the mini: {done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def main(argv: list[str]) -> int:
@@ -391,7 +416,7 @@ def main(argv: list[str]) -> int:
     rows.append(
         (
             "c=1 CPU per call with no proxy, on the mini: httpx / openai SDK / litellm.acompletion / "
-            "litellm Router (ms)",
+            "litellm Router / the Router as the proxy makes it (ms)",
             " / ".join(ms([f[name] for f in floors]) for name in floors[0]),
         )
     )

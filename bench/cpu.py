@@ -46,6 +46,9 @@ def main(argv: list[str]) -> int:
         f"c={args.concurrency}: CPU {cpu_ms:.1f} ms/request, p50 direct {statistics.median(d) * 1000:.1f} ms, "
         f"proxy {statistics.median(p) * 1000:.1f} ms, added {added * 1000:.1f} ms"
     )
+    if args.floor:
+        routers = {k: v for k, v in floor.items() if "Router" in k}
+        print("ratio to " + ", ".join(f"{k}: {cpu_ms / (v * 1000):.2f}x" for k, v in routers.items()))
     return 0
 
 

@@ -27,26 +27,35 @@ def from_environment(host_name: str) -> str | None:
     """The host's sudo password from the environment, None when it gives none."""
     for name in password_variables(host_name):
         if os.environ.get(name):
-            if "\n" in os.environ[name] or "\r" in os.environ[name]:
-                raise DeployError(f"{host_name}: {name} holds a line break; nothing was changed")
+            if any(c in os.environ[name] for c in sudo.UNFIT):
+                raise DeployError(f"{host_name}: {name} holds a line break or NUL; nothing was changed")
             return os.environ[name]
     return None
 
 
-def inline_sudo(pyinfra_host, arguments: dict):
-    """How the facts this run reads through sudo are read in the host's first command, after the
-    login user's (tasks/factcache.py): when the password is in the environment, known before the
-    host is read, and the host data gives sudo no password of its own; None otherwise (a typed
-    password is asked once the host's login user is known). The password is that command's input."""
-    if not sudo.handles(arguments) or pyinfra_host.data.get("_sudo_password"):
+def inline_sudo(pyinfra_host, login: dict, arguments: dict):
+    """How the facts this run reads through sudo (arguments) are read in the host's first command,
+    alongside the login user's (login: a plain command's arguments; tasks/factcache.py): when the
+    password is in the environment, known before the host is read, and the host data gives sudo
+    no password of its own; None otherwise (a typed password is asked once the host's login user
+    is known). The password is that command's input, and goes to sudo only where sudo asks for
+    one: where `sudo -n true` succeeds (the facts' own test of the host), sudo runs the batch
+    asking for none, and nothing reads the input."""
+    if login.get("_sudo") or not sudo.plain(login) or not sudo.handles(arguments):
+        return None
+    if pyinfra_host.data.get("_sudo_password"):
         return None
     try:
         password = from_environment(pyinfra_host.name)
     except DeployError:
         return None  # refused, naming its variable, where the deploy asks for it
-    if password is None:
-        return None
-    return (lambda batch: sudo.sudo_command(StringCommand(batch), arguments).get_raw_value()), password
+
+    def wrap(batch: str) -> str:
+        with_password = sudo.sudo_command(StringCommand(batch), arguments).get_raw_value()
+        without = sudo.sudo_command(StringCommand(batch), arguments, password=False).get_raw_value()
+        return f"if sudo -n true </dev/null 2>/dev/null; then {without} </dev/null; else {with_password}; fi"
+
+    return None if password is None else (wrap, password)
 
 
 def _password(system: System) -> str:

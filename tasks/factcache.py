@@ -52,7 +52,7 @@ FORMAT = 1
 SECRET_ARGUMENTS = ("_sudo_password", "_su_password")
 SEP = "@@llmlab-fact"
 # How a batch of another way of running commands runs from the login shell (see install()).
-Inline = Callable[[Host, dict], "tuple[Callable[[str], str], str] | None"]
+Inline = Callable[[Host, dict, dict], "tuple[Callable[[str], str], str] | None"]
 _inline: list[Inline] = []
 
 
@@ -190,12 +190,12 @@ class HostCache:
     def _inlined(self, key: str, arguments: dict) -> tuple[str, list[str], str, str, str] | None:
         """Another learned way's batch that can follow this one's in its command (the first batch,
         run as the login user): (its key, commands, tag, its command line, its input)."""
-        if self.inline is None or self.batched or arguments.get("_sudo"):
+        if self.inline is None or self.batched:
             return None
         for other, commands in self.learned.items():
             if other == key or not commands:
                 continue
-            way = self.inline(self.host, json.loads(other))
+            way = self.inline(self.host, arguments, json.loads(other))
             if way is not None:
                 wrap, stdin = way
                 tag = secrets.token_hex(6)
@@ -214,12 +214,14 @@ class HostCache:
         command = batch_command(commands, tag)
         if inlined is not None:
             other, _, _, line, stdin = inlined
+            # Batched even if its part does not answer: its facts are then asked alone, and a
+            # refused password is not tried a third time by another batch.
             self.batched.add(other)
             # The other way's batch runs alongside, from the command's input (saved as fd 3: a
             # command put in the background reads /dev/null), into a file read out after both.
             command = (
-                f't=$(mktemp) || exit 1; exec 3<&0; {{ {line}\n}} <&3 >"$t" 2>/dev/null & '
-                f'{{ {command}\n}} </dev/null 3<&-; wait; cat "$t"; rm -f "$t"; true'
+                f'llmlab_t=$(mktemp) || exit 1; exec 3<&0; {{ {line}\n}} <&3 >"$llmlab_t" 2>/dev/null & '
+                f'{{ {command}\n}} </dev/null 3<&-; wait; cat "$llmlab_t"; rm -f "$llmlab_t"; true'
             )
             batch["_stdin"] = stdin
         ok, output = self._real(real, StringCommand(command), False, False, batch)
@@ -287,9 +289,9 @@ class FactCaches(BaseStateCallback):
 def install(caches_of: Callable[[object], FactCaches | None], inline: Inline | None = None) -> None:
     """Wrap pyinfra's Host.get_fact so that the commands a fact runs are known as a fact's;
     caches_of(pyinfra's State) gives the run's FactCaches (None outside a run of the toolkit).
-    inline(host, arguments of a learned way) gives how that way's batch runs from the login
-    shell: (a function of the batch's shell giving the command line, its input), or None where it
-    cannot. Safe to call more than once."""
+    inline(host, arguments of the first batch, arguments of another learned way) gives how that
+    way's batch runs alongside the first: (a function of the batch's shell giving the command
+    line, its input), or None where it cannot. Safe to call more than once."""
     _inline[:] = [inline] if inline is not None else []
     get_fact = Host.get_fact
     if getattr(get_fact, _MARK, False):

@@ -141,8 +141,8 @@ def test_another_way_runs_after_the_login_users_in_the_same_command(tmp_path, mo
     other its own input; a part that does not answer leaves its facts to be asked alone."""
     seen = []
 
-    def inline(host, arguments):
-        seen.append(arguments)
+    def inline(host, login, arguments):
+        seen.append((login, arguments))
         if not arguments.get("_sudo"):
             return None
         # As sudo -S does: the first line of the input, then the batch (here: in a plain sh).
@@ -158,10 +158,10 @@ def test_another_way_runs_after_the_login_users_in_the_same_command(tmp_path, mo
     assert fact(host, cache, "id -u", _sudo=True)[1] == [str(os.getuid())]
     assert len(real.commands) == 1 and real.commands[0][1]["_stdin"] == "right"
     assert "right" not in real.commands[0][0]  # the input is not in the command line
-    assert seen == [json.loads(SUDO)]
+    assert seen == [({"_sudo": False}, json.loads(SUDO))]
 
     host, cache, _ = host_with(tmp_path / "refused", monkeypatch, learned)
-    cache.inline = lambda host, arguments: ((lambda batch: "read -r pw; false"), "wrong")
+    cache.inline = lambda host, login, arguments: ((lambda batch: "read -r pw; false"), "wrong")
     real = host.connector.run_shell_command.args[0].__self__
     assert fact(host, cache, "echo a", _sudo=False) == (True, ["a"], [])
     assert fact(host, cache, "echo root", _sudo=True) == (True, ["root"], [])  # asked on its own

@@ -57,24 +57,41 @@ def test_a_directory_that_cannot_be_entered_stops_the_command(tmp_path):
     assert ran.returncode != 0 and "ran" not in ran.stdout
 
 
+def _connector(password):
+    return SimpleNamespace(host=SimpleNamespace(name="mini", connector_data={"prompted_sudo_password": password}))
+
+
 @pytest.mark.parametrize(
     "arguments, kept",
     [
         ({"_sudo": True}, "kept"),
         ({"_sudo": True, "_sudo_password": "own"}, "own"),
         ({"_sudo": False}, None),
-        ({"_sudo": True, "_stdin": "data"}, None),
-        ({"_sudo": True, "_get_pty": True}, None),
-        ({"_sudo": True, "_su_user": "x"}, None),
-        ({"_sudo": True, "_shell_executable": None}, None),
     ],
 )
 def test_which_commands_get_the_password_on_their_input(arguments, kept):
-    connector = SimpleNamespace(host=SimpleNamespace(connector_data={"prompted_sudo_password": "kept"}))
-    assert sudo.password_for(connector, arguments) == kept
+    assert sudo.password_for(_connector("kept"), arguments) == kept
+    assert sudo.password_for(_connector(None), {"_sudo": True}) is None  # no password: pyinfra's sudo -n
 
 
-def test_the_connector_sends_the_password_as_input_and_pyinfra_keeps_the_rest(monkeypatch):
+@pytest.mark.parametrize(
+    "other",
+    [{"_stdin": "data"}, {"_get_pty": True}, {"_su_user": "x"}, {"_use_sudo_login": True}, {"_shell_executable": None}],
+)
+def test_a_command_that_cannot_get_it_on_its_input_is_refused_not_put_in_a_command_line(other):
+    with pytest.raises(Exception, match="mini: a command run through sudo with .* cannot get the sudo password"):
+        sudo.password_for(_connector("kept"), {"_sudo": True, **other})
+
+
+@pytest.mark.parametrize("bad", ["two\nlines", "cr\rhere", "nul\0"])
+def test_a_password_sudo_cannot_read_as_one_line_is_refused(bad):
+    with pytest.raises(Exception, match="mini: the sudo password holds a line break or NUL"):
+        sudo.password_for(_connector(bad), {"_sudo": True})
+
+
+def test_the_connector_sends_the_password_as_input_and_pyinfras_askpass_is_refused(monkeypatch):
+    from pyinfra.connectors import util as connector_util
+
     calls = []
 
     def recorder(self, command, print_output=False, print_input=False, **arguments):
@@ -82,34 +99,66 @@ def test_the_connector_sends_the_password_as_input_and_pyinfra_keeps_the_rest(mo
         return True, None
 
     monkeypatch.setattr(SSHConnector, "run_shell_command", recorder)
+    monkeypatch.setattr(
+        connector_util, "_ensure_sudo_askpass_set_for_host", connector_util._ensure_sudo_askpass_set_for_host
+    )
     sudo.install()
     sudo.install()
-    connector = SimpleNamespace(host=SimpleNamespace(connector_data={"prompted_sudo_password": PASSWORD}))
+    connector = _connector(PASSWORD)
     SSHConnector.run_shell_command(connector, StringCommand("id -un"), _sudo=True, _sudo_user="root", _timeout=5)
-    SSHConnector.run_shell_command(connector, StringCommand("cat"), _sudo=True, _stdin="data")
+    SSHConnector.run_shell_command(connector, StringCommand("cat"), _stdin="data")  # no sudo: pyinfra's
     (line, arguments), (other, other_arguments) = calls
     assert line.startswith("sudo -H -S -k -p '' -u root sh -c") and PASSWORD not in line
     assert arguments == {"_sudo": False, "_shell_executable": None, "_stdin": PASSWORD, "_timeout": 5}
-    assert other == "cat" and other_arguments == {"_sudo": True, "_stdin": "data"}  # pyinfra's own path
+    assert other == "cat" and other_arguments == {"_stdin": "data"}
+    host = SimpleNamespace(name="mini", connector_data={}, get_temp_dir_config=lambda: "/tmp")
+    with pytest.raises(Exception, match="mini: pyinfra's sudo askpass helper would put the sudo password in a command"):
+        connector_util.make_unix_command_for_host(None, host, StringCommand("true"), _sudo=True, _sudo_password="pw")
 
 
-def test_the_sudo_batch_is_read_with_the_login_users_only_with_a_password_from_the_environment(monkeypatch):
+def test_the_sudo_batch_is_read_with_the_login_users_only_with_a_password_from_the_environment(monkeypatch, tmp_path):
     from tasks import access
 
     for name in access.password_variables("mini"):
         monkeypatch.delenv(name, raising=False)
     mini = SimpleNamespace(name="mini", data={})
+    login = {"_sudo": False, "_shell_executable": "sh"}
     way = {"_sudo": True, "_sudo_user": None, "_env": {}, "_chdir": None, "_shell_executable": "sh"}
-    assert access.inline_sudo(mini, way) is None  # a password typed later, once the login user is known
+    assert access.inline_sudo(mini, login, way) is None  # a password typed later, once the login user is known
     monkeypatch.setenv("LLMLAB_SUDO_PASSWORD", PASSWORD)
-    wrap, stdin = access.inline_sudo(mini, way)
+    wrap, stdin = access.inline_sudo(mini, login, way)
     assert stdin == PASSWORD
     line = wrap("id -un")
-    assert line.startswith("sudo -H -S -k -p '' sh -c ") and PASSWORD not in line
-    assert access.inline_sudo(mini, {**way, "_sudo": False}) is None
-    assert access.inline_sudo(mini, {**way, "_stdin": "x"}) is None
-    assert access.inline_sudo(SimpleNamespace(name="mini", data={"_sudo_password": "own"}), way) is None
+    assert line.startswith("if sudo -n true </dev/null 2>/dev/null; then sudo -H -n sh -c ") and PASSWORD not in line
+    assert "else sudo -H -S -k -p '' sh -c " in line
+    for fake, needs in (("needs", True), ("free", False)):
+        # sudo where `sudo -n true` fails (the password is read) and where it succeeds (nothing reads it)
+        (tmp_path / fake).mkdir()
+        stub = tmp_path / fake / "sudo"
+        if needs:  # `sudo -n ...` fails
+            check = 'if [ "$1" = -n ] || [ "$2" = -n ]; then exit 1; fi'
+        else:  # `sudo -n true` succeeds, `sudo -H -n sh -c ...` runs without reading anything
+            check = 'if [ "$1" = -n ]; then exit 0; fi; if [ "$2" = -n ]; then shift 2; exec "$@"; fi'
+
+        stub.write_text(
+            "#!/bin/sh\n" + check + '\nIFS= read -r pw; [ "$pw" = "$EXPECTED" ] || exit 9\n'
+            'while [ $# -gt 0 ]; do case "$1" in -H|-S|-k|-n) shift;; -p) shift 2;; *) break;; esac; done\n'
+            'echo "password read"; exec "$@"\n'
+        )
+        stub.chmod(0o755)
+        env = {**os.environ, "PATH": f"{stub.parent}:{os.environ['PATH']}", "EXPECTED": PASSWORD}
+        done = subprocess.run(
+            ["sh", "-c", wrap("id -un; cat")], input=PASSWORD + "\n", capture_output=True, text=True, env=env
+        )
+        assert done.returncode == 0, done.stderr
+        assert ("password read" in done.stdout) is needs and PASSWORD not in done.stdout
+    assert access.inline_sudo(mini, {**login, "_get_pty": True}, way) is None
+    assert access.inline_sudo(mini, login, {**way, "_sudo": False}) is None
+    assert access.inline_sudo(mini, login, {**way, "_stdin": "x"}) is None
+    assert access.inline_sudo(SimpleNamespace(name="mini", data={"_sudo_password": "own"}), login, way) is None
     monkeypatch.setenv("LLMLAB_SUDO_PASSWORD_MINI", "two\nlines")
-    assert access.inline_sudo(mini, way) is None
-    with pytest.raises(Exception, match="mini: LLMLAB_SUDO_PASSWORD_MINI holds a line break; nothing was changed"):
+    assert access.inline_sudo(mini, login, way) is None
+    with pytest.raises(
+        Exception, match="mini: LLMLAB_SUDO_PASSWORD_MINI holds a line break or NUL; nothing was changed"
+    ):
         access.from_environment("mini")

@@ -35,8 +35,15 @@ def test_router_yaml_follows_the_seed(registry):
             # mlx_lm.server has chat completions only: LiteLLM bridges /v1/responses and /v1/messages
             "use_chat_completions_api": True,
         },
-        # an upstream's 404 (a client's unsupported request) never cools the model down
-        "model_info": {"allowed_fails_policy": {"NotFoundErrorAllowedFails": 1000000}},
+        "model_info": {
+            # an upstream's 404 (a client's unsupported request) never cools the model down
+            "allowed_fails_policy": {"NotFoundErrorAllowedFails": 1000000},
+            # local models are free, said as LiteLLM says it (no zero-cost search on every answer)
+            "input_cost_per_token": 0,
+            "output_cost_per_token": 0,
+            "cache_creation_input_token_cost": 0,
+            "cache_read_input_token_cost": 0,
+        },
     }
     lil = next(m for m in router["model_list"] if m["model_name"] == "lil-jerry")
     assert lil["litellm_params"]["use_chat_completions_api"] is True  # OVMS 2025.4: no /v3/responses
