@@ -1,4 +1,5 @@
-"""Template rendering: templates/<service>/ with exactly the values a deploy passes (no host data)."""
+"""Template rendering: templates/<service>/ with exactly the values a deploy passes (no host data);
+the compiled templates kept by Jinja's bytecode cache between runs."""
 
 from __future__ import annotations
 
@@ -8,11 +9,18 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from jinja2 import Environment, FileSystemBytecodeCache, FileSystemLoader, StrictUndefined
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES = ROOT / "templates"
 FILES = ROOT / "files"  # static files uploaded as they are (pyinfra's convention)
+
+
+def _bytecode_cache() -> FileSystemBytecodeCache | None:
+    try:
+        return FileSystemBytecodeCache()
+    except (OSError, RuntimeError):  # no private folder to be had: compile each run
+        return None
 
 
 @lru_cache(maxsize=1)
@@ -24,6 +32,9 @@ def _jinja() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
         autoescape=False,
+        # Each template compiled once per version of its text, not on every run (about 20 ms of a
+        # converged run): Jinja's own cache, in its private folder under the temporary directory.
+        bytecode_cache=_bytecode_cache(),
     )
 
 
