@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 from bench import stream  # noqa: E402
 from bench.optimes import timed_deploy  # noqa: E402
 from bench.proxycpu import percentile, proxy_cpu_seconds  # noqa: E402
-from lab import hosts, lifecycle  # noqa: E402
+from lab import hosts, lifecycle, paths  # noqa: E402
 from lab.network import HOSTS  # noqa: E402
 from lab.proc import run as run_here  # noqa: E402
 from lab.run import PYINFRA, deploy_env  # noqa: E402
@@ -314,7 +314,14 @@ def client_floor(registry, model, calls: int) -> dict[str, float]:
     )
     done = lifecycle.as_root("mini", script, timeout=600)
     if done.returncode != 0:
-        raise SystemExit(f"bench: the client floor failed on the mini: {done.stderr[-2000:]}")
+        # Its error may quote env.local: every secret of the lab and the sudo password are masked.
+        shown = done.stderr[-2000:]
+        for value in [lifecycle.sudo_password()] + [
+            line.split("=", 1)[1] for line in paths.SECRETS.read_text().splitlines() if "=" in line
+        ]:
+            if value:
+                shown = shown.replace(value, "***")
+        raise SystemExit(f"bench: the client floor failed on the mini (exit {done.returncode}): {shown}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
