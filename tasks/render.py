@@ -16,9 +16,25 @@ TEMPLATES = ROOT / "templates"
 FILES = ROOT / "files"  # static files uploaded as they are (pyinfra's convention)
 
 
+class _BytecodeCache(FileSystemBytecodeCache):
+    """Jinja's cache, where a file that cannot be read or written only means a compile."""
+
+    def load_bytecode(self, bucket) -> None:
+        try:
+            super().load_bytecode(bucket)
+        except OSError:
+            pass
+
+    def dump_bytecode(self, bucket) -> None:
+        try:
+            super().dump_bytecode(bucket)
+        except OSError:
+            pass
+
+
 def _bytecode_cache() -> FileSystemBytecodeCache | None:
     try:
-        return FileSystemBytecodeCache()
+        return _BytecodeCache()
     except (OSError, RuntimeError):  # no private folder to be had: compile each run
         return None
 

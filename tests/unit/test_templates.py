@@ -486,3 +486,18 @@ def test_the_proxy_launcher_wants_its_four_arguments():
         [sys.executable, str(litellm_task.LAUNCHER), "/etc/litellm/router.yaml"], capture_output=True, text=True
     )
     assert result.returncode != 0 and "usage: llmlab_serve.py ROUTER_YAML HOST PORT WORKERS" in result.stderr
+
+
+def test_a_template_cache_that_cannot_be_read_or_written_only_means_a_compile(tmp_path):
+    from jinja2 import DictLoader, Environment
+
+    from tasks.render import _BytecodeCache
+
+    cache = _BytecodeCache(str(tmp_path / "cache"))  # a folder that is not there
+    env = Environment(loader=DictLoader({"t": "{{ x }}!"}), bytecode_cache=cache)
+    assert env.get_template("t").render(x="hi") == "hi!"
+    (tmp_path / "cache").mkdir()
+    for _ in range(2):  # written, then read back by a new environment
+        fresh = Environment(loader=DictLoader({"t": "{{ x }}!"}), bytecode_cache=cache)
+        assert fresh.get_template("t").render(x="again") == "again!"
+    assert list((tmp_path / "cache").iterdir())
