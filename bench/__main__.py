@@ -303,26 +303,40 @@ def client_floor(registry, model, calls: int) -> dict[str, float]:
     """CPU seconds per call of the client side alone, in the proxy's own environment on the mini,
     straight to the MLX server (no proxy, no HTTP serving): httpx, the openai SDK, litellm's
     acompletion, a bare Router and the Router the proxy makes from the deployed router.yaml (as
-    root, with its env.local). What LiteLLM costs a request before the proxy adds anything."""
+    root, with its env.local). What LiteLLM costs a request before the proxy adds anything. The
+    proxy's Router shares the live proxy's Redis, as the proxy's workers do: a failing call here
+    counts toward the live deployments' cooldowns."""
     home, config_dir = registry.proxy["litellm_home"], registry.proxy["litellm_config_dir"]
     base = f"http://{HOSTS[model.host]}:{model.port}/v1"
     args = (base, model.upstream, model.litellm_model, str(calls), model.name, f"{config_dir}/router.yaml")
     script = (
         f"s=$(mktemp); cat >\"$s\" <<'LLMLAB_FLOOR'\n{FLOOR}\nLLMLAB_FLOOR\n"
         f"cd /tmp && set -a && . {shlex.quote(config_dir)}/env.local && set +a && "
-        f'{shlex.quote(home)}/venv/bin/python "$s" {" ".join(shlex.quote(a) for a in args)}; rm -f "$s"'
+        f'{shlex.quote(home)}/venv/bin/python "$s" {" ".join(shlex.quote(a) for a in args)}; '
+        'rc=$?; rm -f "$s"; exit $rc'
     )
     done = lifecycle.as_root("mini", script, timeout=600)
-    if done.returncode != 0:
-        # Its error may quote env.local: every secret of the lab and the sudo password are masked.
-        shown = done.stderr[-2000:]
-        for value in [lifecycle.sudo_password()] + [
-            line.split("=", 1)[1] for line in paths.SECRETS.read_text().splitlines() if "=" in line
-        ]:
-            if value:
-                shown = shown.replace(value, "***")
-        raise SystemExit(f"bench: the client floor failed on the mini (exit {done.returncode}): {shown}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    lines = done.stdout.strip().splitlines()
+    if done.returncode != 0 or not lines:
+        raise SystemExit(f"bench: the client floor failed on the mini (exit {done.returncode}): {_masked(done.stderr)}")
+    return json.loads(lines[-1])
+
+
+def _masked(text: str) -> str:
+    """The end of an error from the mini with the lab's secrets and the sudo password masked, as
+    they are and as env.local writes them (it may be quoted)."""
+    from tasks.litellm import systemd_quote
+
+    try:
+        values = [lifecycle.sudo_password()]
+        values += [line.split("=", 1)[1] for line in paths.SECRETS.read_text().splitlines() if "=" in line]
+    except Exception:  # no secrets to read: show nothing of the error
+        return "(not shown: the lab's secrets could not be read to mask them)"
+    for value in filter(None, values):
+        quoted = systemd_quote(value)
+        for form in sorted({value, quoted, quoted[1:-1]}, key=len, reverse=True):
+            text = text.replace(form, "***")
+    return text[-2000:]
 
 
 def main(argv: list[str]) -> int:

@@ -35,12 +35,12 @@ def from_environment(host_name: str) -> str | None:
 
 def inline_sudo(pyinfra_host, login: dict, arguments: dict):
     """How the facts this run reads through sudo (arguments) are read in the host's first command,
-    alongside the login user's (login: a plain command's arguments; tasks/factcache.py): when the
-    password is in the environment, known before the host is read, and the host data gives sudo
-    no password of its own; None otherwise (a typed password is asked once the host's login user
-    is known). The password is that command's input, and goes to sudo only where sudo asks for
-    one: where `sudo -n true` succeeds (the facts' own test of the host), sudo runs the batch
-    asking for none, and nothing reads the input."""
+    alongside the login user's (login: a plain command's arguments; tasks/factcache.py), unless
+    the host data gives sudo a password of its own. Where `sudo -n true` succeeds (the facts' own
+    test of the host), sudo runs the batch asking for no password; elsewhere sudo gets the
+    password from the environment (known before the host is read) on that command's input, or,
+    when the environment gives none, the batch is left to the first fact asked through sudo (a
+    typed password is asked once the host's login user is known)."""
     if login.get("_sudo") or not sudo.plain(login) or not sudo.handles(arguments):
         return None
     if pyinfra_host.data.get("_sudo_password"):
@@ -51,11 +51,13 @@ def inline_sudo(pyinfra_host, login: dict, arguments: dict):
         return None  # refused, naming its variable, where the deploy asks for it
 
     def wrap(batch: str) -> str:
-        with_password = sudo.sudo_command(StringCommand(batch), arguments).get_raw_value()
         without = sudo.sudo_command(StringCommand(batch), arguments, password=False).get_raw_value()
+        if password is None:  # sudo without a password, or (asked for later) nothing
+            return f"if sudo -n true </dev/null 2>/dev/null; then {without} </dev/null; fi"
+        with_password = sudo.sudo_command(StringCommand(batch), arguments).get_raw_value()
         return f"if sudo -n true </dev/null 2>/dev/null; then {without} </dev/null; else {with_password}; fi"
 
-    return None if password is None else (wrap, password)
+    return wrap, password or ""
 
 
 def _password(system: System) -> str:

@@ -213,9 +213,10 @@ class HostCache:
         tag = secrets.token_hex(6)
         command = batch_command(commands, tag)
         if inlined is not None:
-            other, _, _, line, stdin = inlined
-            # Batched even if its part does not answer: its facts are then asked alone, and a
-            # refused password is not tried a third time by another batch.
+            other, other_commands, other_tag, line, stdin = inlined
+            # Batched even if its part does not answer when it was given a password: its facts
+            # are then asked alone, and a refused password is not tried a third time by another
+            # batch. A part given none that does not answer leaves the batch to its first fact.
             self.batched.add(other)
             # The other way's batch runs alongside, from the command's input (saved as fd 3: a
             # command put in the background reads /dev/null), into a file read out after both.
@@ -223,14 +224,19 @@ class HostCache:
                 f'llmlab_t=$(mktemp) || exit 1; exec 3<&0; {{ {line}\n}} <&3 >"$llmlab_t" 2>/dev/null & '
                 f'{{ {command}\n}} </dev/null 3<&-; wait; cat "$llmlab_t"; rm -f "$llmlab_t"; true'
             )
-            batch["_stdin"] = stdin
+            if stdin:
+                batch["_stdin"] = stdin
         ok, output = self._real(real, StringCommand(command), False, False, batch)
         if not ok:
             return  # each fact is then asked on its own, as pyinfra would
-        parts = [(key, commands, tag)] + ([inlined[:3]] if inlined is not None else [])
-        for part_key, part_commands, part_tag in parts:
-            for i, answer in parse_batch(output.stdout_lines, len(part_commands), part_tag).items():
-                self.answers[(part_key, part_commands[i])] = answer
+        for i, answer in parse_batch(output.stdout_lines, len(commands), tag).items():
+            self.answers[(key, commands[i])] = answer
+        if inlined is not None:
+            answered = parse_batch(output.stdout_lines, len(other_commands), other_tag)
+            for i, answer in answered.items():
+                self.answers[(other, other_commands[i])] = answer
+            if not answered and not stdin:
+                self.batched.discard(other)
 
 
 def _file_for(folder: Path, host: Host) -> Path:

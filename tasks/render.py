@@ -8,6 +8,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import jinja2
 import yaml
 from jinja2 import Environment, FileSystemBytecodeCache, FileSystemLoader, StrictUndefined
 
@@ -16,14 +17,23 @@ TEMPLATES = ROOT / "templates"
 FILES = ROOT / "files"  # static files uploaded as they are (pyinfra's convention)
 
 
+# How the templates are compiled: part of every cached file's name, so that another Jinja or
+# other options never reuse code compiled for these (Jinja checks only the template's text).
+OPTIONS = {"trim_blocks": True, "lstrip_blocks": True, "keep_trailing_newline": True, "autoescape": False}
+
+
 class _BytecodeCache(FileSystemBytecodeCache):
     """Jinja's cache, where a file that cannot be read or written only means a compile."""
+
+    def __init__(self, directory: str | None = None):
+        kind = hashlib.sha256(f"{jinja2.__version__} {sorted(OPTIONS.items())}".encode()).hexdigest()[:12]
+        super().__init__(directory, pattern=f"__llmlab_{kind}_%s.cache")
 
     def load_bytecode(self, bucket) -> None:
         try:
             super().load_bytecode(bucket)
-        except OSError:
-            pass
+        except Exception:  # unreadable or cut short: compiled again
+            bucket.reset()
 
     def dump_bytecode(self, bucket) -> None:
         try:
@@ -44,10 +54,7 @@ def _jinja() -> Environment:
     return Environment(
         loader=FileSystemLoader([str(TEMPLATES), str(TEMPLATES / "common")]),
         undefined=StrictUndefined,
-        keep_trailing_newline=True,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        autoescape=False,
+        **OPTIONS,
         # Each template compiled once per version of its text, not on every run (about 20 ms of a
         # converged run): Jinja's own cache, in its private folder under the temporary directory.
         bytecode_cache=_bytecode_cache(),

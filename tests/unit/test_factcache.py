@@ -166,3 +166,17 @@ def test_another_way_runs_after_the_login_users_in_the_same_command(tmp_path, mo
     assert fact(host, cache, "echo a", _sudo=False) == (True, ["a"], [])
     assert fact(host, cache, "echo root", _sudo=True) == (True, ["root"], [])  # asked on its own
     assert len(real.commands) == 2
+
+
+def test_a_part_given_no_password_that_does_not_answer_leaves_the_batch_to_its_first_fact(tmp_path, monkeypatch):
+    """No password known before the host is read, and sudo asks for one: the sudo part answers
+    nothing, and the first fact asked through sudo sends the sudo batch (not each fact alone)."""
+    learned = {LOGIN: ["echo a"], SUDO: ["echo root", "echo two"]}
+    host, cache, _ = host_with(tmp_path, monkeypatch, learned)
+    cache.inline = lambda host, login, arguments: ((lambda batch: "false"), "")
+    real = host.connector.run_shell_command.args[0].__self__
+    assert fact(host, cache, "echo a", _sudo=False) == (True, ["a"], [])
+    assert "_stdin" not in real.commands[0][1]
+    assert fact(host, cache, "echo root", _sudo=True) == (True, ["root"], [])
+    assert fact(host, cache, "echo two", _sudo=True) == (True, ["two"], [])
+    assert len(real.commands) == 2  # the first command, then the sudo batch

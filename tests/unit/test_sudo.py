@@ -124,7 +124,9 @@ def test_the_sudo_batch_is_read_with_the_login_users_only_with_a_password_from_t
     mini = SimpleNamespace(name="mini", data={})
     login = {"_sudo": False, "_shell_executable": "sh"}
     way = {"_sudo": True, "_sudo_user": None, "_env": {}, "_chdir": None, "_shell_executable": "sh"}
-    assert access.inline_sudo(mini, login, way) is None  # a password typed later, once the login user is known
+    wrap, stdin = access.inline_sudo(mini, login, way)  # no password known: sudo -n, or nothing
+    assert stdin == "" and "else" not in wrap("id -un")
+    assert wrap("id -un").startswith("if sudo -n true </dev/null 2>/dev/null; then sudo -H -n sh -c ")
     monkeypatch.setenv("LLMLAB_SUDO_PASSWORD", PASSWORD)
     wrap, stdin = access.inline_sudo(mini, login, way)
     assert stdin == PASSWORD
@@ -157,7 +159,7 @@ def test_the_sudo_batch_is_read_with_the_login_users_only_with_a_password_from_t
     assert access.inline_sudo(mini, login, {**way, "_stdin": "x"}) is None
     assert access.inline_sudo(SimpleNamespace(name="mini", data={"_sudo_password": "own"}), login, way) is None
     monkeypatch.setenv("LLMLAB_SUDO_PASSWORD_MINI", "two\nlines")
-    assert access.inline_sudo(mini, login, way) is None
+    assert access.inline_sudo(mini, login, way) is None  # refused later, naming its variable
     with pytest.raises(
         Exception, match="mini: LLMLAB_SUDO_PASSWORD_MINI holds a line break or NUL; nothing was changed"
     ):
