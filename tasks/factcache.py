@@ -18,12 +18,12 @@ deploy lock's commands, run between operations, change nothing a fact reads. A v
 together is read at the start of the run instead of when the fact is asked, the moment a plan
 is made from anyway.
 
-Where another way of running facts can be run from the login shell (through sudo, when the
-password is known before the host is read: tasks/access.py says when), its batch goes in the
-same remote command as the login user's, running alongside it on the host: one round trip for
-every fact of a converged run. The login user's commands read nothing (their input is
-/dev/null), the other way gets its input (sudo's password); a part that does not answer (a
-refused password) leaves its facts to be asked on their own, as before.
+Where another way of running facts can be run from the login shell (through sudo: tasks/access.py
+says when and how), its batch goes in the same remote command as the login user's, running
+alongside it on the host: one round trip for every fact of a converged run. The login user's
+commands read nothing (their input is /dev/null), the other way gets the command's input (sudo's
+password, when one is known); a part given a password that does not answer (a refused one)
+leaves its facts to be asked on their own, one given none leaves its batch to its first fact.
 
 The hooks: `install()` wraps pyinfra's Host.get_fact (config.py calls it, as it calls
 tasks.transport) so that the commands a fact runs are known as a fact's, and takes the way other
@@ -188,8 +188,8 @@ class HostCache:
             self.depth -= 1
 
     def _inlined(self, key: str, arguments: dict) -> tuple[str, list[str], str, str, str] | None:
-        """Another learned way's batch that can follow this one's in its command (the first batch,
-        run as the login user): (its key, commands, tag, its command line, its input)."""
+        """Another learned way's batch that can run alongside this one's in its command (the first
+        batch, run as the login user): (its key, commands, tag, its command line, its input)."""
         if self.inline is None or self.batched:
             return None
         for other, commands in self.learned.items():

@@ -26,7 +26,7 @@ class _BytecodeCache(FileSystemBytecodeCache):
     """Jinja's cache, where a file that cannot be read or written only means a compile."""
 
     def __init__(self, directory: str | None = None):
-        kind = hashlib.sha256(f"{jinja2.__version__} {sorted(OPTIONS.items())}".encode()).hexdigest()[:12]
+        kind = sha256_text(f"{jinja2.__version__} {sorted(OPTIONS.items())}")[:12]
         super().__init__(directory, pattern=f"__llmlab_{kind}_%s.cache")
 
     def load_bytecode(self, bucket) -> None:
