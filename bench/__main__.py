@@ -94,11 +94,13 @@ def from_scratch(host: str | None, runs: int) -> dict[str, list[float]]:
     return out
 
 
-def pip_vs_uv(settings: dict) -> tuple[float, float]:
+def pip_vs_uv(registry) -> tuple[float, float]:
     """The LiteLLM environment installed once with pip and once with uv, both without a cache,
     on the (deployed) mini, in throwaway folders: the install alone (the hosts have no venv
     module: the pip one is made by uv, with pip seeded into it)."""
-    pins = f"'litellm[proxy]=={settings['litellm_version']}' 'prisma=={settings['litellm_prisma_version']}'"
+    from tasks import litellm
+
+    pins = " ".join(shlex.quote(pin) for pin in litellm.python_env(registry).requirements)
     script = (
         "set -e; rm -rf /tmp/bench-pip /tmp/bench-uv; "
         "/opt/uv/bin/uv venv -q --seed --system-certs --python python3 /tmp/bench-pip; "
@@ -366,7 +368,7 @@ def main(argv: list[str]) -> int:
             rows.append(("  each run, with the machine's speed right before it", each))
             print(f"bench: {wall} s; each run: {each}", flush=True)
         print("bench: LiteLLM's environment with pip and with uv, no cache", flush=True)
-        pip, uv = pip_vs_uv(registry.proxy)
+        pip, uv = pip_vs_uv(registry)
         rows.append(("LiteLLM environment, pip vs uv, no cache (s, once)", f"pip {pip:.1f} / uv {uv:.1f}"))
 
     deploy()  # converge first

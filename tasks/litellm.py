@@ -88,6 +88,14 @@ KEYS = (
         "answers 500, not 401)",
         version,
     ),
+    Key(
+        "litellm_httptools_version",
+        str,
+        "0.9.0",
+        "httptools in the proxy's environment: uvicorn's C HTTP parser, less CPU per request than its "
+        "pure-Python default (bench/RESULTS.md)",
+        version,
+    ),
     Key("litellm_port", int, 4000, "where the proxy listens", port),
     Key("litellm_bind_address", str, "0.0.0.0", "the proxy's address (it serves the LAN)", ip),
     Key("litellm_user", str, "litellm", "the proxy's service user", user),
@@ -244,11 +252,16 @@ class LiteLLM(StackService):
 def python_env(r: Registry) -> PythonEnv:
     s = r.proxy
     # prisma: LiteLLM's auth error handler imports it, and without it a request that lacks the
-    # key gets 500 instead of 401 (litellm/proxy/db/exception_handler.py).
+    # key gets 500 instead of 401 (litellm/proxy/db/exception_handler.py). httptools: the HTTP
+    # parser the launcher has uvicorn use (litellm[proxy] brings uvicorn without it).
     return PythonEnv(
         "litellm",
         f"{s['litellm_home']}/venv",
-        (f"litellm[proxy]=={s['litellm_version']}", f"prisma=={s['litellm_prisma_version']}"),
+        (
+            f"litellm[proxy]=={s['litellm_version']}",
+            f"prisma=={s['litellm_prisma_version']}",
+            f"httptools=={s['litellm_httptools_version']}",
+        ),
         entry_point="litellm",
         imports=(PROXY_MODULE,),
         import_env=tuple(OFFLINE_ENV.items()),

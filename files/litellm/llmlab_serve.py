@@ -10,7 +10,9 @@ dies is replaced at once. Nothing the import leaves behind belongs to one proces
 connection (the workers connect to Redis as their app starts, after the fork); should a LiteLLM
 version leave one, the supervisor says so in its log and spawns the workers as uvicorn does (each
 loads LiteLLM itself) instead of forking them. The workers run what the command has them run for this deployment:
-the same app, uvicorn with uvloop and no `server` header, the config from CONFIG_FILE_PATH and the
+the same app, uvicorn with uvloop, httptools' HTTP parser (named, not left to uvicorn's
+"auto", so a missing parser fails the start instead of falling back to the pure-Python one)
+and no `server` header, the config from CONFIG_FILE_PATH and the
 worker count in NUM_WORKERS (the variables LiteLLM itself reads), and uvicorn's log lines through
 LiteLLM's JSON formatter, as its `json_logs` has them. The command's other options (keep-alive,
 worker health-check timeout, concurrency limit, recycling workers) are not set by this deployment
@@ -175,6 +177,7 @@ def main(argv):
         port=port,
         workers=workers,
         loop="uvloop",
+        http="httptools",
         server_header=False,
         log_config=log_config(os.environ.get("LITELLM_LOG", "DEBUG").upper()),
     )

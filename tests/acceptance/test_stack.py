@@ -247,6 +247,15 @@ def test_the_proxy_runs_from_its_environments_own_folder(hosts, registry):
     assert set(programs) == {f"{folder}/bin/python"}, programs
 
 
+def test_every_proxy_worker_parses_http_with_httptools(hosts, registry):
+    """The launcher names httptools' parser: each worker has its compiled module mapped."""
+    mini = hosts[registry.proxy_host]
+    pid = mini.check_output("systemctl show -p MainPID --value litellm")
+    workers = mini.check_output(f"pgrep -P {pid}").split()
+    mapped = {w: mini.run(f"grep -c 'httptools/parser/parser' /proc/{w}/maps").stdout.strip() for w in workers}
+    assert workers and all(n not in ("", "0") for n in mapped.values()), mapped
+
+
 def test_proxy_runs_a_worker_per_cpu(hosts, registry):
     from tasks import litellm as litellm_task
 

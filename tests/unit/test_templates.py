@@ -440,6 +440,7 @@ def test_the_proxy_launcher_spawns_the_workers_saying_why_when_it_cannot_fork_th
     monkeypatch.setattr(llmlab_serve, "import_fails_at_once_without_otel_sdk", lambda: False)
     llmlab_serve.main(["/etc/litellm/router.yaml", "127.0.0.1", "4000", "2"])
     assert ran["app"] == llmlab_serve.APP and ran["workers"] == 2  # still served, by spawned workers
+    assert ran["loop"] == "uvloop" and ran["http"] == "httptools"  # named: no silent fallback to h11
     assert (
         "llmlab_serve.py: loading litellm.proxy.proxy_server started threads (x): spawning the workers "
         "instead of forking them"

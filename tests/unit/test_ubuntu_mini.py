@@ -86,6 +86,7 @@ def test_fresh_ubuntu_mini_as_an_ordinary_user_with_sudo(monkeypatch, registry):
     # it, as root from / with bytecode written, the litellm package compiled beside it.
     build = next(line for line in lines if line.startswith("/opt/uv/bin/uv pip install") and "litellm[proxy]" in line)
     assert "--compile-bytecode" not in build
+    assert "httptools==0.9.0" in build  # the parser the launcher names
     assert not any(
         line.endswith("-c 'import litellm.proxy.proxy_server' >/dev/null") or "'import litellm" in line
         for line in lines
