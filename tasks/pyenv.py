@@ -116,13 +116,18 @@ def python_environments(uv_version: str, envs: list[PythonEnv]) -> dict[str, Bui
     slow builds are the same pyinfra operations on all hosts and run side by side."""
     if not envs:
         return {}
-    # One question per environment before this run changes anything: uv's version, what the
-    # environment was built from, and whether it exists.
+    # One question per environment before this run changes anything: what the environment was
+    # built from and whether it exists; uv's version with the first (uv runs once).
     found = [
         host.get_fact(
-            UvEnvironment, uv=UV, venv=env.venv, entry_point=env.entry_point, dists=tuple(env.pins), **ops.AS_LOGIN
+            UvEnvironment,
+            uv=UV if n == 0 else "",
+            venv=env.venv,
+            entry_point=env.entry_point,
+            dists=tuple(env.pins),
+            **ops.AS_LOGIN,
         )
-        for env in envs
+        for n, env in enumerate(envs)
     ]
     _ensure_uv(uv_version, found[0]["uv"])
     planned = {env.service: _uv_environment(env, state) for env, state in zip(envs, found)}
@@ -217,7 +222,7 @@ def _uv_environment(env: PythonEnv, found: dict) -> tuple[Built, list[str]]:
         # Pins put back after an upgrade: the previous environment may be exactly them.
         previous = host.get_fact(
             UvEnvironment,
-            uv=UV,
+            uv="",
             venv=f"{env.venv}.previous",
             entry_point=env.entry_point,
             dists=tuple(env.pins),

@@ -98,7 +98,7 @@ def recorded_mac(
             {
                 fact_key(
                     "UvEnvironment",
-                    uv=UV,
+                    uv="",
                     venv=f"{venv}.previous",
                     entry_point="mlx_lm.server",
                     dists=("mlx", "mlx-lm"),
@@ -482,9 +482,9 @@ def test_pins_put_back_switch_to_the_previous_environment_without_building(monke
     venv = f"{s['mlx_home']}/venv"
     facts = recorded_mac(registry, installed=True, new_pins=True)
     facts[
-        fact_key("UvEnvironment", uv=UV, venv=f"{venv}.previous", entry_point="mlx_lm.server", dists=("mlx", "mlx-lm"))
+        fact_key("UvEnvironment", uv="", venv=f"{venv}.previous", entry_point="mlx_lm.server", dists=("mlx", "mlx-lm"))
     ] = {
-        "uv": s["uv_version"],
+        "uv": "",  # asked with the environment in use
         "built_from": sha(spec_text(registry)),
         "venv": True,
         "runs": True,

@@ -51,6 +51,29 @@ def test_probe_counts_the_missing_files_of_a_half_removed_package(tmp_path):
     assert probe(str(venv), "", ("tiny-pkg",))["dists"] == {"tiny-pkg": ("1.2.3", 1)}
 
 
+def test_probe_reads_quoted_and_crlf_record_rows(tmp_path):
+    """RECORD is CSV: a path holding a comma is quoted; a RECORD written with CRLF still reads."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    site = next(venv.glob("lib/python*/site-packages"))
+    (site / "odd.pkg-0.1.dist-info").mkdir()
+    (site / "odd").mkdir()
+    (site / "odd" / "a,b.txt").write_text("")
+    (site / "odd" / "c.py").write_text("")
+    record = site / "odd.pkg-0.1.dist-info" / "RECORD"
+    record.write_bytes(b'"odd/a,b.txt",sha256=x,0\r\nodd/c.py,sha256=x,0\r\n\r\n')
+    assert probe(str(venv), "", ("Odd-Pkg",))["dists"] == {"Odd-Pkg": ("0.1", 0)}
+    (site / "odd" / "a,b.txt").unlink()
+    (site / "odd" / "c.py").unlink()
+    assert probe(str(venv), "", ("odd_pkg",))["dists"] == {"odd_pkg": ("0.1", 2)}
+
+
+def test_uv_is_asked_only_when_named():
+    with_uv = UvEnvironment().command(uv="/opt/uv/bin/uv", venv="/opt/x/venv")
+    assert "/opt/uv/bin/uv --version" in with_uv
+    assert "--version" not in UvEnvironment().command(uv="", venv="/opt/x/venv")
+
+
 def test_probe_sees_a_missing_entry_point():
     assert probe(VENV, "no-such-program", ("pytest",))["runs"] is False
 
