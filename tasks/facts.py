@@ -223,9 +223,10 @@ ENV_RECORD = "llmlab-requirements.txt"  # inside an environment: the pins it was
 
 class UvEnvironment(FactBase):
     """What a uv-built environment at venv is, judged on the host, in one command: the shared uv's
-    version (when uv names it: one host's environments share one uv, asked once), the sha256 of the requirements record it was built from, whether its interpreter and
-    the service's entry point run, each pinned distribution's installed version and missing files
-    ({name: (version or "-", missing files)}), and the folder venv links to ("" if no link)."""
+    version (when uv names it: a host's environments share one uv, asked once), the sha256 of
+    the requirements record it was built from, whether its interpreter and the service's entry
+    point run, each pinned distribution's installed version and missing files ({name: (version
+    or "-", missing files)}), and the folder venv links to ("" if no link)."""
 
     def command(self, uv, venv, entry_point="", dists=()):
         v, spec = shlex.quote(venv), shlex.quote(f"{venv}/{ENV_RECORD}")
