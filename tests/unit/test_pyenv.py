@@ -27,6 +27,13 @@ def probe(venv: str, entry_point: str, dists: tuple) -> dict:
     return UvEnvironment().process(out.stdout.splitlines())
 
 
+def bare_venv(tmp_path) -> tuple[Path, Path]:
+    """A real environment without pip, and its site-packages, for packages written by hand."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    return venv, next(venv.glob("lib/python*/site-packages"))
+
+
 def test_probe_reads_a_real_environment():
     found = probe(VENV, "pytest", ("pytest", "no-such-dist"))
     assert found["runs"] is True and found["venv"] is True
@@ -36,9 +43,7 @@ def test_probe_reads_a_real_environment():
 
 def test_probe_counts_the_missing_files_of_a_half_removed_package(tmp_path):
     """A real environment with a small package installed, then half of it removed by hand."""
-    venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
-    site = next(venv.glob("lib/python*/site-packages"))
+    venv, site = bare_venv(tmp_path)
     (site / "Tiny_Pkg-1.2.3.dist-info").mkdir()
     (site / "tiny_pkg").mkdir()
     for name in ("__init__.py", "core.py"):
@@ -53,9 +58,7 @@ def test_probe_counts_the_missing_files_of_a_half_removed_package(tmp_path):
 
 def test_probe_reads_quoted_and_crlf_record_rows(tmp_path):
     """RECORD is CSV: a path holding a comma is quoted; a RECORD written with CRLF still reads."""
-    venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
-    site = next(venv.glob("lib/python*/site-packages"))
+    venv, site = bare_venv(tmp_path)
     (site / "odd.pkg-0.1.dist-info").mkdir()
     (site / "odd").mkdir()
     (site / "odd" / "a,b.txt").write_text("")
