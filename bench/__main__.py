@@ -3,8 +3,10 @@
 Prints one markdown table: from-scratch deploys (uv time apart, pip once for comparison), the
 converged re-run (wall, changes, remote commands per host, biggest costs), the acceptance suite,
 the proxy's added latency (p50/p95, direct to an MLX server vs through LiteLLM, concurrency 1
-and 10), and what it costs tool calls and streamed answers (bench/stream.py, one run). Each
-other figure is the median of --runs runs with min and max. Nothing here is asserted.
+and 10), its CPU per request against LiteLLM's Router alone (each c=1 run followed by the Router's
+own figure, so every ratio is taken side by side), and what it costs tool calls and streamed
+answers (bench/stream.py, one run). Each other figure is the median of --runs runs with min and
+max. Nothing here is asserted.
 
 It targets only the lab (`./labctl up` first); every request loop is bounded by --requests.
 """
@@ -406,8 +408,11 @@ def main(argv: list[str]) -> int:
     direct = f"http://{HOSTS[model.host]}:{model.port}/v1/chat/completions"
     proxy = f"http://{HOSTS[registry.proxy_host]}:{registry.proxy['litellm_port']}/v1/chat/completions"
     key = lifecycle.proxy_key()
+    floors: list[dict[str, float]] = []
     for concurrency in (1, 10):
         print(f"bench: latency at concurrency {concurrency}, {args.requests} requests x{args.runs}", flush=True)
+        if concurrency == 1:
+            print("bench: each c=1 run followed by the client side alone (no proxy), CPU per call", flush=True)
         figures = {
             "direct": {"p50": [], "p95": []},
             "proxy": {"p50": [], "p95": []},
@@ -419,6 +424,8 @@ def main(argv: list[str]) -> int:
             before = proxy_cpu_seconds()
             p = latencies(proxy, model.name, key, concurrency, args.requests)
             cpu.append((proxy_cpu_seconds() - before) / (args.requests + 3))  # + the warm-up requests
+            if concurrency == 1:  # the client side alone right after, so each ratio is taken side by side
+                floors.append(client_floor(registry, model, args.requests))
             for q in (50, 95):
                 figures["direct"][f"p{q}"].append(percentile(d, q))
                 figures["proxy"][f"p{q}"].append(percentile(p, q))
@@ -433,16 +440,17 @@ def main(argv: list[str]) -> int:
                 (f"c={concurrency} {what}, p50 / p95 (ms)", f"{ms(figures[kind]['p50'])} / {ms(figures[kind]['p95'])}")
             )
         rows.append((f"c={concurrency} LiteLLM CPU time per request (ms)", ms(cpu)))
-
-    print(f"bench: the client side alone (no proxy), CPU per call x{args.runs}", flush=True)
-    floors = [client_floor(registry, model, args.requests) for _ in range(args.runs)]
-    rows.append(
-        (
-            "c=1 CPU per call with no proxy, on the mini: httpx / openai SDK / litellm.acompletion / "
-            "litellm Router / the Router as the proxy makes it (ms)",
-            " / ".join(ms([f[name] for f in floors]) for name in floors[0]),
-        )
-    )
+        if concurrency == 1:
+            rows.append(
+                (
+                    "c=1 CPU per call with no proxy, on the mini, each right after a c=1 run: httpx / openai "
+                    "SDK / litellm.acompletion / litellm Router / the Router as the proxy makes it (ms)",
+                    " / ".join(ms([f[name] for f in floors]) for name in floors[0]),
+                )
+            )
+            for router in ("litellm Router", "litellm Router as the proxy's"):
+                ratios = [c / f[router] for c, f in zip(cpu, floors)]
+                rows.append((f"c=1 LiteLLM CPU per request / {router}, run by run (x)", stats(ratios)))
 
     print(f"bench: tool calls and streamed answers, {args.requests // 3} requests a loop, once", flush=True)
     rows.extend((f"{name} (one run)", value) for name, value in stream.rows(registry, args.requests // 3, 100.0))
