@@ -233,15 +233,21 @@ def test_redis_is_loopback_only_and_wants_its_password(hosts, registry):
     assert mini.run("systemctl is-enabled redis-server").stdout.strip() == "masked"  # the distribution's own
 
 
+def _proxy_processes(mini) -> tuple[str, list[str]]:
+    """The proxy's supervisor (its unit's main process) and the processes it started."""
+    pid = mini.check_output("systemctl show -p MainPID --value litellm")
+    return pid, mini.check_output(f"pgrep -P {pid}").split()
+
+
 def test_the_proxy_runs_from_its_environments_own_folder(hosts, registry):
     """The unit names <home>/venv, a link an upgrade switches before it restarts the proxy: the
     supervisor and every worker run from the folder the link named when they started."""
     mini = hosts[registry.proxy_host]
     home = registry.proxy["litellm_home"]
     folder = mini.check_output(f"readlink {home}/venv")
-    pid = mini.check_output("systemctl show -p MainPID --value litellm")
+    pid, children = _proxy_processes(mini)
     programs = mini.check_output(
-        f"for p in {pid} $(pgrep -P {pid}); do tr '\\0' '\\n' < /proc/$p/cmdline | head -n 1; done"
+        f"for p in {pid} {' '.join(children)}; do tr '\\0' '\\n' < /proc/$p/cmdline | head -n 1; done"
     ).split()
     assert folder.startswith(f"{home}/venv-") and len(programs) >= 3, (folder, programs)
     assert set(programs) == {f"{folder}/bin/python"}, programs
@@ -251,10 +257,9 @@ def test_every_proxy_worker_parses_http_with_httptools(hosts, registry):
     """The launcher names httptools' parser: each worker has its compiled module mapped (the
     supervisor's children but multiprocessing's resource tracker, there when workers are spawned)."""
     mini = hosts[registry.proxy_host]
-    pid = mini.check_output("systemctl show -p MainPID --value litellm")
     workers = [
         w
-        for w in mini.check_output(f"pgrep -P {pid}").split()
+        for w in _proxy_processes(mini)[1]
         if "resource_tracker" not in mini.check_output(f"tr '\\0' ' ' < /proc/{w}/cmdline")
     ]
     mapped = {w: mini.run(f"grep -c 'httptools/parser/parser' /proc/{w}/maps").stdout.strip() for w in workers}
